@@ -1,2 +1,33 @@
-//! placeholder
+//! torsion's reactor: a per-thread event loop for callback-style network programs.
+//!
+//! The [`Reactor`] waits for readiness on sockets and other descriptors and calls the code
+//! that owns them; [`call_soon`](Reactor::call_soon) and
+//! [`call_later`](Reactor::call_later) schedule plain callbacks; [`Clock`] runs the same
+//! scheduling code deterministically in tests.
+//!
+//! ```
+//! use std::time::Duration;
+//! use torsion_reactor::Reactor;
+//!
+//! let reactor = Reactor::current();
+//! reactor.call_soon(|| println!("Hello World"));
+//! reactor.call_later(Duration::from_millis(5), || Reactor::current().stop().unwrap());
+//! reactor.run().unwrap();
+//! ```
 #![deny(missing_docs)]
+
+mod callback;
+mod clock;
+mod error;
+mod fd;
+mod poll;
+mod reactor;
+mod remote;
+mod signals;
+mod timer;
+
+pub use clock::Clock;
+pub use error::{Error, ErrorKind, Result};
+pub use reactor::{DEFAULT_SHUTDOWN_GRACE, Phase, Reactor, SystemEvent, TriggerId};
+pub use remote::Remote;
+pub use timer::{DelayedCall, Scheduler, SchedulerExt, delay_from_secs};

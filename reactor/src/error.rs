@@ -1,0 +1,141 @@
+//! The reactor's error types: each prints as a sentence a user can act on.
+
+use std::fmt;
+use std::io;
+
+/// What went wrong, as a type a caller can match on.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// An operating-system call failed; see [`Error::io`].
+    Io,
+    /// `run()` was called while the reactor was already running.
+    AlreadyRunning,
+    /// `stop()` was called while the reactor was not running.
+    NotRunning,
+    /// The delayed call already ran.
+    AlreadyCalled,
+    /// The delayed call was already cancelled.
+    AlreadyCancelled,
+    /// A delay was negative, not a number or infinite.
+    InvalidDelay,
+    /// The connection this handle refers to is closed (or closing and refusing new work).
+    ConnectionClosed,
+    /// The reactor this handle belongs to no longer exists (its thread ended).
+    ReactorGone,
+    /// A descriptor is already watched for this direction.
+    AlreadyWatched,
+    /// The operation timed out.
+    TimedOut,
+    /// The operation was cancelled.
+    Cancelled,
+    /// User code panicked; the message is the panic's.
+    Panicked,
+    /// A value passed by the caller is out of range or malformed.
+    InvalidInput,
+    /// Anything else (context in the message).
+    Other,
+}
+
+/// torsion's error type: a kind, a sentence of context, and the OS error when there is one.
+///
+/// ```
+/// use torsion_reactor::{Error, ErrorKind};
+/// let e = Error::new(ErrorKind::NotRunning, "stop() called but the reactor is not running");
+/// assert_eq!(e.to_string(), "stop() called but the reactor is not running");
+/// ```
+pub struct Error {
+    kind: ErrorKind,
+    message: String,
+    source: Option<io::Error>,
+}
+
+impl Error {
+    /// An error of `kind` with a message saying what happened.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Error {
+        Error {
+            kind,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// An OS error with context, e.g. `Error::io("cannot listen on 127.0.0.1:80", err)`;
+    /// prints as `cannot listen on 127.0.0.1:80: permission denied`.
+    pub fn io(context: impl Into<String>, err: io::Error) -> Error {
+        Error {
+            kind: ErrorKind::Io,
+            message: context.into(),
+            source: Some(err),
+        }
+    }
+
+    /// What kind of error this is.
+    pub fn kind(&self) -> &ErrorKind {
+        &self.kind
+    }
+
+    /// The underlying OS error, if any.
+    pub fn io_error(&self) -> Option<&io::Error> {
+        self.source.as_ref()
+    }
+
+    /// The context message without the OS error.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+/// Lower-case, sentence-friendly text for common OS errors ("address already in use").
+pub(crate) fn describe_io(err: &io::Error) -> String {
+    match err.kind() {
+        io::ErrorKind::AddrInUse => "address already in use".into(),
+        io::ErrorKind::AddrNotAvailable => "address not available on this machine".into(),
+        io::ErrorKind::PermissionDenied => "permission denied".into(),
+        io::ErrorKind::ConnectionRefused => "connection refused".into(),
+        io::ErrorKind::ConnectionReset => "connection reset by peer".into(),
+        io::ErrorKind::TimedOut => "timed out".into(),
+        io::ErrorKind::NotFound => "no such file or directory".into(),
+        _ => {
+            let s = err.to_string();
+            // std appends " (os error N)"; keep it, it helps searching.
+            let mut chars = s.chars();
+            match chars.next() {
+                Some(c) => c.to_lowercase().collect::<String>() + chars.as_str(),
+                None => s,
+            }
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.source {
+            Some(err) => write!(f, "{}: {}", self.message, describe_io(err)),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Error({:?}: {self})", self.kind)
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_ref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+impl From<io::Error> for Error {
+    fn from(err: io::Error) -> Error {
+        Error::io("I/O error", err)
+    }
+}
+
+/// `Result<T, torsion_reactor::Error>`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
