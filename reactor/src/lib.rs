@@ -17,16 +17,35 @@
 #![deny(missing_docs)]
 
 mod callback;
+mod client;
 mod clock;
+mod conn;
 mod error;
 mod fd;
+mod listen;
 mod poll;
+mod protocol;
 mod reactor;
 mod remote;
 mod signals;
+mod stream;
+mod sys;
+mod tcp;
 mod timer;
+mod transport;
+mod unix;
 
+pub mod testing;
+
+pub use client::{ClientFactory, Connector, ConnectorState, DEFAULT_CONNECT_TIMEOUT};
 pub use clock::Clock;
+pub use listen::ListeningPort;
+pub use protocol::{Address, ConnectionLost, Factory, FnFactory, Protocol, factory_fn};
+pub use tcp::{DEFAULT_BACKLOG, TcpConnectOptions, TcpListenOptions};
+pub use transport::{
+    DEFAULT_HIGH_WATER, DEFAULT_LOW_WATER, PeerCredentials, Transport, TransportBackend,
+};
+pub use unix::UnixListenOptions;
 pub use error::{Error, ErrorKind, Result};
 pub use reactor::{DEFAULT_SHUTDOWN_GRACE, Phase, Reactor, SystemEvent, TriggerId};
 pub use remote::Remote;

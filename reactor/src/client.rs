@@ -1,0 +1,386 @@
+//! Client connections: [`ClientFactory`], the [`Connector`] that makes (and remakes) a
+//! connection, and the in-progress connect that waits for the socket to become writable.
+
+use std::cell::{Cell, RefCell};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::rc::{Rc, Weak};
+use std::sync::Arc;
+use std::time::Duration;
+
+use socket2::{SockAddr, Socket};
+
+use crate::callback::guard;
+use crate::conn::Conn;
+use crate::listen::{factory_started, factory_stopped};
+use crate::poll::{Interest, Readiness, Source, Token, Wind};
+use crate::protocol::{Address, ConnectionLost, Factory};
+use crate::reactor::Inner;
+use crate::stream::Stream;
+use crate::timer::DelayedCall;
+use crate::transport::Transport;
+
+/// Default time a connection attempt may take.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A [`Factory`] for outgoing connections, told when an attempt fails and when an
+/// established connection is lost (after the protocol's own `connection_lost`).
+pub trait ClientFactory: Factory {
+    /// A connection attempt is starting.
+    fn started_connecting(&self, connector: &Connector) {
+        let _ = connector;
+    }
+
+    /// The attempt failed (refused, unreachable, timed out, cancelled).
+    fn client_connection_failed(&self, connector: &Connector, reason: &ConnectionLost) {
+        let _ = (connector, reason);
+    }
+
+    /// An established connection ended.
+    fn client_connection_lost(&self, connector: &Connector, reason: &ConnectionLost) {
+        let _ = (connector, reason);
+    }
+}
+
+impl<F: ClientFactory> ClientFactory for Rc<F> {
+    fn started_connecting(&self, connector: &Connector) {
+        (**self).started_connecting(connector)
+    }
+    fn client_connection_failed(&self, connector: &Connector, reason: &ConnectionLost) {
+        (**self).client_connection_failed(connector, reason)
+    }
+    fn client_connection_lost(&self, connector: &Connector, reason: &ConnectionLost) {
+        (**self).client_connection_lost(connector, reason)
+    }
+}
+
+/// Where a connector is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnectorState {
+    /// Not connected and not trying.
+    Disconnected,
+    /// An attempt is in progress.
+    Connecting,
+    /// Connected.
+    Connected,
+}
+
+/// How to connect: TCP or Unix.
+pub(crate) trait Dial: 'static {
+    type Stream: Stream;
+    /// A new non-blocking socket, bound if asked, with `connect` started.
+    fn dial(&self) -> io::Result<Socket>;
+    fn into_stream(&self, socket: Socket) -> Self::Stream;
+    fn peer(&self) -> Address;
+    fn local_of(&self, stream: &Self::Stream) -> Address;
+}
+
+pub(crate) trait ConnectorOps {
+    fn connect(&self);
+    fn stop_connecting(&self);
+    fn disconnect(&self);
+    fn state(&self) -> ConnectorState;
+    fn destination(&self) -> Address;
+    fn transport(&self) -> Option<Transport>;
+}
+
+/// Makes one outgoing connection at a time, and can make it again: what
+/// `connect_tcp`/`connect_unix` return and what client factories are handed (a
+/// reconnecting policy calls [`connect`](Connector::connect) after a delay).
+#[derive(Clone)]
+pub struct Connector(pub(crate) Rc<dyn ConnectorOps>);
+
+impl Connector {
+    /// Starts a new attempt if disconnected; does nothing otherwise.
+    pub fn connect(&self) {
+        self.0.connect()
+    }
+
+    /// Abandons an attempt in progress (the factory hears `client_connection_failed` with
+    /// [`ConnectionLost::Cancelled`]).
+    pub fn stop_connecting(&self) {
+        self.0.stop_connecting()
+    }
+
+    /// Closes the connection if connected (flushing first), or stops connecting.
+    pub fn disconnect(&self) {
+        self.0.disconnect()
+    }
+
+    /// Where this connector is in its life.
+    pub fn state(&self) -> ConnectorState {
+        self.0.state()
+    }
+
+    /// The address it connects to.
+    pub fn destination(&self) -> Address {
+        self.0.destination()
+    }
+
+    /// The connection's transport while connected.
+    pub fn transport(&self) -> Option<Transport> {
+        self.0.transport()
+    }
+}
+
+impl std::fmt::Debug for Connector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connector")
+            .field("destination", &self.destination())
+            .field("state", &self.state())
+            .finish()
+    }
+}
+
+pub(crate) struct ConnectorImpl<D: Dial, F: ClientFactory> {
+    me: Weak<ConnectorImpl<D, F>>,
+    inner: Weak<Inner>,
+    dial: D,
+    factory: Rc<F>,
+    timeout: Option<Duration>,
+    state: Cell<ConnectorState>,
+    attempt: RefCell<Option<Rc<Attempt<D, F>>>>,
+    transport: RefCell<Option<Transport>>,
+    started: Cell<bool>,
+}
+
+impl<D: Dial, F: ClientFactory> ConnectorImpl<D, F> {
+    pub(crate) fn new(
+        inner: &Rc<Inner>,
+        dial: D,
+        factory: Rc<F>,
+        timeout: Option<Duration>,
+    ) -> Rc<ConnectorImpl<D, F>> {
+        Rc::new_cyclic(|me| ConnectorImpl {
+            me: me.clone(),
+            inner: Rc::downgrade(inner),
+            dial,
+            factory,
+            timeout,
+            state: Cell::new(ConnectorState::Disconnected),
+            attempt: RefCell::new(None),
+            transport: RefCell::new(None),
+            started: Cell::new(false),
+        })
+    }
+
+    fn handle(&self) -> Option<Connector> {
+        self.me.upgrade().map(|me| Connector(me as Rc<dyn ConnectorOps>))
+    }
+
+    /// Tells the factory the attempt failed (always from the loop, never from the caller's
+    /// stack).
+    fn fail_soon(&self, reason: ConnectionLost) {
+        self.state.set(ConnectorState::Disconnected);
+        let Some(me) = self.me.upgrade() else { return };
+        if let Some(inner) = self.inner.upgrade() {
+            inner.reactor().call_soon(move || me.report_failed(&reason));
+        }
+    }
+
+    fn report_failed(&self, reason: &ConnectionLost) {
+        if let Some(connector) = self.handle() {
+            if let Err(msg) = guard(|| self.factory.client_connection_failed(&connector, reason)) {
+                log::error!("client_connection_failed panicked: {msg}");
+            }
+        }
+    }
+
+    fn connected(&self, inner: &Rc<Inner>, socket: Socket) {
+        self.attempt.borrow_mut().take();
+        let peer = self.dial.peer();
+        let stream = self.dial.into_stream(socket);
+        let local = self.dial.local_of(&stream);
+        let built = guard(|| self.factory.build_protocol(&peer)).unwrap_or_else(|msg| {
+            log::error!("build_protocol panicked for a connection to {peer}: {msg}");
+            None
+        });
+        let Some(protocol) = built else {
+            drop(stream);
+            self.state.set(ConnectorState::Disconnected);
+            self.report_failed(&ConnectionLost::Aborted);
+            return;
+        };
+        let me = self.me.clone();
+        let on_lost: crate::conn::LostHook = Box::new(move |reason: &ConnectionLost| {
+            if let Some(me) = me.upgrade() {
+                me.transport.borrow_mut().take();
+                me.state.set(ConnectorState::Disconnected);
+                if let Some(connector) = me.handle() {
+                    me.factory.client_connection_lost(&connector, reason);
+                }
+            }
+        });
+        self.state.set(ConnectorState::Connected);
+        match Conn::start(inner, stream, Box::new(protocol), peer, local, Some(on_lost)) {
+            Ok(conn) => {
+                let transport = Transport::new(conn as Rc<dyn crate::transport::TransportBackend>);
+                *self.transport.borrow_mut() = Some(transport);
+            }
+            Err(err) => {
+                log::error!("{err}");
+                self.state.set(ConnectorState::Disconnected);
+                self.report_failed(&ConnectionLost::Aborted);
+            }
+        }
+    }
+}
+
+impl<D: Dial, F: ClientFactory> ConnectorOps for ConnectorImpl<D, F> {
+    fn connect(&self) {
+        if self.state.get() != ConnectorState::Disconnected {
+            return;
+        }
+        let Some(inner) = self.inner.upgrade() else { return };
+        if !self.started.replace(true) {
+            factory_started(&self.factory);
+        }
+        self.state.set(ConnectorState::Connecting);
+        if let Some(connector) = self.handle() {
+            if let Err(msg) = guard(|| self.factory.started_connecting(&connector)) {
+                log::error!("started_connecting panicked: {msg}");
+            }
+        }
+        let socket = match self.dial.dial() {
+            Ok(socket) => socket,
+            Err(e) => return self.fail_soon(ConnectionLost::Refused(Arc::new(e))),
+        };
+        let Some(me) = self.me.upgrade() else { return };
+        let fd = socket.as_raw_fd();
+        let attempt = Rc::new(Attempt {
+            token: Cell::new(None),
+            socket: RefCell::new(Some(socket)),
+            timer: RefCell::new(None),
+            connector: Rc::downgrade(&me),
+        });
+        // SAFETY: the socket lives in `attempt.socket`; `Attempt::end` deregisters before
+        // dropping or handing it on.
+        let registered = unsafe {
+            inner.registry.register(fd, Interest::WRITE, |token| {
+                attempt.token.set(Some(token));
+                Rc::clone(&attempt)
+            })
+        };
+        if let Err(e) = registered {
+            return self.fail_soon(ConnectionLost::Refused(Arc::new(e)));
+        }
+        if let Some(timeout) = self.timeout {
+            let weak = Rc::downgrade(&attempt);
+            let call = inner.reactor().call_later(timeout, move || {
+                if let Some(attempt) = weak.upgrade() {
+                    attempt.give_up(ConnectionLost::TimedOut);
+                }
+            });
+            *attempt.timer.borrow_mut() = Some(call);
+        }
+        *self.attempt.borrow_mut() = Some(attempt);
+    }
+
+    fn stop_connecting(&self) {
+        let attempt = self.attempt.borrow_mut().take();
+        if let Some(attempt) = attempt {
+            attempt.give_up(ConnectionLost::Cancelled);
+        }
+    }
+
+    fn disconnect(&self) {
+        match self.state.get() {
+            ConnectorState::Connecting => self.stop_connecting(),
+            ConnectorState::Connected => {
+                let transport = self.transport.borrow().clone();
+                if let Some(t) = transport {
+                    t.lose_connection();
+                }
+            }
+            ConnectorState::Disconnected => {}
+        }
+    }
+
+    fn state(&self) -> ConnectorState {
+        self.state.get()
+    }
+
+    fn destination(&self) -> Address {
+        self.dial.peer()
+    }
+
+    fn transport(&self) -> Option<Transport> {
+        self.transport.borrow().clone()
+    }
+}
+
+impl<D: Dial, F: ClientFactory> Drop for ConnectorImpl<D, F> {
+    fn drop(&mut self) {
+        if self.started.get() {
+            factory_stopped(&self.factory);
+        }
+    }
+}
+
+/// A connect in progress: registered for writability, which says the outcome.
+pub(crate) struct Attempt<D: Dial, F: ClientFactory> {
+    token: Cell<Option<Token>>,
+    socket: RefCell<Option<Socket>>,
+    timer: RefCell<Option<DelayedCall>>,
+    connector: Weak<ConnectorImpl<D, F>>,
+}
+
+impl<D: Dial, F: ClientFactory> Attempt<D, F> {
+    /// Deregisters and returns the socket (if the attempt was still open).
+    fn end(&self) -> Option<Socket> {
+        if let Some(call) = self.timer.borrow_mut().take() {
+            let _ = call.cancel();
+        }
+        let token = self.token.take()?;
+        if let Some(connector) = self.connector.upgrade() {
+            if let Some(inner) = connector.inner.upgrade() {
+                drop(inner.registry.deregister(token));
+            }
+        }
+        self.socket.borrow_mut().take()
+    }
+
+    fn give_up(&self, reason: ConnectionLost) {
+        let Some(socket) = self.end() else { return };
+        drop(socket);
+        if let Some(connector) = self.connector.upgrade() {
+            connector.attempt.borrow_mut().take();
+            connector.fail_soon(reason);
+        }
+    }
+}
+
+impl<D: Dial, F: ClientFactory> Source for Attempt<D, F> {
+    fn ready(self: Rc<Self>, inner: &Rc<Inner>, _readiness: Readiness) {
+        let outcome = match &*self.socket.borrow() {
+            Some(socket) => socket.take_error(),
+            None => return,
+        };
+        let error = match outcome {
+            Ok(None) => None,
+            Ok(Some(e)) | Err(e) => Some(e),
+        };
+        if let Some(e) = error {
+            self.give_up(ConnectionLost::Refused(Arc::new(e)));
+            return;
+        }
+        let Some(socket) = self.end() else { return };
+        if let Some(connector) = self.connector.upgrade() {
+            connector.connected(inner, socket);
+        }
+    }
+
+    fn wind_down(self: Rc<Self>, _inner: &Rc<Inner>, _how: Wind) {
+        self.give_up(ConnectionLost::Cancelled);
+    }
+}
+
+/// Starts a non-blocking connect to `addr`; "in progress" counts as started.
+pub(crate) fn start_connect(socket: &Socket, addr: &SockAddr) -> io::Result<()> {
+    match socket.connect(addr) {
+        Ok(()) => Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
+        Err(e) => Err(e),
+    }
+}

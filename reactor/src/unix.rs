@@ -1,0 +1,147 @@
+//! Unix stream sockets: `listen_unix` and `connect_unix`, with the same Protocol, Factory
+//! and Transport API as TCP, plus peer credentials.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, RawFd};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::Duration;
+
+use socket2::{Domain, SockAddr, Socket, Type};
+
+use crate::client::{ClientFactory, Connector, ConnectorImpl, Dial};
+use crate::error::Error;
+use crate::listen::{Acceptor, Listener, ListeningPort};
+use crate::protocol::{Address, Factory};
+use crate::reactor::Reactor;
+
+/// Options for [`Reactor::listen_unix`].
+#[derive(Clone, Debug)]
+pub struct UnixListenOptions {
+    /// Pending-connection queue length (default [`DEFAULT_BACKLOG`](crate::DEFAULT_BACKLOG)).
+    pub backlog: u32,
+    /// File mode for the socket path (default `0o666`).
+    pub mode: u32,
+    /// Remove the path when the port stops listening (default on).
+    pub remove_on_stop: bool,
+}
+
+impl Default for UnixListenOptions {
+    fn default() -> Self {
+        UnixListenOptions {
+            backlog: crate::tcp::DEFAULT_BACKLOG,
+            mode: 0o666,
+            remove_on_stop: true,
+        }
+    }
+}
+
+struct UnixAcceptor {
+    listener: UnixListener,
+    path: PathBuf,
+    remove_on_stop: bool,
+}
+
+impl AsRawFd for UnixAcceptor {
+    fn as_raw_fd(&self) -> RawFd {
+        self.listener.as_raw_fd()
+    }
+}
+
+impl Acceptor for UnixAcceptor {
+    type Stream = UnixStream;
+
+    fn accept(&self) -> io::Result<(UnixStream, Address)> {
+        let (fd, addr) = crate::sys::accept(self.listener.as_raw_fd())?;
+        let peer = Address::Unix(addr.as_pathname().map(Path::to_path_buf));
+        Ok((UnixStream::from(fd), peer))
+    }
+
+    fn local(&self) -> Address {
+        Address::Unix(Some(self.path.clone()))
+    }
+
+    fn cleanup(&self) {
+        if self.remove_on_stop {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+struct UnixDial {
+    path: PathBuf,
+}
+
+impl Dial for UnixDial {
+    type Stream = UnixStream;
+
+    fn dial(&self) -> io::Result<Socket> {
+        let socket = Socket::new(Domain::UNIX, Type::STREAM.nonblocking().cloexec(), None)?;
+        crate::client::start_connect(&socket, &SockAddr::unix(&self.path)?)?;
+        Ok(socket)
+    }
+
+    fn into_stream(&self, socket: Socket) -> UnixStream {
+        // SAFETY: `into_raw_fd` gives up ownership of a connected stream socket, which
+        // `UnixStream` takes over.
+        unsafe { UnixStream::from_raw_fd(socket.into_raw_fd()) }
+    }
+
+    fn peer(&self) -> Address {
+        Address::Unix(Some(self.path.clone()))
+    }
+
+    fn local_of(&self, _stream: &UnixStream) -> Address {
+        Address::Unix(None)
+    }
+}
+
+impl Reactor {
+    /// Listens for Unix stream connections at `path` (which must not exist: remove a stale
+    /// socket first, or use the `unix:` endpoint with its lock file, which does so safely).
+    pub fn listen_unix<F: Factory>(
+        &self,
+        path: impl AsRef<Path>,
+        factory: F,
+        options: &UnixListenOptions,
+    ) -> Result<ListeningPort, Error> {
+        let path = path.as_ref().to_path_buf();
+        let fail = |e| Error::io(format!("cannot listen on {}", path.display()), e);
+        let socket =
+            Socket::new(Domain::UNIX, Type::STREAM.nonblocking().cloexec(), None).map_err(fail)?;
+        socket.bind(&SockAddr::unix(&path).map_err(fail)?).map_err(fail)?;
+        let result = (|| {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(options.mode))?;
+            socket.listen(options.backlog.clamp(1, i32::MAX as u32) as i32)
+        })();
+        if let Err(e) = result {
+            let _ = std::fs::remove_file(&path);
+            return Err(fail(e));
+        }
+        let acceptor = UnixAcceptor {
+            listener: socket.into(),
+            path,
+            remove_on_stop: options.remove_on_stop,
+        };
+        let listener = Listener::start(&self.inner, acceptor, Rc::new(factory))?;
+        Ok(ListeningPort { port: listener })
+    }
+
+    /// Connects to the Unix socket at `path`, giving up after `timeout` if one is given.
+    pub fn connect_unix<F: ClientFactory>(
+        &self,
+        path: impl AsRef<Path>,
+        factory: F,
+        timeout: Option<Duration>,
+    ) -> Connector {
+        let dial = UnixDial {
+            path: path.as_ref().to_path_buf(),
+        };
+        let connector = ConnectorImpl::new(&self.inner, dial, Rc::new(factory), timeout);
+        let handle = Connector(connector);
+        handle.connect();
+        handle
+    }
+}
