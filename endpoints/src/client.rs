@@ -32,6 +32,7 @@ pub enum ClientFamily {
 ///
 /// Written `192.0.2.1`, `192.0.2.1:5000`, `::1`, `[::1]:5000`, `fe80::1%eth0` or
 /// `[fe80::1%eth0]:5000`; inside a description every `:` is escaped (`bindAddress=[\:\:1]\:5000`).
+/// An IPv6 address with a port must be in brackets: `::1:80` is the IPv6 address `::1:80`.
 ///
 /// ```
 /// use torsion_endpoints::BindAddress;

@@ -217,3 +217,82 @@ impl Registry {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::ParamValue;
+    use std::any::Any;
+
+    #[derive(Debug)]
+    struct Fake(&'static str);
+
+    impl ServerSpec for Fake {
+        fn type_name(&self) -> &str {
+            self.0
+        }
+        fn params(&self) -> Vec<(String, ParamValue)> {
+            Vec::new()
+        }
+        fn as_any(&self) -> &dyn Any {
+            self
+        }
+    }
+
+    struct FakeType(&'static str);
+
+    impl ServerType for FakeType {
+        fn name(&self) -> &str {
+            self.0
+        }
+        fn parse(&self, args: &Args<'_>) -> Result<Box<dyn ServerSpec>, EndpointError> {
+            args.bind(&[])?;
+            Ok(Box::new(Fake(self.0)))
+        }
+    }
+
+    #[test]
+    fn registering_a_reserved_name_replaces_not_supported() {
+        let mut r = Registry::with_builtins();
+        assert_eq!(
+            r.parse_server("tls").unwrap_err().kind(),
+            ErrorKind::Unsupported
+        );
+        assert!(r.register_server(FakeType("TLS")).is_none());
+        assert_eq!(r.parse_server("Tls").expect("parses").type_name(), "TLS");
+        let e = r.parse_server("tls:extra").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::TooManyPositionals);
+        assert!(e.to_string().contains("takes no positional values"), "{e}");
+    }
+
+    #[test]
+    fn replacing_and_removing_types() {
+        let mut r = Registry::with_builtins();
+        assert!(r.register_server(FakeType("tcp")).is_some());
+        assert_eq!(r.parse_server("tcp").expect("parses").type_name(), "tcp");
+        assert!(r.unregister_server("TCP").is_some());
+        assert_eq!(
+            r.parse_server("tcp:80").unwrap_err().kind(),
+            ErrorKind::UnknownType
+        );
+        assert!(r.unregister_client("unix").is_some());
+        assert_eq!(r.client_types().collect::<Vec<_>>(), ["tcp", "tcp6"]);
+        assert_eq!(
+            format!("{r:?}"),
+            "Registry { servers: [\"systemd\", \"tcp6\", \"unix\"], clients: [\"tcp\", \"tcp6\"] }"
+        );
+    }
+
+    #[test]
+    fn an_empty_registry_says_so() {
+        let r = Registry::empty();
+        let e = r.parse_server("tcp:80").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::UnknownType);
+        assert!(
+            e.to_string()
+                .ends_with("valid server types: none are registered"),
+            "{e}"
+        );
+        assert!(Registry::default().server_types().count() == 4);
+    }
+}
