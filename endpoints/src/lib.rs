@@ -1,2 +1,170 @@
-//! placeholder
+//! Endpoint descriptions: one string says where a server listens or where a client connects,
+//! in the language of Twisted's `serverFromString` / `clientFromString`.
+//!
+//! ```
+//! use torsion_endpoints::{parse_client, parse_server, ErrorKind, TcpClient, TcpServer};
+//!
+//! let server = parse_server("tcp:8000:interface=127.0.0.1").unwrap();
+//! assert_eq!(server.type_name(), "tcp");
+//! let tcp = server.downcast_ref::<TcpServer>().unwrap();
+//! assert_eq!((tcp.port, tcp.backlog), (8000, 50));
+//!
+//! let client = parse_client("tcp:host=example.org:port=80:timeout=1.5").unwrap();
+//! let tcp = client.downcast_ref::<TcpClient>().unwrap();
+//! assert_eq!(tcp.timeout.as_millis(), 1500);
+//!
+//! // Every parameter, defaults filled in, typed for JSON:
+//! let names: Vec<String> = server.params().into_iter().map(|(name, _)| name).collect();
+//! assert_eq!(names, ["port", "interface", "backlog", "reuseport"]);
+//!
+//! let err = parse_server("tcp:80:backlog=0").unwrap_err();
+//! assert_eq!(err.kind(), ErrorKind::OutOfRange);
+//! assert_eq!(
+//!     err.to_string(),
+//!     "in \"tcp:80:backlog=0\": invalid backlog \"0\": expected a number from 1 to 2147483647"
+//! );
+//! ```
+//!
+//! # The grammar
+//!
+//! - A description is a list of *segments* separated by `:`.
+//! - A segment holding `=` is a keyword segment `key=value`; only the first `=` splits, so
+//!   `key=a=b` has the value `a=b`. Any other segment is a positional value.
+//! - `\` makes the next character literal anywhere (`\:`, `\=`, `\\`) and is dropped; a lone
+//!   `\` at the very end is an error. [`quote`] escapes a value so it reads back unchanged.
+//! - The *type* is the first positional segment; type names ignore ASCII case (`TCP:80`).
+//!   Positional and keyword segments may be interleaved: only the order of the positionals
+//!   matters.
+//! - Parameter names are case-sensitive (`bindAddress`), as in Twisted.
+//! - Empty segments count: `tcp:80:` has an empty second positional (an invalid interface).
+//! - An IPv6 address inside a description has its colons escaped: `tcp6:80:interface=\:\:1`.
+//!
+//! # Types and parameters
+//!
+//! "Pos." is a parameter's place among the positional segments after the type; "—" means it
+//! is only accepted as `key=value`. Numbers are plain ASCII decimal unless said otherwise.
+//!
+//! ## Servers ([`parse_server`])
+//!
+//! | type | parameter | pos. | default | meaning |
+//! |---|---|---|---|---|
+//! | `tcp` → [`TcpServer`] | `port` | 1 | required | port 0–65535 (0: the system picks a free one) |
+//! | | `interface` | 2 | `0.0.0.0` | IPv4 literal to listen on (no host names) |
+//! | | `backlog` | 3 | `50` | `listen(2)` backlog, 1–2147483647 |
+//! | | `reuseport` | — | `0` | `1` sets `SO_REUSEPORT` (one listener per core) |
+//! | `tcp6` → [`TcpServer`] | `port` | 1 | required | port 0–65535 |
+//! | | `backlog` | **2** | `50` | as for `tcp` (Twisted's `tcp6` order differs from `tcp`) |
+//! | | `interface` | **3** | `::` | IPv6 literal, optionally with `%scope` (`fe80::1%eth0`) |
+//! | | `reuseport` | — | `0` | as for `tcp` |
+//! | | `ipv6only` | — | system's | `1`/`0` sets `IPV6_V6ONLY` on/off (`0` on `::`: dual stack) |
+//! | `unix` → [`UnixServer`] | `address` | 1 | required | socket path (not empty, no NUL) |
+//! | | `mode` | 2 | `666` | permissions, **octal** digits with optional `0o`, at most `777` |
+//! | | `backlog` | 3 | `50` | as for `tcp` |
+//! | | `lockfile` | 4 | `1` | `1`: `PATH.lock` pid file (stale socket removed, live one kept) |
+//! | `systemd` → [`SystemdServer`] | `domain` | 1 | required | `INET`, `INET6` or `UNIX` (any case) |
+//! | | `index` | 2 | one of `index`, `name` | the Nth inherited socket, from 0 (fd 3 + N) |
+//! | | `name` | — | one of `index`, `name` | the socket's `FileDescriptorName=` |
+//!
+//! ## Clients ([`parse_client`])
+//!
+//! | type | parameter | pos. | default | meaning |
+//! |---|---|---|---|---|
+//! | `tcp` → [`TcpClient`] | `host` | 1 | required | host name or IP literal (IPv6 may have `%scope`) |
+//! | | `port` | 2 (1 if `host=` is given) | required | port 0–65535 |
+//! | | `timeout` | — | `30` | seconds for the whole attempt; a fraction is allowed (`1.5`) |
+//! | | `bindAddress` | — | none | local [`BindAddress`]: IP with optional port (`192.0.2.1\:5000`, `[\:\:1]\:5000`) |
+//! | `tcp6` → [`TcpClient`] | as `tcp` | | | IPv6 only: an IP host or `bindAddress` must be IPv6 |
+//! | `unix` → [`UnixClient`] | `path` | 1 | required | socket path (not empty, no NUL) |
+//! | | `timeout` | — | `30` | as for `tcp` |
+//! | | `lockfile` | — | `0` | Twisted's `checkPID`: `1` fails at once unless `PATH.lock` names a live process |
+//!
+//! `ssl`, `tls`, `stdio`, `haproxy`, `tor`, `onion`, `i2p`, `le` and `lets` (types of Twisted
+//! and its well-known plugins) are rejected with [`ErrorKind::Unsupported`], not as unknown.
+//!
+//! # Stricter than Twisted
+//!
+//! Each of these is an [`EndpointError`] (with an inspectable [`ErrorKind`]) on servers and
+//! clients alike, where Twisted accepts, silently changes, or fails with an unrelated Python
+//! exception:
+//!
+//! - numbers with a sign, spaces, underscores or non-ASCII digits (Python's `int()` takes
+//!   `+80`, ` 80`, `8_000`, `８０`); ports above 65535; a backlog of 0; `mode` above `777`;
+//! - flags other than `0`/`1` (Twisted's `lockfile=2` means on);
+//! - an unknown parameter, a parameter given twice (Twisted lets the last keyword win, and on
+//!   clients lets a positional override a keyword), a missing parameter, extra positionals
+//!   (Twisted drops a client's extras), a trailing lone `\` (Twisted crashes);
+//! - an `interface` that is not an IP literal of the server's family (Twisted finds out only
+//!   when listening); a `bindAddress` that is not an IP literal or is of the wrong family;
+//! - a negative systemd `index` (Twisted counts from the end, Python style).
+//!
+//! And more capable: type names ignore case on servers too; `timeout` may have a fraction;
+//! `bindAddress` may carry a port; there is a `tcp6` client; `tcp` clients use every address
+//! family; `reuseport` and `ipv6only` exist; [`quote`] also escapes `=`.
+//!
+//! # Your own types
+//!
+//! A [`Registry`] maps names to [`ServerType`]s and [`ClientType`]s; the built-ins are
+//! registered the same way. A type parses [`Args`] with [`Args::bind`] and the [`Value`]
+//! parsers, and so gets the same strictness and messages (see [`Args`] for an example). The
+//! parsed result is a [`ServerSpec`] / [`ClientSpec`] trait object.
+//!
+//! # Socket activation
+//!
+//! [`systemd`] resolves a `systemd` server's `index=`/`name=` to an inherited descriptor from
+//! `LISTEN_PID`, `LISTEN_FDS` and `LISTEN_FDNAMES`.
 #![deny(missing_docs)]
+
+mod args;
+mod client;
+mod error;
+mod grammar;
+mod registry;
+mod server;
+mod spec;
+pub mod systemd;
+mod values;
+
+pub use args::{Args, Bound, ParamSpec, Value};
+pub use client::{
+    BindAddress, BindAddressError, ClientFamily, DEFAULT_TIMEOUT, TcpClient, UnixClient,
+};
+pub use error::{EndpointError, ErrorKind, Side};
+pub use grammar::quote;
+pub use registry::{ClientType, Registry, ServerType};
+pub use server::{
+    DEFAULT_BACKLOG, DEFAULT_UNIX_MODE, FdSelector, MAX_BACKLOG, SocketDomain, SystemdServer,
+    TcpServer, UnixServer,
+};
+pub use spec::{ClientSpec, ParamValue, ServerSpec};
+
+/// Parses a server description (where to listen) with the built-in types.
+///
+/// ```
+/// use torsion_endpoints::{parse_server, UnixServer};
+///
+/// let spec = parse_server(r"unix:/tmp/a\:b.sock:mode=0o600:lockfile=0").unwrap();
+/// assert_eq!(spec.type_name(), "unix");
+/// let unix = spec.downcast_ref::<UnixServer>().unwrap();
+/// assert_eq!(unix.address.to_str(), Some("/tmp/a:b.sock"));
+/// assert_eq!((unix.mode, unix.lockfile), (0o600, false));
+/// ```
+pub fn parse_server(description: &str) -> Result<Box<dyn ServerSpec>, EndpointError> {
+    Registry::builtins().parse_server(description)
+}
+
+/// Parses a client description (where to connect) with the built-in types.
+///
+/// ```
+/// use torsion_endpoints::{parse_client, ErrorKind, TcpClient};
+///
+/// let spec = parse_client(r"tcp6:\:\:1:8080:bindAddress=[\:\:1]\:5000").unwrap();
+/// let tcp = spec.downcast_ref::<TcpClient>().unwrap();
+/// assert_eq!((tcp.host.as_str(), tcp.port), ("::1", 8080));
+/// assert_eq!(tcp.bind_address.as_ref().map(|b| b.port), Some(5000));
+///
+/// let err = parse_client("ssl:example.org:443").unwrap_err();
+/// assert_eq!(err.kind(), ErrorKind::Unsupported);
+/// ```
+pub fn parse_client(description: &str) -> Result<Box<dyn ClientSpec>, EndpointError> {
+    Registry::builtins().parse_client(description)
+}

@@ -1,0 +1,515 @@
+//! Table-driven tests: descriptions with the parameters they must produce (every parameter,
+//! defaults filled in, as `type name=value ...`) or the kind of error they must give.
+
+use std::time::Duration;
+
+use torsion_endpoints::{
+    BindAddress, ClientFamily, ClientSpec, ErrorKind, FdSelector, ServerSpec, SocketDomain,
+    SystemdServer, TcpClient, TcpServer, UnixClient, UnixServer, parse_client, parse_server,
+};
+
+fn render(type_name: &str, params: Vec<(String, torsion_endpoints::ParamValue)>) -> String {
+    let mut out = type_name.to_owned();
+    for (name, value) in params {
+        out.push_str(&format!(" {name}={value}"));
+    }
+    out
+}
+
+fn server(description: &str) -> String {
+    match parse_server(description) {
+        Ok(spec) => render(spec.type_name(), spec.params()),
+        Err(e) => panic!("{description:?} should parse as a server: {e}"),
+    }
+}
+
+fn client(description: &str) -> String {
+    match parse_client(description) {
+        Ok(spec) => render(spec.type_name(), spec.params()),
+        Err(e) => panic!("{description:?} should parse as a client: {e}"),
+    }
+}
+
+const TCP_DEFAULTS: &str = "interface=0.0.0.0 backlog=50 reuseport=false";
+
+#[rustfmt::skip]
+const VALID_SERVERS: &[(&str, &str)] = &[
+    ("tcp:80", "tcp port=80 interface=0.0.0.0 backlog=50 reuseport=false"),
+    ("TCP:80", "tcp port=80 interface=0.0.0.0 backlog=50 reuseport=false"),
+    ("Tcp:port=80", "tcp port=80 interface=0.0.0.0 backlog=50 reuseport=false"),
+    ("tcp:8000:127.0.0.1:7", "tcp port=8000 interface=127.0.0.1 backlog=7 reuseport=false"),
+    ("tcp:80:interface=127.0.0.1", "tcp port=80 interface=127.0.0.1 backlog=50 reuseport=false"),
+    ("tcp:interface=127.0.0.1:80", "tcp port=80 interface=127.0.0.1 backlog=50 reuseport=false"),
+    ("port=80:tcp", "tcp port=80 interface=0.0.0.0 backlog=50 reuseport=false"),
+    ("tcp:backlog=9:80:10.0.0.1", "tcp port=80 interface=10.0.0.1 backlog=9 reuseport=false"),
+    ("tcp:0", "tcp port=0 interface=0.0.0.0 backlog=50 reuseport=false"),
+    ("tcp:65535", "tcp port=65535 interface=0.0.0.0 backlog=50 reuseport=false"),
+    ("tcp:080", "tcp port=80 interface=0.0.0.0 backlog=50 reuseport=false"),
+    ("tcp:80:backlog=1", "tcp port=80 interface=0.0.0.0 backlog=1 reuseport=false"),
+    ("tcp:80:0.0.0.0:2147483647", "tcp port=80 interface=0.0.0.0 backlog=2147483647 reuseport=false"),
+    ("tcp:80:reuseport=1", "tcp port=80 interface=0.0.0.0 backlog=50 reuseport=true"),
+    ("tcp:80:reuseport=0", "tcp port=80 interface=0.0.0.0 backlog=50 reuseport=false"),
+    (r"t\cp:8\0", "tcp port=80 interface=0.0.0.0 backlog=50 reuseport=false"),
+    ("tcp6:80", "tcp6 port=80 interface=:: backlog=50 reuseport=false ipv6only=none"),
+    ("tcp6:80:5", "tcp6 port=80 interface=:: backlog=5 reuseport=false ipv6only=none"),
+    (r"tcp6:80:5:\:\:1", "tcp6 port=80 interface=::1 backlog=5 reuseport=false ipv6only=none"),
+    (r"tcp6:port=80:interface=\:\:1", "tcp6 port=80 interface=::1 backlog=50 reuseport=false ipv6only=none"),
+    ("TCP6:80:ipv6only=0", "tcp6 port=80 interface=:: backlog=50 reuseport=false ipv6only=false"),
+    ("tcp6:80:ipv6only=1:reuseport=1", "tcp6 port=80 interface=:: backlog=50 reuseport=true ipv6only=true"),
+    (r"tcp6:80:interface=fe80\:\:1%eth0", "tcp6 port=80 interface=fe80::1%eth0 backlog=50 reuseport=false ipv6only=none"),
+    (r"tcp6:80:interface=fe80\:\:1%2", "tcp6 port=80 interface=fe80::1%2 backlog=50 reuseport=false ipv6only=none"),
+    (r"tcp6:80:interface=\:\:ffff\:127.0.0.1", "tcp6 port=80 interface=::ffff:127.0.0.1 backlog=50 reuseport=false ipv6only=none"),
+    ("unix:/var/run/finger:mode=660", "unix address=/var/run/finger mode=432 backlog=50 lockfile=true"),
+    (r"unix:/tmp/a\:b.sock", "unix address=/tmp/a:b.sock mode=438 backlog=50 lockfile=true"),
+    ("unix:/tmp/s:600:10:0", "unix address=/tmp/s mode=384 backlog=10 lockfile=false"),
+    ("unix:address=/tmp/s:mode=0o600", "unix address=/tmp/s mode=384 backlog=50 lockfile=true"),
+    ("unix:/tmp/s:mode=0660", "unix address=/tmp/s mode=432 backlog=50 lockfile=true"),
+    (r"unix:/tmp/with\=equals", "unix address=/tmp/with=equals mode=438 backlog=50 lockfile=true"),
+    ("unix:address=/tmp/k=v=w:mode=600", "unix address=/tmp/k=v=w mode=384 backlog=50 lockfile=true"),
+    ("unix:relative.sock", "unix address=relative.sock mode=438 backlog=50 lockfile=true"),
+    (r"unix:/tmp/back\\slash", "unix address=/tmp/back\\slash mode=438 backlog=50 lockfile=true"),
+    ("UNIX:/tmp/ünï cödé.sock", "unix address=/tmp/ünï cödé.sock mode=438 backlog=50 lockfile=true"),
+    ("unix:/tmp/s:mode=0", "unix address=/tmp/s mode=0 backlog=50 lockfile=true"),
+    ("unix:/tmp/s:mode=777:lockfile=1", "unix address=/tmp/s mode=511 backlog=50 lockfile=true"),
+    ("systemd:domain=INET:index=0", "systemd domain=INET index=0"),
+    ("systemd:INET6:1", "systemd domain=INET6 index=1"),
+    ("systemd:domain=UNIX:name=control", "systemd domain=UNIX name=control"),
+    ("systemd:domain=inet6:name=web", "systemd domain=INET6 name=web"),
+    ("SystemD:INET:name=web.socket-1", "systemd domain=INET name=web.socket-1"),
+];
+
+#[rustfmt::skip]
+const INVALID_SERVERS: &[(&str, ErrorKind)] = &[
+    ("", ErrorKind::MissingType),
+    (":80", ErrorKind::MissingType),
+    ("port=80", ErrorKind::MissingType),
+    ("foo:80", ErrorKind::UnknownType),
+    ("tcp=1:80", ErrorKind::UnknownType),
+    ("ssl:443", ErrorKind::Unsupported),
+    ("SSL:443:privateKey=key.pem", ErrorKind::Unsupported),
+    ("tls:/certs:443", ErrorKind::Unsupported),
+    ("stdio:", ErrorKind::Unsupported),
+    (r"haproxy:tcp\:80", ErrorKind::Unsupported),
+    ("onion:80", ErrorKind::Unsupported),
+    (r"unix:/tmp/x\", ErrorKind::TrailingBackslash),
+    (r"tcp:80\", ErrorKind::TrailingBackslash),
+    ("tcp", ErrorKind::MissingParameter),
+    ("tcp:interface=127.0.0.1", ErrorKind::MissingParameter),
+    ("tcp:port=80:interfce=1", ErrorKind::UnknownParameter),
+    ("tcp:80:ipv6only=1", ErrorKind::UnknownParameter),
+    ("tcp:80:Port=80", ErrorKind::UnknownParameter),
+    ("tcp:80:=x", ErrorKind::UnknownParameter),
+    ("tcp:80:port=81", ErrorKind::DuplicateParameter),
+    ("tcp:port=1:port=2", ErrorKind::DuplicateParameter),
+    ("tcp:80:127.0.0.1:interface=127.0.0.1", ErrorKind::DuplicateParameter),
+    ("tcp:80:127.0.0.1:5:6", ErrorKind::TooManyPositionals),
+    ("tcp6:80:::1", ErrorKind::TooManyPositionals),
+    ("tcp:80x", ErrorKind::InvalidNumber),
+    ("tcp:", ErrorKind::InvalidNumber),
+    ("tcp:+80", ErrorKind::InvalidNumber),
+    ("tcp:-1", ErrorKind::InvalidNumber),
+    ("tcp: 80", ErrorKind::InvalidNumber),
+    ("tcp:8_000", ErrorKind::InvalidNumber),
+    ("tcp:８０", ErrorKind::InvalidNumber),
+    ("tcp:0x50", ErrorKind::InvalidNumber),
+    ("tcp:65536", ErrorKind::OutOfRange),
+    ("tcp:99999999999999999999999", ErrorKind::OutOfRange),
+    ("tcp:80:backlog=0", ErrorKind::OutOfRange),
+    ("tcp:80:backlog=2147483648", ErrorKind::OutOfRange),
+    ("tcp:80:backlog=-5", ErrorKind::InvalidNumber),
+    ("tcp:80:", ErrorKind::InvalidAddress),
+    ("tcp:80:localhost", ErrorKind::InvalidAddress),
+    ("tcp:80:interface=127.0.0.01", ErrorKind::InvalidAddress),
+    (r"tcp:80:interface=\:\:1", ErrorKind::WrongFamily),
+    ("tcp6:80:interface=127.0.0.1", ErrorKind::WrongFamily),
+    ("tcp:80:interface=127.0.0.1%eth0", ErrorKind::InvalidAddress),
+    (r"tcp6:80:interface=fe80\:\:1%", ErrorKind::InvalidAddress),
+    (r"tcp6:80:interface=[\:\:1]", ErrorKind::InvalidAddress),
+    ("tcp:80:reuseport=2", ErrorKind::InvalidValue),
+    ("tcp:80:reuseport=yes", ErrorKind::InvalidValue),
+    ("tcp6:80:ipv6only=true", ErrorKind::InvalidValue),
+    ("unix", ErrorKind::MissingParameter),
+    ("unix:", ErrorKind::InvalidAddress),
+    ("unix:/tmp/s:mode=8", ErrorKind::InvalidNumber),
+    ("unix:/tmp/s:mode=0x1ff", ErrorKind::InvalidNumber),
+    ("unix:/tmp/s:mode=1000", ErrorKind::OutOfRange),
+    ("unix:/tmp/s:lockfile=2", ErrorKind::InvalidValue),
+    ("unix:/tmp/s:backlog=0", ErrorKind::OutOfRange),
+    ("unix:/tmp/s:path=/y", ErrorKind::UnknownParameter),
+    ("unix:/x:/y", ErrorKind::InvalidNumber),
+    ("unix:/a:660:5:1:extra", ErrorKind::TooManyPositionals),
+    ("unix:/a:address=/b", ErrorKind::DuplicateParameter),
+    ("systemd:domain=INET", ErrorKind::MissingParameter),
+    ("systemd:index=0", ErrorKind::MissingParameter),
+    ("systemd:domain=INET:index=0:name=web", ErrorKind::ConflictingParameters),
+    ("systemd:domain=AF_INET:index=0", ErrorKind::InvalidValue),
+    ("systemd:domain=INET:index=-1", ErrorKind::InvalidNumber),
+    ("systemd:domain=INET:index=x", ErrorKind::InvalidNumber),
+    ("systemd:domain=INET:index=99999999999", ErrorKind::OutOfRange),
+    ("systemd:domain=INET:name=", ErrorKind::InvalidValue),
+    ("systemd:domain=INET:name=a b", ErrorKind::InvalidValue),
+    (r"systemd:domain=INET:name=a\:b", ErrorKind::InvalidValue),
+    ("systemd:INET:0:web", ErrorKind::TooManyPositionals),
+    ("systemd:domain=INET:index=0:fd=3", ErrorKind::UnknownParameter),
+];
+
+#[rustfmt::skip]
+const VALID_CLIENTS: &[(&str, &str)] = &[
+    ("tcp:example.org:80", "tcp host=example.org port=80 timeout=30 bindAddress=none"),
+    ("TCP:example.org:80", "tcp host=example.org port=80 timeout=30 bindAddress=none"),
+    ("tcp:host=example.org:port=80", "tcp host=example.org port=80 timeout=30 bindAddress=none"),
+    ("tcp:host=twistedmatrix.com:port=80:timeout=15", "tcp host=twistedmatrix.com port=80 timeout=15 bindAddress=none"),
+    ("tcp:host=example.org:80", "tcp host=example.org port=80 timeout=30 bindAddress=none"),
+    ("tcp:80:host=example.org", "tcp host=example.org port=80 timeout=30 bindAddress=none"),
+    ("tcp:port=80:example.org", "tcp host=example.org port=80 timeout=30 bindAddress=none"),
+    ("tcp:example.org:80:timeout=1.5", "tcp host=example.org port=80 timeout=1.5 bindAddress=none"),
+    ("tcp:example.org:80:timeout=0", "tcp host=example.org port=80 timeout=0 bindAddress=none"),
+    ("tcp:example.org:80:timeout=0.25", "tcp host=example.org port=80 timeout=0.25 bindAddress=none"),
+    ("tcp:www.example.com:80:bindAddress=192.0.2.100", "tcp host=www.example.com port=80 timeout=30 bindAddress=192.0.2.100"),
+    (r"tcp:192.0.2.1:80:bindAddress=192.0.2.100\:5000", "tcp host=192.0.2.1 port=80 timeout=30 bindAddress=192.0.2.100:5000"),
+    (r"tcp:\:\:1:80", "tcp host=::1 port=80 timeout=30 bindAddress=none"),
+    (r"tcp:fe80\:\:1%eth0:80", "tcp host=fe80::1%eth0 port=80 timeout=30 bindAddress=none"),
+    ("tcp:bücher.example:80", "tcp host=bücher.example port=80 timeout=30 bindAddress=none"),
+    (r"tcp6:\:\:1:80:bindAddress=[\:\:1]\:5000", "tcp6 host=::1 port=80 timeout=30 bindAddress=[::1]:5000"),
+    ("tcp6:example.org:443", "tcp6 host=example.org port=443 timeout=30 bindAddress=none"),
+    (r"tcp6:host=example.org:port=443:bindAddress=\:\:1", "tcp6 host=example.org port=443 timeout=30 bindAddress=::1"),
+    ("unix:/var/foo/bar:lockfile=1:timeout=9", "unix path=/var/foo/bar timeout=9 lockfile=true"),
+    ("unix:/tmp/s", "unix path=/tmp/s timeout=30 lockfile=false"),
+    (r"unix:path=/tmp/a\:b", "unix path=/tmp/a:b timeout=30 lockfile=false"),
+    ("UNIX:/tmp/s:timeout=0.5", "unix path=/tmp/s timeout=0.5 lockfile=false"),
+];
+
+#[rustfmt::skip]
+const INVALID_CLIENTS: &[(&str, ErrorKind)] = &[
+    ("", ErrorKind::MissingType),
+    ("host=a:port=80", ErrorKind::MissingType),
+    ("host=a:80", ErrorKind::UnknownType),
+    ("tcp:example.org", ErrorKind::MissingParameter),
+    ("tcp:port=80", ErrorKind::MissingParameter),
+    ("tcp", ErrorKind::MissingParameter),
+    ("tcp:a:1:2", ErrorKind::TooManyPositionals),
+    ("tcp:a:1:port=2", ErrorKind::DuplicateParameter),
+    ("tcp:host=a:port=1:2", ErrorKind::DuplicateParameter),
+    ("tcp:host=a:1:2", ErrorKind::TooManyPositionals),
+    ("tcp:host=a:host=b:port=1", ErrorKind::DuplicateParameter),
+    ("tcp:a:1:timeout=1.5.2", ErrorKind::InvalidNumber),
+    ("tcp:a:1:timeout=-1", ErrorKind::InvalidNumber),
+    ("tcp:a:1:timeout=inf", ErrorKind::InvalidNumber),
+    ("tcp:a:1:timeout=NaN", ErrorKind::InvalidNumber),
+    ("tcp:a:1:timeout=.5", ErrorKind::InvalidNumber),
+    ("tcp:a:1:timeout=99999999999999999999", ErrorKind::OutOfRange),
+    ("tcp:a:70000", ErrorKind::OutOfRange),
+    ("tcp:a:http", ErrorKind::InvalidNumber),
+    ("tcp::80", ErrorKind::InvalidAddress),
+    ("tcp:a b:80", ErrorKind::InvalidAddress),
+    (r"tcp:[\:\:1]:80", ErrorKind::InvalidAddress),
+    ("tcp:a:80:bindAddress=localhost", ErrorKind::InvalidAddress),
+    ("tcp:a:80:bindaddress=1.2.3.4", ErrorKind::UnknownParameter),
+    (r"tcp:a:80:bindAddress=1.2.3.4\:99999", ErrorKind::OutOfRange),
+    (r"tcp:127.0.0.1:80:bindAddress=\:\:1", ErrorKind::WrongFamily),
+    ("tcp6:127.0.0.1:80", ErrorKind::WrongFamily),
+    ("tcp6:example.org:80:bindAddress=127.0.0.1", ErrorKind::WrongFamily),
+    ("tls:example.com:443", ErrorKind::Unsupported),
+    ("ssl:example.com:443", ErrorKind::Unsupported),
+    ("tor:example.onion:80", ErrorKind::Unsupported),
+    ("systemd:domain=INET:index=0", ErrorKind::UnknownType),
+    ("foo:bar", ErrorKind::UnknownType),
+    ("unix", ErrorKind::MissingParameter),
+    ("unix:", ErrorKind::InvalidAddress),
+    ("unix:/a:/b", ErrorKind::TooManyPositionals),
+    ("unix:/a:timeout=x", ErrorKind::InvalidNumber),
+    ("unix:/a:lockfile=yes", ErrorKind::InvalidValue),
+    ("unix:/a:checkPID=1", ErrorKind::UnknownParameter),
+    ("unix:/a:mode=660", ErrorKind::UnknownParameter),
+    ("unix:/a:path=/b", ErrorKind::DuplicateParameter),
+    (r"tcp:a:80\", ErrorKind::TrailingBackslash),
+];
+
+#[test]
+fn valid_servers() {
+    for (description, expected) in VALID_SERVERS {
+        assert_eq!(&server(description), expected, "{description:?}");
+    }
+}
+
+#[test]
+fn invalid_servers() {
+    for (description, kind) in INVALID_SERVERS {
+        match parse_server(description) {
+            Ok(spec) => panic!("{description:?} should fail with {kind:?}, gave {spec:?}"),
+            Err(e) => {
+                assert_eq!(e.kind(), *kind, "{description:?}: {e}");
+                assert_eq!(e.input(), *description);
+                let quoted = format!("in \"{}\": ", description);
+                assert!(e.to_string().starts_with(&quoted), "{e}");
+            }
+        }
+    }
+}
+
+#[test]
+fn valid_clients() {
+    for (description, expected) in VALID_CLIENTS {
+        assert_eq!(&client(description), expected, "{description:?}");
+    }
+}
+
+#[test]
+fn invalid_clients() {
+    for (description, kind) in INVALID_CLIENTS {
+        match parse_client(description) {
+            Ok(spec) => panic!("{description:?} should fail with {kind:?}, gave {spec:?}"),
+            Err(e) => {
+                assert_eq!(e.kind(), *kind, "{description:?}: {e}");
+                assert_eq!(e.input(), *description);
+            }
+        }
+    }
+}
+
+#[test]
+fn table_is_large_enough() {
+    let total =
+        VALID_SERVERS.len() + INVALID_SERVERS.len() + VALID_CLIENTS.len() + INVALID_CLIENTS.len();
+    assert!(total >= 100, "only {total} descriptions");
+}
+
+#[test]
+fn every_error_kind_is_covered() {
+    let kinds = [
+        ErrorKind::TrailingBackslash,
+        ErrorKind::MissingType,
+        ErrorKind::UnknownType,
+        ErrorKind::Unsupported,
+        ErrorKind::UnknownParameter,
+        ErrorKind::DuplicateParameter,
+        ErrorKind::MissingParameter,
+        ErrorKind::TooManyPositionals,
+        ErrorKind::InvalidNumber,
+        ErrorKind::OutOfRange,
+        ErrorKind::InvalidAddress,
+        ErrorKind::WrongFamily,
+        ErrorKind::InvalidValue,
+        ErrorKind::ConflictingParameters,
+    ];
+    for kind in kinds {
+        assert!(
+            INVALID_SERVERS
+                .iter()
+                .chain(INVALID_CLIENTS)
+                .any(|(_, k)| *k == kind),
+            "{kind:?} not covered"
+        );
+    }
+}
+
+#[test]
+fn errors_name_the_parameter_and_segment() {
+    let e = parse_server("tcp:80:backlog=0").unwrap_err();
+    assert_eq!(e.param(), Some("backlog"));
+    assert_eq!(e.segment(), Some("backlog=0"));
+
+    let e = parse_server(r"tcp6:80:5:interface=\:\:1:x=1").unwrap_err();
+    assert_eq!(e.param(), Some("x"));
+    assert_eq!(e.segment(), Some("x=1"));
+
+    let e = parse_client("tcp:a:1:port=2").unwrap_err();
+    assert_eq!(e.param(), Some("port"));
+    assert_eq!(e.segment(), Some("port=2"));
+
+    let e = parse_server("tcp:80x").unwrap_err();
+    assert_eq!(e.param(), Some("port"));
+    assert_eq!(e.segment(), Some("80x"));
+
+    let e = parse_server(r"unix:/a\:b:mode=9").unwrap_err();
+    assert_eq!(e.segment(), Some("mode=9"));
+
+    let e = parse_server("nope:1").unwrap_err();
+    assert_eq!(e.param(), Some("nope"));
+}
+
+#[test]
+fn exact_messages() {
+    let cases: &[(&str, bool, &str)] = &[
+        (
+            "tcp:port=80:interfce=::1",
+            true,
+            "in \"tcp:port=80:interfce=::1\": unknown parameter \"interfce\" for a tcp server; \
+             valid parameters: port, interface, backlog, reuseport",
+        ),
+        (
+            "tcp:80:port=81",
+            true,
+            "in \"tcp:80:port=81\": parameter \"port\" is given twice: as positional 1 \"80\" \
+             and as \"port=81\"",
+        ),
+        (
+            "tcp6:80:127.0.0.1",
+            true,
+            "in \"tcp6:80:127.0.0.1\": invalid backlog \"127.0.0.1\" (positional 2): not a \
+             plain decimal number (ASCII digits only); expected a number from 1 to 2147483647",
+        ),
+        (
+            "tcp:interface=127.0.0.1",
+            true,
+            "in \"tcp:interface=127.0.0.1\": missing required parameter \"port\" for a tcp \
+             server; give it as positional 1 or as port=VALUE",
+        ),
+        (
+            "tcp:80:1.2.3.4:5:6",
+            true,
+            "in \"tcp:80:1.2.3.4:5:6\": too many positional values: \"6\" would be positional \
+             4 but a tcp server takes at most 3 (port, interface, backlog); a \":\" inside a \
+             value must be escaped as \"\\:\"",
+        ),
+        (
+            "TLS:example.com:443",
+            false,
+            "in \"TLS:example.com:443\": client endpoint type \"tls\" is not supported yet; \
+             supported client types: tcp, tcp6, unix",
+        ),
+        (
+            "udp:53",
+            true,
+            "in \"udp:53\": unknown server endpoint type \"udp\"; valid server types: systemd, \
+             tcp, tcp6, unix",
+        ),
+        (
+            "unix:/tmp/s:lockfile=yes",
+            true,
+            "in \"unix:/tmp/s:lockfile=yes\": invalid lockfile \"yes\": expected 0 or 1",
+        ),
+        (
+            "tcp:80:bindaddress=1.2.3.4",
+            true,
+            "in \"tcp:80:bindaddress=1.2.3.4\": unknown parameter \"bindaddress\" for a tcp \
+             server; valid parameters: port, interface, backlog, reuseport",
+        ),
+        (
+            "tcp:h:80:bindaddress=1.2.3.4",
+            false,
+            "in \"tcp:h:80:bindaddress=1.2.3.4\": unknown parameter \"bindaddress\" for a tcp \
+             client; valid parameters: host, port, timeout, bindAddress (parameter names are \
+             case-sensitive: did you mean bindAddress?)",
+        ),
+    ];
+    for (description, is_server, message) in cases {
+        let e = if *is_server {
+            parse_server(description).unwrap_err()
+        } else {
+            parse_client(description).unwrap_err()
+        };
+        assert_eq!(e.to_string(), *message);
+    }
+}
+
+#[test]
+fn structs_compare_directly() {
+    let spec = parse_server(r"tcp6:8080:16:fe80\:\:1%eth0:ipv6only=0:reuseport=1").unwrap();
+    assert_eq!(
+        spec.downcast_ref::<TcpServer>(),
+        Some(&TcpServer {
+            port: 8080,
+            interface: "fe80::1".parse().unwrap(),
+            scope: Some("eth0".into()),
+            backlog: 16,
+            reuseport: true,
+            ipv6only: Some(false),
+        })
+    );
+    assert!(spec.downcast_ref::<UnixServer>().is_none());
+
+    let spec = parse_server("unix:/run/x.sock:0o640:lockfile=0").unwrap();
+    assert_eq!(
+        spec.downcast_ref::<UnixServer>(),
+        Some(&UnixServer {
+            address: "/run/x.sock".into(),
+            mode: 0o640,
+            backlog: 50,
+            lockfile: false,
+        })
+    );
+
+    let spec = parse_server("systemd:UNIX:3").unwrap();
+    assert_eq!(
+        spec.downcast_ref::<SystemdServer>(),
+        Some(&SystemdServer {
+            domain: SocketDomain::Unix,
+            selector: FdSelector::Index(3),
+        })
+    );
+
+    let spec = parse_client(r"tcp6:host=\:\:1:8080:timeout=0.125:bindAddress=\:\:1").unwrap();
+    assert_eq!(
+        spec.downcast_ref::<TcpClient>(),
+        Some(&TcpClient {
+            host: "::1".into(),
+            port: 8080,
+            timeout: Duration::from_millis(125),
+            bind_address: Some(BindAddress::new("::1".parse().unwrap())),
+            family: ClientFamily::Ipv6,
+        })
+    );
+
+    let spec = parse_client("unix:/run/x.sock:lockfile=1").unwrap();
+    assert_eq!(
+        spec.downcast_ref::<UnixClient>(),
+        Some(&UnixClient {
+            path: "/run/x.sock".into(),
+            timeout: Duration::from_secs(30),
+            lockfile: true,
+        })
+    );
+}
+
+#[test]
+fn display_gives_a_description_that_parses_back() {
+    for (description, _) in VALID_SERVERS {
+        let spec = parse_server(description).unwrap();
+        let canonical = if let Some(s) = spec.downcast_ref::<TcpServer>() {
+            s.to_string()
+        } else if let Some(s) = spec.downcast_ref::<UnixServer>() {
+            s.to_string()
+        } else if let Some(s) = spec.downcast_ref::<SystemdServer>() {
+            s.to_string()
+        } else {
+            panic!("unexpected spec {spec:?}");
+        };
+        let again = parse_server(&canonical).unwrap();
+        assert_eq!(
+            render(again.type_name(), again.params()),
+            render(spec.type_name(), spec.params()),
+            "{description:?} -> {canonical:?}"
+        );
+    }
+    for (description, _) in VALID_CLIENTS {
+        let spec = parse_client(description).unwrap();
+        let canonical = if let Some(s) = spec.downcast_ref::<TcpClient>() {
+            s.to_string()
+        } else if let Some(s) = spec.downcast_ref::<UnixClient>() {
+            s.to_string()
+        } else {
+            panic!("unexpected spec {spec:?}");
+        };
+        let again = parse_client(&canonical).unwrap();
+        assert_eq!(
+            render(again.type_name(), again.params()),
+            render(spec.type_name(), spec.params()),
+            "{description:?} -> {canonical:?}"
+        );
+    }
+}
+
+#[test]
+fn tcp_defaults_constant_matches() {
+    assert_eq!(server("tcp:1"), format!("tcp port=1 {TCP_DEFAULTS}"));
+}
+
+#[test]
+fn specs_are_send_and_sync() {
+    fn check<T: Send + Sync>(_: &T) {}
+    let s: Box<dyn ServerSpec> = parse_server("tcp:1").unwrap();
+    check(&s);
+    let c: Box<dyn ClientSpec> = parse_client("tcp:a:1").unwrap();
+    check(&c);
+}
