@@ -99,11 +99,11 @@ fn json_for_each_type() {
     let cases = [
         (
             vec!["server", "tcp:8000", "--json"],
-            r#"{"ok":true,"kind":"server","type":"tcp","params":{"port":8000,"interface":"0.0.0.0","backlog":50,"reuseport":false}}"#,
+            r#"{"ok":true,"kind":"server","type":"tcp","params":{"port":8000,"interface":"0.0.0.0","backlog":1024,"reuseport":false}}"#,
         ),
         (
             vec!["--json", "server", "tcp6:80:ipv6only=0"],
-            r#"{"ok":true,"kind":"server","type":"tcp6","params":{"port":80,"interface":"::","backlog":50,"reuseport":false,"ipv6only":false}}"#,
+            r#"{"ok":true,"kind":"server","type":"tcp6","params":{"port":80,"interface":"::","backlog":1024,"reuseport":false,"ipv6only":false}}"#,
         ),
         (
             vec![
@@ -111,7 +111,7 @@ fn json_for_each_type() {
                 r#"unix:/tmp/a\:b "q"\\.sock:mode=640:lockfile=0"#,
                 "--json",
             ],
-            r#"{"ok":true,"kind":"server","type":"unix","params":{"address":"/tmp/a:b \"q\"\\.sock","mode":416,"backlog":50,"lockfile":false}}"#,
+            r#"{"ok":true,"kind":"server","type":"unix","params":{"address":"/tmp/a:b \"q\"\\.sock","mode":416,"backlog":1024,"lockfile":false}}"#,
         ),
         (
             vec!["server", "systemd:domain=INET6:index=1", "--json"],
@@ -135,7 +135,7 @@ fn json_for_each_type() {
         ),
         (
             vec!["server", "unix:/tmp/tab\there\u{1}\u{7f}ü", "--json"],
-            "{\"ok\":true,\"kind\":\"server\",\"type\":\"unix\",\"params\":{\"address\":\"/tmp/tab\\there\\u0001\u{7f}ü\",\"mode\":438,\"backlog\":50,\"lockfile\":true}}",
+            "{\"ok\":true,\"kind\":\"server\",\"type\":\"unix\",\"params\":{\"address\":\"/tmp/tab\\there\\u0001\u{7f}ü\",\"mode\":438,\"backlog\":1024,\"lockfile\":true}}",
         ),
         (
             vec!["client", "unix:/run/chat.sock", "--json"],

@@ -233,6 +233,14 @@ impl ClientSpec for TcpClient {
     fn as_any(&self) -> &dyn Any {
         self
     }
+
+    fn connect(
+        &self,
+        reactor: &torsion_reactor::Reactor,
+        factory: torsion_reactor::BoxedClientFactory,
+    ) -> Result<torsion_reactor::Connector, torsion_reactor::Error> {
+        crate::connect::tcp(self, reactor, factory)
+    }
 }
 
 impl fmt::Display for TcpClient {
@@ -308,6 +316,14 @@ impl ClientSpec for UnixClient {
 
     fn as_any(&self) -> &dyn Any {
         self
+    }
+
+    fn connect(
+        &self,
+        reactor: &torsion_reactor::Reactor,
+        factory: torsion_reactor::BoxedClientFactory,
+    ) -> Result<torsion_reactor::Connector, torsion_reactor::Error> {
+        crate::connect::unix(self, reactor, factory)
     }
 }
 

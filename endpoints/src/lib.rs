@@ -7,7 +7,7 @@
 //! let server = parse_server("tcp:8000:interface=127.0.0.1").unwrap();
 //! assert_eq!(server.type_name(), "tcp");
 //! let tcp = server.downcast_ref::<TcpServer>().unwrap();
-//! assert_eq!((tcp.port, tcp.backlog), (8000, 50));
+//! assert_eq!((tcp.port, tcp.backlog), (8000, 1024));
 //!
 //! let client = parse_client("tcp:host=example.org:port=80:timeout=1.5").unwrap();
 //! let tcp = client.downcast_ref::<TcpClient>().unwrap();
@@ -50,16 +50,16 @@
 //! |---|---|---|---|---|
 //! | `tcp` → [`TcpServer`] | `port` | 1 | required | port 0–65535 (0: the system picks a free one) |
 //! | | `interface` | 2 | `0.0.0.0` | IPv4 literal to listen on (no host names) |
-//! | | `backlog` | 3 | `50` | `listen(2)` backlog, 1–2147483647 |
+//! | | `backlog` | 3 | `1024` | `listen(2)` backlog, 1–2147483647 |
 //! | | `reuseport` | — | `0` | `1` sets `SO_REUSEPORT` (one listener per core) |
 //! | `tcp6` → [`TcpServer`] | `port` | 1 | required | port 0–65535 |
-//! | | `backlog` | **2** | `50` | as for `tcp` (Twisted's `tcp6` order differs from `tcp`) |
+//! | | `backlog` | **2** | `1024` | as for `tcp` (Twisted's `tcp6` order differs from `tcp`) |
 //! | | `interface` | **3** | `::` | IPv6 literal, optionally with `%scope` (`fe80::1%eth0`) |
 //! | | `reuseport` | — | `0` | as for `tcp` |
 //! | | `ipv6only` | — | system's | `1`/`0` sets `IPV6_V6ONLY` on/off (`0` on `::`: dual stack) |
 //! | `unix` → [`UnixServer`] | `address` | 1 | required | socket path (not empty, no NUL) |
 //! | | `mode` | 2 | `666` | permissions, **octal** digits with optional `0o`, at most `777` |
-//! | | `backlog` | 3 | `50` | as for `tcp` |
+//! | | `backlog` | 3 | `1024` | as for `tcp` |
 //! | | `lockfile` | 4 | `1` | `1`: `PATH.lock` pid file (stale socket removed, live one kept) |
 //! | `systemd` → [`SystemdServer`] | `domain` | 1 | required | `INET`, `INET6` or `UNIX` (any case) |
 //! | | `index` | 2 | one of `index`, `name` | the Nth inherited socket, from 0 (fd 3 + N) |
@@ -116,8 +116,11 @@
 
 mod args;
 mod client;
+mod connect;
+mod endpoint;
 mod error;
 mod grammar;
+mod listen;
 mod registry;
 mod server;
 mod spec;
@@ -128,6 +131,7 @@ pub use args::{Args, Bound, ParamSpec, Value};
 pub use client::{
     BindAddress, BindAddressError, ClientFamily, DEFAULT_TIMEOUT, TcpClient, UnixClient,
 };
+pub use endpoint::{ClientEndpoint, ServerEndpoint, client_endpoint, server_endpoint};
 pub use error::{EndpointError, ErrorKind, Side};
 pub use grammar::quote;
 pub use registry::{ClientType, Registry, ServerType};

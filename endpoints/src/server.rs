@@ -13,8 +13,10 @@ use crate::registry::{Registry, ServerType};
 use crate::spec::{ParamValue, ServerSpec};
 use crate::values::format_scoped;
 
-/// The listen backlog when none is given (Twisted's default).
-pub const DEFAULT_BACKLOG: u32 = 50;
+/// The listen backlog when none is given: the reactor's default, 1024. (Twisted's is 50;
+/// a burst of connections beyond the backlog costs clients a one-second SYN retry, and
+/// Linux caps the value at `net.core.somaxconn`, 4096 by default, anyway.)
+pub const DEFAULT_BACKLOG: u32 = torsion_reactor::DEFAULT_BACKLOG;
 /// The largest backlog accepted (the largest value `listen(2)` takes; the kernel may cap it
 /// lower, at `net.core.somaxconn` on Linux).
 pub const MAX_BACKLOG: u32 = i32::MAX as u32;
@@ -36,7 +38,7 @@ pub const DEFAULT_UNIX_MODE: u32 = 0o666;
 ///
 /// let v6 = TcpServer::new_v6(8000);
 /// assert_eq!(v6.type_name(), "tcp6");
-/// assert_eq!(v6.to_string(), "tcp6:port=8000:interface=\\:\\::backlog=50:reuseport=0");
+/// assert_eq!(v6.to_string(), "tcp6:port=8000:interface=\\:\\::backlog=1024:reuseport=0");
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TcpServer {
@@ -46,7 +48,7 @@ pub struct TcpServer {
     pub interface: IpAddr,
     /// The IPv6 zone (`%scope`: an interface name or number) of a link-local interface.
     pub scope: Option<String>,
-    /// The `listen(2)` backlog, at least 1 (default 50).
+    /// The `listen(2)` backlog, at least 1 (default 1024).
     pub backlog: u32,
     /// Set `SO_REUSEPORT`, so several sockets (one reactor per core) share the port.
     pub reuseport: bool,
@@ -56,7 +58,7 @@ pub struct TcpServer {
 }
 
 impl TcpServer {
-    /// A `tcp` server on `port` with the defaults: all IPv4 interfaces, backlog 50.
+    /// A `tcp` server on `port` with the defaults: all IPv4 interfaces, backlog 1024.
     pub fn new(port: u16) -> Self {
         TcpServer {
             port,
@@ -68,7 +70,7 @@ impl TcpServer {
         }
     }
 
-    /// A `tcp6` server on `port` with the defaults: interface `::`, backlog 50.
+    /// A `tcp6` server on `port` with the defaults: interface `::`, backlog 1024.
     pub fn new_v6(port: u16) -> Self {
         TcpServer {
             interface: IpAddr::V6(Ipv6Addr::UNSPECIFIED),
@@ -109,6 +111,14 @@ impl ServerSpec for TcpServer {
     fn as_any(&self) -> &dyn Any {
         self
     }
+
+    fn listen(
+        &self,
+        reactor: &torsion_reactor::Reactor,
+        factory: torsion_reactor::BoxedFactory,
+    ) -> Result<torsion_reactor::ListeningPort, torsion_reactor::Error> {
+        crate::listen::tcp(self, reactor, factory)
+    }
 }
 
 impl fmt::Display for TcpServer {
@@ -145,7 +155,7 @@ pub struct UnixServer {
     pub address: PathBuf,
     /// The socket file's permission bits (default `0o666`, at most `0o777`).
     pub mode: u32,
-    /// The `listen(2)` backlog, at least 1 (default 50).
+    /// The `listen(2)` backlog, at least 1 (default 1024).
     pub backlog: u32,
     /// Use a `PATH.lock` pid file (default on): a stale socket left by a dead process is
     /// removed, and a live one is never taken over.
@@ -153,7 +163,7 @@ pub struct UnixServer {
 }
 
 impl UnixServer {
-    /// A server on `address` with the defaults: mode 0o666, backlog 50, lockfile on.
+    /// A server on `address` with the defaults: mode 0o666, backlog 1024, lockfile on.
     pub fn new(address: impl Into<PathBuf>) -> Self {
         UnixServer {
             address: address.into(),
@@ -183,6 +193,14 @@ impl ServerSpec for UnixServer {
 
     fn as_any(&self) -> &dyn Any {
         self
+    }
+
+    fn listen(
+        &self,
+        reactor: &torsion_reactor::Reactor,
+        factory: torsion_reactor::BoxedFactory,
+    ) -> Result<torsion_reactor::ListeningPort, torsion_reactor::Error> {
+        crate::listen::unix(self, reactor, factory)
     }
 }
 
@@ -285,6 +303,14 @@ impl ServerSpec for SystemdServer {
 
     fn as_any(&self) -> &dyn Any {
         self
+    }
+
+    fn listen(
+        &self,
+        reactor: &torsion_reactor::Reactor,
+        factory: torsion_reactor::BoxedFactory,
+    ) -> Result<torsion_reactor::ListeningPort, torsion_reactor::Error> {
+        crate::listen::systemd(self, reactor, factory)
     }
 }
 

@@ -4,6 +4,11 @@
 use std::any::Any;
 use std::fmt;
 
+use torsion_reactor::{
+    BoxedClientFactory, BoxedFactory, Connector, Error as ReactorError,
+    ErrorKind as ReactorErrorKind, ListeningPort, Reactor,
+};
+
 /// A parameter value as reported by [`ServerSpec::params`] / [`ClientSpec::params`], typed
 /// the way it should appear in JSON.
 #[derive(Clone, Debug, PartialEq)]
@@ -47,6 +52,20 @@ pub trait ServerSpec: fmt::Debug + Send + Sync + 'static {
     fn params(&self) -> Vec<(String, ParamValue)>;
     /// `self`, for downcasting to the concrete type.
     fn as_any(&self) -> &dyn Any;
+
+    /// Starts listening on `reactor`, with `factory` building a protocol per connection.
+    /// Types that cannot listen keep the default, which says so.
+    fn listen(
+        &self,
+        reactor: &Reactor,
+        factory: BoxedFactory,
+    ) -> Result<ListeningPort, ReactorError> {
+        let _ = (reactor, factory);
+        Err(ReactorError::new(
+            ReactorErrorKind::InvalidInput,
+            format!("endpoint type {} cannot listen", self.type_name()),
+        ))
+    }
 }
 
 impl dyn ServerSpec {
@@ -75,6 +94,20 @@ pub trait ClientSpec: fmt::Debug + Send + Sync + 'static {
     fn params(&self) -> Vec<(String, ParamValue)>;
     /// `self`, for downcasting to the concrete type.
     fn as_any(&self) -> &dyn Any;
+
+    /// Starts connecting on `reactor`; `factory` builds the protocol once connected and is
+    /// told if the attempt fails. Types that cannot connect keep the default, which says so.
+    fn connect(
+        &self,
+        reactor: &Reactor,
+        factory: BoxedClientFactory,
+    ) -> Result<Connector, ReactorError> {
+        let _ = (reactor, factory);
+        Err(ReactorError::new(
+            ReactorErrorKind::InvalidInput,
+            format!("endpoint type {} cannot connect", self.type_name()),
+        ))
+    }
 }
 
 impl dyn ClientSpec {

@@ -54,6 +54,80 @@ impl<F: ClientFactory> ClientFactory for Rc<F> {
     }
 }
 
+/// A [`ClientFactory`] with the protocol type erased, for endpoint strings.
+#[derive(Clone)]
+pub struct BoxedClientFactory(Rc<dyn ErasedClientFactory>);
+
+trait ErasedClientFactory {
+    fn build(&self, peer: &Address) -> Option<Box<dyn crate::Protocol>>;
+    fn start(&self);
+    fn stop(&self);
+    fn id(&self) -> usize;
+    fn started(&self, connector: &Connector);
+    fn failed(&self, connector: &Connector, reason: &ConnectionLost);
+    fn lost(&self, connector: &Connector, reason: &ConnectionLost);
+}
+
+impl<F: ClientFactory> ErasedClientFactory for F {
+    fn build(&self, peer: &Address) -> Option<Box<dyn crate::Protocol>> {
+        self.build_protocol(peer)
+            .map(|p| Box::new(p) as Box<dyn crate::Protocol>)
+    }
+    fn start(&self) {
+        self.start_factory()
+    }
+    fn stop(&self) {
+        self.stop_factory()
+    }
+    fn id(&self) -> usize {
+        self.factory_id()
+    }
+    fn started(&self, connector: &Connector) {
+        self.started_connecting(connector)
+    }
+    fn failed(&self, connector: &Connector, reason: &ConnectionLost) {
+        self.client_connection_failed(connector, reason)
+    }
+    fn lost(&self, connector: &Connector, reason: &ConnectionLost) {
+        self.client_connection_lost(connector, reason)
+    }
+}
+
+impl BoxedClientFactory {
+    /// Erases `factory`'s protocol type.
+    pub fn new<F: ClientFactory>(factory: F) -> BoxedClientFactory {
+        BoxedClientFactory(Rc::new(factory))
+    }
+}
+
+impl Factory for BoxedClientFactory {
+    type Protocol = Box<dyn crate::Protocol>;
+    fn build_protocol(&self, peer: &Address) -> Option<Box<dyn crate::Protocol>> {
+        self.0.build(peer)
+    }
+    fn start_factory(&self) {
+        self.0.start()
+    }
+    fn stop_factory(&self) {
+        self.0.stop()
+    }
+    fn factory_id(&self) -> usize {
+        self.0.id()
+    }
+}
+
+impl ClientFactory for BoxedClientFactory {
+    fn started_connecting(&self, connector: &Connector) {
+        self.0.started(connector)
+    }
+    fn client_connection_failed(&self, connector: &Connector, reason: &ConnectionLost) {
+        self.0.failed(connector, reason)
+    }
+    fn client_connection_lost(&self, connector: &Connector, reason: &ConnectionLost) {
+        self.0.lost(connector, reason)
+    }
+}
+
 /// Where a connector is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ConnectorState {
@@ -70,7 +144,7 @@ pub(crate) trait Dial: 'static {
     type Stream: Stream;
     /// A new non-blocking socket, bound if asked, with `connect` started.
     fn dial(&self) -> io::Result<Socket>;
-    fn into_stream(&self, socket: Socket) -> Self::Stream;
+    fn stream_from(&self, socket: Socket) -> Self::Stream;
     fn peer(&self) -> Address;
     fn local_of(&self, stream: &Self::Stream) -> Address;
 }
@@ -165,7 +239,9 @@ impl<D: Dial, F: ClientFactory> ConnectorImpl<D, F> {
     }
 
     fn handle(&self) -> Option<Connector> {
-        self.me.upgrade().map(|me| Connector(me as Rc<dyn ConnectorOps>))
+        self.me
+            .upgrade()
+            .map(|me| Connector(me as Rc<dyn ConnectorOps>))
     }
 
     /// Tells the factory the attempt failed (always from the loop, never from the caller's
@@ -189,7 +265,7 @@ impl<D: Dial, F: ClientFactory> ConnectorImpl<D, F> {
     fn connected(&self, inner: &Rc<Inner>, socket: Socket) {
         self.attempt.borrow_mut().take();
         let peer = self.dial.peer();
-        let stream = self.dial.into_stream(socket);
+        let stream = self.dial.stream_from(socket);
         let local = self.dial.local_of(&stream);
         let built = guard(|| self.factory.build_protocol(&peer)).unwrap_or_else(|msg| {
             log::error!("build_protocol panicked for a connection to {peer}: {msg}");
@@ -212,7 +288,14 @@ impl<D: Dial, F: ClientFactory> ConnectorImpl<D, F> {
             }
         });
         self.state.set(ConnectorState::Connected);
-        match Conn::start(inner, stream, Box::new(protocol), peer, local, Some(on_lost)) {
+        match Conn::start(
+            inner,
+            stream,
+            Box::new(protocol),
+            peer,
+            local,
+            Some(on_lost),
+        ) {
             Ok(conn) => {
                 let transport = Transport::new(conn as Rc<dyn crate::transport::TransportBackend>);
                 *self.transport.borrow_mut() = Some(transport);
@@ -231,7 +314,9 @@ impl<D: Dial, F: ClientFactory> ConnectorOps for ConnectorImpl<D, F> {
         if self.state.get() != ConnectorState::Disconnected {
             return;
         }
-        let Some(inner) = self.inner.upgrade() else { return };
+        let Some(inner) = self.inner.upgrade() else {
+            return;
+        };
         if !self.started.replace(true) {
             factory_started(&self.factory);
         }

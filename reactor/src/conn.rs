@@ -328,7 +328,9 @@ impl<S: Stream> Conn<S> {
         let mut st = self.st.borrow_mut();
         st.queued -= n.min(st.queued);
         while n > 0 {
-            let Some(front) = st.queue.front_mut() else { break };
+            let Some(front) = st.queue.front_mut() else {
+                break;
+            };
             if n >= front.len() {
                 n -= front.len();
                 st.queue.pop_front();
@@ -382,8 +384,8 @@ impl<S: Stream> Conn<S> {
 
     fn check_flow(&self) {
         let mut st = self.st.borrow_mut();
-        let crossed = (!st.told_paused && st.queued > st.high)
-            || (st.told_paused && st.queued <= st.low);
+        let crossed =
+            (!st.told_paused && st.queued > st.high) || (st.told_paused && st.queued <= st.low);
         if crossed && !st.flow_scheduled {
             st.flow_scheduled = true;
             drop(st);
@@ -669,6 +671,9 @@ impl<S: Stream> TransportBackend for Conn<S> {
     }
 
     fn peer_credentials(&self) -> Option<PeerCredentials> {
-        self.io.borrow().as_ref().and_then(|io| io.peer_credentials())
+        self.io
+            .borrow()
+            .as_ref()
+            .and_then(|io| io.peer_credentials())
     }
 }

@@ -37,16 +37,20 @@ mod unix;
 
 pub mod testing;
 
-pub use client::{ClientFactory, Connector, ConnectorState, DEFAULT_CONNECT_TIMEOUT};
+pub use client::{
+    BoxedClientFactory, ClientFactory, Connector, ConnectorState, DEFAULT_CONNECT_TIMEOUT,
+};
 pub use clock::Clock;
+pub use error::{Error, ErrorKind, Result};
 pub use listen::ListeningPort;
-pub use protocol::{Address, ConnectionLost, Factory, FnFactory, Protocol, factory_fn};
+pub use protocol::{
+    Address, BoxedFactory, ConnectionLost, Factory, FnFactory, Protocol, factory_fn,
+};
+pub use reactor::{DEFAULT_SHUTDOWN_GRACE, Phase, Reactor, SystemEvent, TriggerId};
+pub use remote::Remote;
 pub use tcp::{DEFAULT_BACKLOG, TcpConnectOptions, TcpListenOptions};
+pub use timer::{DelayedCall, Scheduler, SchedulerExt, delay_from_secs};
 pub use transport::{
     DEFAULT_HIGH_WATER, DEFAULT_LOW_WATER, PeerCredentials, Transport, TransportBackend,
 };
 pub use unix::UnixListenOptions;
-pub use error::{Error, ErrorKind, Result};
-pub use reactor::{DEFAULT_SHUTDOWN_GRACE, Phase, Reactor, SystemEvent, TriggerId};
-pub use remote::Remote;
-pub use timer::{DelayedCall, Scheduler, SchedulerExt, delay_from_secs};

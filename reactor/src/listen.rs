@@ -36,7 +36,7 @@ thread_local! {
 }
 
 pub(crate) fn factory_started<F: Factory>(factory: &Rc<F>) {
-    let key = Rc::as_ptr(factory) as *const () as usize;
+    let key = factory.factory_id();
     let first = FACTORY_USERS.with(|m| {
         let mut m = m.borrow_mut();
         let n = m.entry(key).or_insert(0);
@@ -49,7 +49,7 @@ pub(crate) fn factory_started<F: Factory>(factory: &Rc<F>) {
 }
 
 pub(crate) fn factory_stopped<F: Factory>(factory: &Rc<F>) {
-    let key = Rc::as_ptr(factory) as *const () as usize;
+    let key = factory.factory_id();
     let last = FACTORY_USERS.with(|m| {
         let mut m = m.borrow_mut();
         match m.get_mut(&key) {
@@ -111,7 +111,12 @@ impl<A: Acceptor, F: Factory> Listener<A, F> {
                 Rc::clone(&listener)
             })
         }
-        .map_err(|e| Error::io(format!("cannot watch the listening socket {}", listener.local), e))?;
+        .map_err(|e| {
+            Error::io(
+                format!("cannot watch the listening socket {}", listener.local),
+                e,
+            )
+        })?;
         factory_started(&listener.factory);
         Ok(listener)
     }
@@ -124,17 +129,22 @@ impl<A: Acceptor, F: Factory> Listener<A, F> {
             };
             match accepted {
                 Ok((stream, peer)) => {
-                    let Some(protocol) = crate::callback::guard(|| self.factory.build_protocol(&peer))
-                        .unwrap_or_else(|msg| {
-                            log::error!("build_protocol panicked for a connection from {peer}: {msg}");
-                            None
-                        })
+                    let Some(protocol) =
+                        crate::callback::guard(|| self.factory.build_protocol(&peer))
+                            .unwrap_or_else(|msg| {
+                                log::error!(
+                                    "build_protocol panicked for a connection from {peer}: {msg}"
+                                );
+                                None
+                            })
                     else {
                         log::debug!("factory refused the connection from {peer}");
                         continue; // dropping `stream` closes it
                     };
                     let local = self.local.clone();
-                    if let Err(err) = Conn::start(inner, stream, Box::new(protocol), peer, local, None) {
+                    if let Err(err) =
+                        Conn::start(inner, stream, Box::new(protocol), peer, local, None)
+                    {
                         log::error!("{err}");
                     }
                 }
@@ -193,7 +203,9 @@ impl<A: Acceptor, F: Factory> Port for Listener<A, F> {
     }
 
     fn stop(&self) {
-        let Some(token) = self.token.take() else { return };
+        let Some(token) = self.token.take() else {
+            return;
+        };
         if let Some(inner) = self.inner.upgrade() {
             drop(inner.registry.deregister(token));
         }

@@ -218,6 +218,13 @@ pub trait Factory: 'static {
 
     /// Called when the last port (or connector) using this factory stops.
     fn stop_factory(&self) {}
+
+    /// Identifies the factory for counting the ports that use it, so wrappers (`Rc<F>`,
+    /// [`BoxedFactory`]) count as the factory they wrap. Not meant to be overridden.
+    #[doc(hidden)]
+    fn factory_id(&self) -> usize {
+        self as *const Self as *const () as usize
+    }
 }
 
 impl<F: Factory> Factory for Rc<F> {
@@ -230,6 +237,60 @@ impl<F: Factory> Factory for Rc<F> {
     }
     fn stop_factory(&self) {
         (**self).stop_factory()
+    }
+    fn factory_id(&self) -> usize {
+        (**self).factory_id()
+    }
+}
+
+/// A [`Factory`] with the protocol type erased (it builds `Box<dyn Protocol>`), for code
+/// that decides at run time how to listen or connect, such as endpoint strings.
+#[derive(Clone)]
+pub struct BoxedFactory(Rc<dyn ErasedFactory>);
+
+trait ErasedFactory {
+    fn build(&self, peer: &Address) -> Option<Box<dyn Protocol>>;
+    fn start(&self);
+    fn stop(&self);
+    fn id(&self) -> usize;
+}
+
+impl<F: Factory> ErasedFactory for F {
+    fn build(&self, peer: &Address) -> Option<Box<dyn Protocol>> {
+        self.build_protocol(peer)
+            .map(|p| Box::new(p) as Box<dyn Protocol>)
+    }
+    fn start(&self) {
+        self.start_factory()
+    }
+    fn stop(&self) {
+        self.stop_factory()
+    }
+    fn id(&self) -> usize {
+        self.factory_id()
+    }
+}
+
+impl BoxedFactory {
+    /// Erases `factory`'s protocol type.
+    pub fn new<F: Factory>(factory: F) -> BoxedFactory {
+        BoxedFactory(Rc::new(factory))
+    }
+}
+
+impl Factory for BoxedFactory {
+    type Protocol = Box<dyn Protocol>;
+    fn build_protocol(&self, peer: &Address) -> Option<Box<dyn Protocol>> {
+        self.0.build(peer)
+    }
+    fn start_factory(&self) {
+        self.0.start()
+    }
+    fn stop_factory(&self) {
+        self.0.stop()
+    }
+    fn factory_id(&self) -> usize {
+        self.0.id()
     }
 }
 

@@ -46,11 +46,13 @@ pub enum Phase {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct TriggerId(u64);
 
+type TriggerFn = Rc<RefCell<dyn FnMut()>>;
+
 struct Trigger {
     id: TriggerId,
     event: SystemEvent,
     phase: Phase,
-    f: Rc<RefCell<dyn FnMut()>>,
+    f: TriggerFn,
     origin: &'static Location<'static>,
 }
 
@@ -129,7 +131,7 @@ impl Inner {
     }
 
     fn fire(&self, event: SystemEvent, phase: Phase) {
-        let due: Vec<(Rc<RefCell<dyn FnMut()>>, &'static Location<'static>)> = self
+        let due: Vec<(TriggerFn, &'static Location<'static>)> = self
             .triggers
             .borrow()
             .iter()

@@ -134,7 +134,7 @@ impl Dial for TcpDial {
         Ok(socket)
     }
 
-    fn into_stream(&self, socket: Socket) -> TcpStream {
+    fn stream_from(&self, socket: Socket) -> TcpStream {
         socket.into()
     }
 
@@ -184,6 +184,21 @@ impl Reactor {
         let local = listener
             .local_addr()
             .map_err(|e| Error::io(format!("cannot listen on {addr}"), e))?;
+        let acceptor = TcpAcceptor { listener, local };
+        let listener = Listener::start(&self.inner, acceptor, Rc::new(factory))?;
+        Ok(ListeningPort { port: listener })
+    }
+
+    /// Serves connections on an already-listening socket, such as one inherited from systemd
+    /// (socket activation). The socket is made non-blocking.
+    pub fn adopt_tcp_listener<F: Factory>(
+        &self,
+        listener: TcpListener,
+        factory: F,
+    ) -> Result<ListeningPort, Error> {
+        let fail = |e| Error::io("cannot adopt the inherited TCP socket", e);
+        listener.set_nonblocking(true).map_err(fail)?;
+        let local = listener.local_addr().map_err(fail)?;
         let acceptor = TcpAcceptor { listener, local };
         let listener = Listener::start(&self.inner, acceptor, Rc::new(factory))?;
         Ok(ListeningPort { port: listener })

@@ -26,6 +26,8 @@ pub struct UnixListenOptions {
     pub mode: u32,
     /// Remove the path when the port stops listening (default on).
     pub remove_on_stop: bool,
+    /// A lock file to remove along with the path (the `unix:` endpoint's `PATH.lock`).
+    pub lock_file: Option<PathBuf>,
 }
 
 impl Default for UnixListenOptions {
@@ -34,6 +36,7 @@ impl Default for UnixListenOptions {
             backlog: crate::tcp::DEFAULT_BACKLOG,
             mode: 0o666,
             remove_on_stop: true,
+            lock_file: None,
         }
     }
 }
@@ -42,6 +45,7 @@ struct UnixAcceptor {
     listener: UnixListener,
     path: PathBuf,
     remove_on_stop: bool,
+    lock_file: Option<PathBuf>,
 }
 
 impl AsRawFd for UnixAcceptor {
@@ -67,6 +71,9 @@ impl Acceptor for UnixAcceptor {
         if self.remove_on_stop {
             let _ = std::fs::remove_file(&self.path);
         }
+        if let Some(lock) = &self.lock_file {
+            let _ = std::fs::remove_file(lock);
+        }
     }
 }
 
@@ -83,7 +90,7 @@ impl Dial for UnixDial {
         Ok(socket)
     }
 
-    fn into_stream(&self, socket: Socket) -> UnixStream {
+    fn stream_from(&self, socket: Socket) -> UnixStream {
         // SAFETY: `into_raw_fd` gives up ownership of a connected stream socket, which
         // `UnixStream` takes over.
         unsafe { UnixStream::from_raw_fd(socket.into_raw_fd()) }
@@ -111,7 +118,9 @@ impl Reactor {
         let fail = |e| Error::io(format!("cannot listen on {}", path.display()), e);
         let socket =
             Socket::new(Domain::UNIX, Type::STREAM.nonblocking().cloexec(), None).map_err(fail)?;
-        socket.bind(&SockAddr::unix(&path).map_err(fail)?).map_err(fail)?;
+        socket
+            .bind(&SockAddr::unix(&path).map_err(fail)?)
+            .map_err(fail)?;
         let result = (|| {
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(options.mode))?;
             socket.listen(options.backlog.clamp(1, i32::MAX as u32) as i32)
@@ -124,6 +133,31 @@ impl Reactor {
             listener: socket.into(),
             path,
             remove_on_stop: options.remove_on_stop,
+            lock_file: options.lock_file.clone(),
+        };
+        let listener = Listener::start(&self.inner, acceptor, Rc::new(factory))?;
+        Ok(ListeningPort { port: listener })
+    }
+
+    /// Serves connections on an already-listening Unix socket (inherited from systemd). The
+    /// path, if any, is left in place when the port stops.
+    pub fn adopt_unix_listener<F: Factory>(
+        &self,
+        listener: UnixListener,
+        factory: F,
+    ) -> Result<ListeningPort, Error> {
+        let fail = |e| Error::io("cannot adopt the inherited Unix socket", e);
+        listener.set_nonblocking(true).map_err(fail)?;
+        let path = listener
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_pathname().map(Path::to_path_buf))
+            .unwrap_or_default();
+        let acceptor = UnixAcceptor {
+            listener,
+            path,
+            remove_on_stop: false,
+            lock_file: None,
         };
         let listener = Listener::start(&self.inner, acceptor, Rc::new(factory))?;
         Ok(ListeningPort { port: listener })
