@@ -26,6 +26,7 @@ mod listen;
 mod poll;
 mod protocol;
 mod reactor;
+mod reconnect;
 mod remote;
 mod signals;
 mod stream;
@@ -47,6 +48,7 @@ pub use protocol::{
     Address, BoxedFactory, ConnectionLost, Factory, FnFactory, Protocol, factory_fn,
 };
 pub use reactor::{DEFAULT_SHUTDOWN_GRACE, Phase, Reactor, SystemEvent, TriggerId};
+pub use reconnect::{Backoff, Reconnecting};
 pub use remote::Remote;
 pub use tcp::{DEFAULT_BACKLOG, TcpConnectOptions, TcpListenOptions};
 pub use timer::{DelayedCall, Scheduler, SchedulerExt, delay_from_secs};

@@ -533,14 +533,17 @@ impl Reactor {
 
     /// Iterates until `done()` is true or `timeout` passes; returns whether `done()` became
     /// true. The tool for tests that wait for an event "with a generous deadline".
+    /// `done()` is checked after every iteration, and at least every 10 ms, so it may also
+    /// watch things the reactor is not told about (another thread finishing).
     pub fn run_until<F: FnMut() -> bool>(&self, timeout: Duration, mut done: F) -> bool {
+        const SLICE: Duration = Duration::from_millis(10);
         let deadline = crate::timer::deadline_after(Instant::now(), timeout);
         while !done() {
             let now = Instant::now();
             if now >= deadline {
                 return false;
             }
-            if let Err(err) = self.iterate(deadline - now) {
+            if let Err(err) = self.iterate((deadline - now).min(SLICE)) {
                 log::error!("{err}");
                 return false;
             }

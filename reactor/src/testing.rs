@@ -175,6 +175,14 @@ impl StringTransport {
     }
 }
 
+/// A protocol that ignores what it receives (for tests that only need a connection).
+#[derive(Debug, Default)]
+pub struct Sink;
+
+impl Protocol for Sink {
+    fn data_received(&mut self, _transport: &Transport, _data: &[u8]) {}
+}
+
 struct PipeEnd {
     outbox: RefCell<Vec<u8>>,
     closing: Cell<bool>,

@@ -228,7 +228,11 @@ fn call_from_many_threads_loses_nothing() {
         assert!(mine.windows(2).all(|w| w[0] < w[1]));
     }
     seen.sort_unstable();
-    assert_eq!(seen, (0..8000).collect::<Vec<u64>>(), "none lost or duplicated");
+    assert_eq!(
+        seen,
+        (0..8000).collect::<Vec<u64>>(),
+        "none lost or duplicated"
+    );
 }
 
 #[test]
