@@ -16,9 +16,10 @@
 //!
 //! The [`LineEvent::TooLong`] event carries exactly the first
 //! `max_length + 1` bytes of the offending line. Whether the bytes arrive in
-//! one piece, one at a time, or split anywhere, the events are the same, and
-//! the decoder never buffers much more than `max_length` plus the delimiter
-//! for a line (beyond what was pushed and not yet pulled).
+//! one piece, one at a time, or split anywhere, the events are the same. A
+//! decoder whose events are pulled after every push holds at most
+//! `max_length` bytes plus a delimiter of any partial line, plus the latest
+//! push: a peer cannot make it buffer an endless line.
 //!
 //! After `TooLong` the decoder *discards* the rest of the offending line, up
 //! to and including its delimiter (which may arrive later), and then goes on
@@ -332,7 +333,7 @@ impl LineDecoder {
                 if end > self.max_length {
                     // `max_length + 1` bytes and no delimiter starts among
                     // them: the line is too long.
-                    let prefix = self.buf.split_to(end).freeze();
+                    let prefix = self.buf.split_to(self.max_length + 1).freeze();
                     self.discarding = true;
                     self.scan_from = 0;
                     Some(LineEvent::TooLong(prefix))
@@ -614,6 +615,17 @@ mod tests {
         assert_eq!(dec.buffered_len(), 1);
         dec.push(b"\nz\r\n");
         assert_eq!(dec.next_event(), Some(line(b"z")));
+    }
+
+    #[test]
+    fn lowering_max_length_mid_line_still_reports_max_plus_one_bytes() {
+        let mut dec = LineDecoder::new();
+        dec.push(b"abcdefgh");
+        assert_eq!(dec.next_event(), None);
+        let mut dec = dec.with_max_length(2);
+        assert_eq!(dec.next_event(), Some(too_long(b"abc")));
+        dec.push(b"\r\nok\r\n");
+        assert_eq!(dec.next_event(), Some(line(b"ok")));
     }
 
     #[test]

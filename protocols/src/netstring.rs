@@ -154,8 +154,7 @@ impl NetstringDecoder {
                 }
                 State::Payload { len } => {
                     if self.buf.len() <= len {
-                        // Make room for the rest once, not on every push.
-                        self.buf.reserve(len + 1 - self.buf.len());
+                        reserve_for(&mut self.buf, len + 1);
                         return Ok(None);
                     }
                     let found = self.buf[len];
@@ -227,6 +226,17 @@ impl NetstringDecoder {
         });
         self.buf = BytesMut::new();
     }
+}
+
+/// The most a decoder reserves ahead of the bytes it was sent.
+const MAX_EAGER_RESERVE: usize = 64 * 1024;
+
+/// Makes room in `buf` for a frame of `total` bytes, so that it is not
+/// reallocated on every push; but at most 64 KiB ahead of what arrived, so
+/// that a peer declaring a large frame does not get it allocated for free.
+pub(crate) fn reserve_for(buf: &mut BytesMut, total: usize) {
+    let missing = total.saturating_sub(buf.len()).min(MAX_EAGER_RESERVE);
+    buf.reserve(missing);
 }
 
 /// Writes netstrings (Twisted's `NetstringReceiver.sendString`), refusing
@@ -426,6 +436,23 @@ mod tests {
         );
         // The first digit that overflows a usize is the error.
         assert_eq!(e.offset(), u64::from(usize::MAX.ilog10()));
+    }
+
+    #[test]
+    fn a_large_declared_length_is_not_allocated_up_front() {
+        let mut dec = NetstringDecoder::new().with_max_length(usize::MAX);
+        dec.push(b"1000000000:abc");
+        assert_eq!(dec.next_frame(), Ok(None));
+        assert!(
+            dec.buf.capacity() <= 2 * MAX_EAGER_RESERVE,
+            "{}",
+            dec.buf.capacity()
+        );
+        // Small payloads get all their room at once.
+        let mut dec = NetstringDecoder::new();
+        dec.push(b"5000:a");
+        assert_eq!(dec.next_frame(), Ok(None));
+        assert!(dec.buf.capacity() > 5000);
     }
 
     #[test]

@@ -213,8 +213,7 @@ impl PrefixedDecoder {
                 }
                 State::Body { len } => {
                     if self.buf.len() < len {
-                        // Make room for the rest once, not on every push.
-                        self.buf.reserve(len - self.buf.len());
+                        crate::netstring::reserve_for(&mut self.buf, len);
                         return Ok(None);
                     }
                     let frame = self.buf.split_to(len).freeze();
