@@ -93,7 +93,16 @@ fn client(
                 crate::io_err(&e, timeout)
             )
         };
-        let mut s = TcpStream::connect_timeout(&addr, timeout).map_err(|e| ctx("connect", e))?;
+        let mut s = TcpStream::connect_timeout(&addr, timeout).map_err(|e| {
+            if e.raw_os_error() == Some(libc::EADDRNOTAVAIL) {
+                format!(
+                    "client {t}, cycle {cycle}: connect: out of local ports (closed connections wait in \
+                     TIME_WAIT; see net.ipv4.ip_local_port_range and net.ipv4.tcp_tw_reuse): {e}"
+                )
+            } else {
+                ctx("connect", e)
+            }
+        })?;
         s.set_nodelay(true).map_err(|e| ctx("set_nodelay", e))?;
         s.set_read_timeout(Some(timeout))
             .map_err(|e| ctx("set_read_timeout", e))?;
@@ -116,7 +125,8 @@ fn client(
                     ));
                 }
                 Ok(n) => {
-                    pattern::verify(id, got as u64, &buf[..n])?;
+                    pattern::verify(id, got as u64, &buf[..n])
+                        .map_err(|e| format!("client {t}, cycle {cycle}: {e}"))?;
                     got += n;
                 }
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
