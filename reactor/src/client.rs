@@ -277,14 +277,14 @@ impl<D: Dial, F: ClientFactory> ConnectorImpl<D, F> {
             self.report_failed(&ConnectionLost::Aborted);
             return;
         };
-        let me = self.me.clone();
+        // The connection keeps its connector alive (the user may have dropped every handle);
+        // the cycle through `transport` ends when the connection is lost.
+        let Some(me) = self.me.upgrade() else { return };
         let on_lost: crate::conn::LostHook = Box::new(move |reason: &ConnectionLost| {
-            if let Some(me) = me.upgrade() {
-                me.transport.borrow_mut().take();
-                me.state.set(ConnectorState::Disconnected);
-                if let Some(connector) = me.handle() {
-                    me.factory.client_connection_lost(&connector, reason);
-                }
+            me.transport.borrow_mut().take();
+            me.state.set(ConnectorState::Disconnected);
+            if let Some(connector) = me.handle() {
+                me.factory.client_connection_lost(&connector, reason);
             }
         });
         self.state.set(ConnectorState::Connected);
@@ -336,7 +336,7 @@ impl<D: Dial, F: ClientFactory> ConnectorOps for ConnectorImpl<D, F> {
             token: Cell::new(None),
             socket: RefCell::new(Some(socket)),
             timer: RefCell::new(None),
-            connector: Rc::downgrade(&me),
+            connector: RefCell::new(Some(me)),
         });
         // SAFETY: the socket lives in `attempt.socket`; `Attempt::end` deregisters before
         // dropping or handing it on.
@@ -402,12 +402,13 @@ impl<D: Dial, F: ClientFactory> Drop for ConnectorImpl<D, F> {
     }
 }
 
-/// A connect in progress: registered for writability, which says the outcome.
+/// A connect in progress: registered for writability, which says the outcome. It keeps
+/// its connector alive until the attempt ends (the user may have dropped every handle).
 pub(crate) struct Attempt<D: Dial, F: ClientFactory> {
     token: Cell<Option<Token>>,
     socket: RefCell<Option<Socket>>,
     timer: RefCell<Option<DelayedCall>>,
-    connector: Weak<ConnectorImpl<D, F>>,
+    connector: RefCell<Option<Rc<ConnectorImpl<D, F>>>>,
 }
 
 impl<D: Dial, F: ClientFactory> Attempt<D, F> {
@@ -417,10 +418,9 @@ impl<D: Dial, F: ClientFactory> Attempt<D, F> {
             let _ = call.cancel();
         }
         let token = self.token.take()?;
-        if let Some(connector) = self.connector.upgrade() {
-            if let Some(inner) = connector.inner.upgrade() {
-                drop(inner.registry.deregister(token));
-            }
+        let connector = self.connector.borrow().clone();
+        if let Some(inner) = connector.and_then(|c| c.inner.upgrade()) {
+            drop(inner.registry.deregister(token));
         }
         self.socket.borrow_mut().take()
     }
@@ -428,9 +428,11 @@ impl<D: Dial, F: ClientFactory> Attempt<D, F> {
     fn give_up(&self, reason: ConnectionLost) {
         let Some(socket) = self.end() else { return };
         drop(socket);
-        if let Some(connector) = self.connector.upgrade() {
-            connector.attempt.borrow_mut().take();
+        let connector = self.connector.borrow_mut().take();
+        if let Some(connector) = connector {
+            let attempt = connector.attempt.borrow_mut().take();
             connector.fail_soon(reason);
+            drop(attempt);
         }
     }
 }
@@ -450,7 +452,8 @@ impl<D: Dial, F: ClientFactory> Source for Attempt<D, F> {
             return;
         }
         let Some(socket) = self.end() else { return };
-        if let Some(connector) = self.connector.upgrade() {
+        let connector = self.connector.borrow_mut().take();
+        if let Some(connector) = connector {
             connector.connected(inner, socket);
         }
     }

@@ -618,10 +618,7 @@ fn factory_can_refuse_and_start_stop_are_called_once() {
 #[test]
 fn listening_on_a_port_in_use_names_the_address() {
     let r = reactor();
-    let (_port, addr) = listen(
-        &r,
-        factory_fn(|_| Some(torsion_reactor::testing::Sink)),
-    );
+    let (_port, addr) = listen(&r, factory_fn(|_| Some(torsion_reactor::testing::Sink)));
     let err = r
         .listen_tcp(
             addr,

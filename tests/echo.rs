@@ -1,0 +1,301 @@
+//! The echo server and client examples, run as child processes over loopback.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Server, eventually, example, wait_timeout};
+
+const LONG: Duration = Duration::from_secs(30);
+const LOCAL: &str = "tcp:port=0:interface=127.0.0.1";
+
+fn pattern(offset: usize, len: usize) -> Vec<u8> {
+    (offset..offset + len).map(|i| (i % 253) as u8).collect()
+}
+
+fn rss_kib(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+fn cpu_ticks(pid: i32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which is in parentheses).
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+#[test]
+fn echoes_and_closes_after_the_client_half_closes() {
+    let server = Server::start("echo_server", &[LOCAL]);
+    let mut c = TcpStream::connect(server.socket_addr()).unwrap();
+    c.set_read_timeout(Some(LONG)).unwrap();
+    let data = pattern(0, 300_000);
+    let mut w = c.try_clone().unwrap();
+    let d = data.clone();
+    let writer = std::thread::spawn(move || {
+        w.write_all(&d).unwrap();
+        w.shutdown(Shutdown::Write).unwrap();
+    });
+    let mut got = Vec::new();
+    c.read_to_end(&mut got).unwrap(); // ends with the server's close
+    writer.join().unwrap();
+    assert_eq!(got.len(), data.len());
+    assert!(got == data);
+}
+
+#[test]
+fn a_client_that_does_not_read_is_paused_and_cannot_grow_the_server() {
+    let server = Server::start("echo_server", &[LOCAL]);
+    let c = TcpStream::connect(server.socket_addr()).unwrap();
+    c.set_nonblocking(true).unwrap();
+    // Warm up, then measure.
+    let before = rss_kib(server.pid());
+    // Send without reading until the server stops taking bytes: it has paused reading.
+    let mut sent = 0usize;
+    let mut stuck_since = None;
+    let deadline = Instant::now() + LONG;
+    loop {
+        assert!(Instant::now() < deadline, "the server never pushed back");
+        match (&c).write(&pattern(sent, 64 * 1024)) {
+            Ok(n) => {
+                sent += n;
+                stuck_since = None;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                // Blocked for a while: every buffer on the way is full.
+                let since = *stuck_since.get_or_insert_with(Instant::now);
+                if since.elapsed() > Duration::from_millis(300) {
+                    break;
+                }
+                std::thread::yield_now();
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let after = rss_kib(server.pid());
+    assert!(sent > 1024 * 1024, "sent only {sent} bytes");
+    assert!(
+        after < before + 4 * 1024,
+        "server RSS grew from {before} KiB to {after} KiB after {sent} bytes"
+    );
+    // Now read: every byte comes back, in order, and the flow resumes.
+    c.set_nonblocking(false).unwrap();
+    c.set_read_timeout(Some(LONG)).unwrap();
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 64 * 1024];
+    while got < sent {
+        let n = (&c).read(&mut buf).unwrap();
+        assert!(n > 0);
+        assert!(buf[..n] == pattern(got, n)[..], "mismatch at {got}");
+        got += n;
+    }
+}
+
+#[test]
+fn sigterm_flushes_what_is_buffered_for_clients_that_read() {
+    let mut server = Server::start("echo_server", &[LOCAL]);
+    let mut c = TcpStream::connect(server.socket_addr()).unwrap();
+    c.set_read_timeout(Some(LONG)).unwrap();
+    let data = pattern(0, 4 * 1024 * 1024);
+    let mut w = c.try_clone().unwrap();
+    let d = data.clone();
+    let writer = std::thread::spawn(move || w.write_all(&d));
+    // Read a little, then ask the server to stop while most of the echo is still to come.
+    let mut got = vec![0u8; 1024];
+    c.read_exact(&mut got).unwrap();
+    server.signal(libc::SIGTERM);
+    let mut rest = Vec::new();
+    let _ = c.read_to_end(&mut rest);
+    got.extend_from_slice(&rest);
+    let _ = writer.join();
+    let status = server.wait_exit(LONG).expect("exits");
+    assert_eq!(status.code(), Some(0));
+    // Everything the server had read before stopping came back, in order.
+    assert!(got.len() >= 1024);
+    assert!(got[..] == data[..got.len()]);
+}
+
+#[test]
+fn sigterm_with_a_client_that_never_reads_still_exits_within_the_grace_period() {
+    let mut server = Server::start("echo_server", &[LOCAL]);
+    let c = TcpStream::connect(server.socket_addr()).unwrap();
+    c.set_nonblocking(true).unwrap();
+    let mut sent = 0;
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_millis(500) {
+        if let Ok(n) = (&c).write(&[1u8; 65536]) {
+            sent += n;
+        }
+    }
+    assert!(sent > 0);
+    let t0 = Instant::now();
+    server.signal(libc::SIGTERM);
+    let status = server.wait_exit(LONG).expect("exits");
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        t0.elapsed() < Duration::from_secs(15),
+        "took {:?}",
+        t0.elapsed()
+    );
+}
+
+#[test]
+fn a_malformed_endpoint_exits_2_naming_the_bad_part() {
+    let out = Command::new(example("echo_server"))
+        .arg("tcp:port=99999")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("99999") && err.contains("port"), "{err}");
+}
+
+#[test]
+fn a_port_in_use_exits_1_naming_the_address() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let out = Command::new(example("echo_server"))
+        .arg(format!("tcp:port={}:interface=127.0.0.1", addr.port()))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains(&addr.to_string()) && err.contains("address already in use"),
+        "{err}"
+    );
+}
+
+#[test]
+fn no_descriptor_outlives_its_connection() {
+    let server = Server::start("echo_server", &[LOCAL]);
+    let base = server.open_fds();
+    let clients: Vec<TcpStream> = (0..100)
+        .map(|_| TcpStream::connect(server.socket_addr()).unwrap())
+        .collect();
+    assert!(eventually(LONG, || server.open_fds() >= base + 100));
+    drop(clients);
+    assert!(
+        eventually(LONG, || server.open_fds() == base),
+        "{} open, {base} before",
+        server.open_fds()
+    );
+}
+
+#[test]
+fn out_of_descriptors_backs_off_without_spinning_and_recovers() {
+    let mut cmd = Command::new(example("echo_server"));
+    cmd.arg(LOCAL).env("RUST_LOG", "warn");
+    // SAFETY: setrlimit is async-signal-safe; it only lowers this child's own limit.
+    unsafe {
+        cmd.pre_exec(|| {
+            let lim = libc::rlimit {
+                rlim_cur: 24,
+                rlim_max: 24,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut server = Server::start_with(&mut cmd);
+    // More clients than the server has descriptors for.
+    let clients: Vec<TcpStream> = (0..40)
+        .map(|_| TcpStream::connect(server.socket_addr()).unwrap())
+        .collect();
+    // Wait until the server is out of descriptors (its count stops at the limit).
+    assert!(eventually(LONG, || server.open_fds() >= 23));
+    let t0 = cpu_ticks(server.pid());
+    let wall = Instant::now();
+    std::thread::sleep(Duration::from_secs(1)); // measuring CPU over a second, not waiting for an event
+    let used = cpu_ticks(server.pid()) - t0;
+    let ticks_per_sec = 100; // USER_HZ
+    assert!(
+        (used as f64) < 0.2 * ticks_per_sec as f64 * wall.elapsed().as_secs_f64(),
+        "server used {used} ticks in {:?} while out of descriptors",
+        wall.elapsed()
+    );
+    // Free descriptors: the server resumes accepting and serves everyone.
+    drop(clients);
+    let mut c = TcpStream::connect(server.socket_addr()).unwrap();
+    c.set_read_timeout(Some(LONG)).unwrap();
+    c.write_all(b"after").unwrap();
+    let mut buf = [0u8; 5];
+    c.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"after");
+    drop(c);
+    server.signal(libc::SIGTERM);
+    server.wait_exit(LONG).expect("exits");
+    let stderr = server.stderr();
+    let warnings = stderr.matches("cannot accept connections").count();
+    assert_eq!(warnings, 1, "logged once: {stderr}");
+}
+
+#[test]
+fn echo_client_sends_stdin_and_prints_the_echo() {
+    let server = Server::start("echo_server", &[LOCAL]);
+    let mut child = Command::new(example("echo_client"))
+        .arg(format!(
+            "tcp:host=127.0.0.1:port={}",
+            server.socket_addr().port()
+        ))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let input = pattern(0, 1_000_000);
+    let mut stdin = child.stdin.take().unwrap();
+    let i = input.clone();
+    let feeder = std::thread::spawn(move || stdin.write_all(&i));
+    let mut out = Vec::new();
+    child.stdout.take().unwrap().read_to_end(&mut out).unwrap();
+    feeder.join().unwrap().unwrap();
+    let status = wait_timeout(&mut child, LONG).expect("exits");
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        out == input,
+        "echoed {} of {} bytes",
+        out.len(),
+        input.len()
+    );
+}
+
+#[test]
+fn echo_client_reports_bad_endpoints_and_refused_connections() {
+    let out = Command::new(example("echo_client"))
+        .arg("tcp:host=127.0.0.1:port=notaport")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let free = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let out = Command::new(example("echo_client"))
+        .arg(format!("tcp:host=127.0.0.1:port={}", free.port()))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains(&free.to_string()) && err.contains("connection refused"),
+        "{err}"
+    );
+}
