@@ -18,16 +18,27 @@
 
 mod callback;
 mod clock;
+mod cooperate;
+mod deferred;
 mod error;
 mod fd;
+mod looping;
 mod poll;
 mod reactor;
 mod remote;
 mod signals;
+mod task;
+mod threads;
 mod timer;
 
 pub use clock::Clock;
+pub use cooperate::{CooperativeTask, Cooperator, DEFAULT_TIME_SLICE, TaskState, cooperate};
+pub use deferred::combinators::{first, gather, race, settle};
+pub use deferred::{DRAIN_BUDGET, Deferred, DeferredError, Resolver, defer_later};
 pub use error::{Error, ErrorKind, Result};
+pub use looping::LoopingCall;
 pub use reactor::{DEFAULT_SHUTDOWN_GRACE, Phase, Reactor, SystemEvent, TriggerId};
 pub use remote::Remote;
+pub use task::{Sleep, Timeout, sleep, sleep_on, timeout, timeout_on};
+pub use threads::DEFAULT_THREAD_POOL_SIZE;
 pub use timer::{DelayedCall, Scheduler, SchedulerExt, delay_from_secs};
