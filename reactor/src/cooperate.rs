@@ -199,7 +199,7 @@ impl CoopInner {
             let Some(mut step) = task.step.take() else {
                 continue;
             };
-            let outcome = guard(|| step());
+            let outcome = guard(&mut step);
             steps += 1;
             match outcome {
                 Ok(true) => match task.state.get() {

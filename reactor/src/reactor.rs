@@ -134,7 +134,8 @@ impl Inner {
     }
 
     fn fire(&self, event: SystemEvent, phase: Phase) {
-        let due: Vec<(Rc<RefCell<dyn FnMut()>>, &'static Location<'static>)> = self
+        type Due = (Rc<RefCell<dyn FnMut()>>, &'static Location<'static>);
+        let due: Vec<Due> = self
             .triggers
             .borrow()
             .iter()

@@ -324,7 +324,8 @@ impl Reactor {
         }
         let task = self.spawn(fut);
         let cancel = task.clone_canceller();
-        let slot: Rc<RefCell<Option<Result<F::Output, Error>>>> = Rc::new(RefCell::new(None));
+        type Outcome<T> = Rc<RefCell<Option<Result<T, Error>>>>;
+        let slot: Outcome<F::Output> = Rc::new(RefCell::new(None));
         let active = Rc::new(Cell::new(true));
         let (s, a) = (Rc::clone(&slot), Rc::clone(&active));
         task.on_result(move |result| {

@@ -210,10 +210,8 @@ fn call_from_many_threads_loses_nothing() {
                 for i in 0..1000u64 {
                     // Each value is unique; summing checks none is lost or duplicated.
                     let v = t * 1000 + i;
-                    let rc = ();
                     remote
                         .call_from_thread(move || {
-                            let _ = rc;
                             SUM.with(|s| s.set(s.get() + v + 1));
                         })
                         .unwrap();

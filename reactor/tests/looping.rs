@@ -34,8 +34,11 @@ fn wait<T>(slot: &Slot<T>) -> Result<T, Error> {
     slot.borrow_mut().take().unwrap()
 }
 
-/// A LoopingCall that records (elapsed seconds on the clock, intervals) for each call.
-fn recorder(clock: &Clock) -> (LoopingCall, Rc<RefCell<Vec<(f64, u64)>>>) {
+/// (elapsed seconds on the clock, intervals) for each call.
+type Calls = Rc<RefCell<Vec<(f64, u64)>>>;
+
+/// A LoopingCall that records its calls.
+fn recorder(clock: &Clock) -> (LoopingCall, Calls) {
     let calls = Rc::new(RefCell::new(Vec::new()));
     let (c, k) = (calls.clone(), clock.clone());
     let lc = LoopingCall::with_count(move |n| {

@@ -10,11 +10,21 @@ use std::rc::{Rc, Weak};
 use super::{Cancel, Deferred, DeferredError, Resolver};
 use crate::error::{Error, ErrorKind};
 
+/// Weak handles on the inputs, to cancel them.
+type Inputs = Rc<[Weak<dyn Cancel>]>;
+
+/// Per-input results and how many are still missing.
+type Pending<R> = Rc<RefCell<(Vec<Option<R>>, usize)>>;
+
+fn pending<R>(n: usize) -> Pending<R> {
+    Rc::new(RefCell::new(((0..n).map(|_| None).collect(), n)))
+}
+
 /// Prepares the output Deferred: cancelling it cancels the inputs.
 fn combined<T, E, U, E2>(
     inputs: &[Deferred<T, E>],
     origin: &'static Location<'static>,
-) -> (Deferred<U, E2>, Resolver<U, E2>, Rc<[Weak<dyn Cancel>]>)
+) -> (Deferred<U, E2>, Resolver<U, E2>, Inputs)
 where
     T: 'static,
     E: DeferredError,
@@ -22,7 +32,7 @@ where
     E2: DeferredError,
 {
     let (out, resolver) = Deferred::<U, E2>::new_at(origin);
-    let weaks: Rc<[Weak<dyn Cancel>]> = inputs.iter().map(|d| d.weak()).collect();
+    let weaks: Inputs = inputs.iter().map(|d| d.weak()).collect();
     let w = Rc::clone(&weaks);
     out.set_canceller(move |_| cancel_all(&w, None));
     (out, resolver, weaks)
@@ -73,8 +83,7 @@ where
         resolver.resolve_quiet(Ok(Vec::new()));
         return out;
     }
-    let values: Rc<RefCell<(Vec<Option<T>>, usize)>> =
-        Rc::new(RefCell::new(((0..n).map(|_| None).collect(), n)));
+    let values = pending(n);
     for (i, d) in inputs.into_iter().enumerate() {
         let values = Rc::clone(&values);
         let resolver = resolver.clone();
@@ -123,8 +132,7 @@ where
         resolver.resolve_quiet(Ok(Vec::new()));
         return out;
     }
-    let results: Rc<RefCell<(Vec<Option<Result<T, E>>>, usize)>> =
-        Rc::new(RefCell::new(((0..n).map(|_| None).collect(), n)));
+    let results = pending(n);
     for (i, d) in inputs.into_iter().enumerate() {
         let results = Rc::clone(&results);
         let resolver = resolver.clone();
@@ -171,8 +179,7 @@ where
         resolver.resolve_quiet(Err(nothing_to_wait_for("race")));
         return out;
     }
-    let errors: Rc<RefCell<(Vec<Option<E>>, usize)>> =
-        Rc::new(RefCell::new(((0..n).map(|_| None).collect(), n)));
+    let errors = pending(n);
     for (i, d) in inputs.into_iter().enumerate() {
         let errors = Rc::clone(&errors);
         let resolver = resolver.clone();

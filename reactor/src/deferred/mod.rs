@@ -148,8 +148,10 @@ struct State<T, E> {
 struct Ops<T, E> {
     lost: fn(Error) -> E,
     describe: fn(&E) -> String,
-    erase: fn(Rc<Shared<T, E>>) -> Rc<dyn Run>,
+    erase: Erase<T, E>,
 }
+
+type Erase<T, E> = fn(Rc<Shared<T, E>>) -> Rc<dyn Run>;
 
 struct Shared<T, E> {
     state: RefCell<State<T, E>>,
