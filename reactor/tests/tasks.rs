@@ -248,6 +248,29 @@ fn cancelling_a_task_drops_its_future_and_its_timers() {
         ErrorKind::Cancelled
     ));
 
+    // Cancelling a task cancels the Deferred it awaits (its canceller runs); so does a
+    // timeout that gives up on one. A Deferred merely dropped unawaited is not cancelled.
+    let producer_stopped = Rc::new(Cell::new(0));
+    let p = producer_stopped.clone();
+    let (awaited, _keep) = Deferred::<u32>::with_canceller(move |_| p.set(p.get() + 1));
+    let task = r.spawn(async move { awaited.await });
+    r.iterate(Duration::ZERO).unwrap();
+    task.cancel();
+    assert_eq!(producer_stopped.get(), 1);
+    let p = producer_stopped.clone();
+    let (awaited, _keep2) = Deferred::<u32>::with_canceller(move |_| p.set(p.get() + 1));
+    let c = clock.clone();
+    let gave_up =
+        collect(r.spawn(async move { timeout_on(&c, Duration::from_secs(1), awaited).await }));
+    r.iterate(Duration::ZERO).unwrap();
+    clock.advance(Duration::from_secs(1));
+    assert!(wait(&gave_up).unwrap().is_err());
+    assert_eq!(producer_stopped.get(), 2);
+    let p = producer_stopped.clone();
+    let (unawaited, _keep3) = Deferred::<u32>::with_canceller(move |_| p.set(p.get() + 1));
+    drop(unawaited);
+    assert_eq!(producer_stopped.get(), 2);
+
     // A task cancelling itself while it runs.
     let (rx, tx) = Deferred::<Deferred<()>>::new();
     let me = r.spawn(async move {

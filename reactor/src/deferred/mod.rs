@@ -404,6 +404,10 @@ impl<T, E> Drop for Shared<T, E> {
 /// to it is dropped. An error made by [`cancel`](Deferred::cancel) is not: whoever
 /// cancelled knows.
 ///
+/// Dropping a Deferred cancels nothing, except while a task is awaiting it: then the
+/// task was cancelled or gave up (say, a [`timeout`](crate::timeout)), and the Deferred is
+/// cancelled with it.
+///
 /// Single-threaded (`!Send`); for results computed on other threads see
 /// [`Reactor::defer_to_thread`].
 ///
@@ -892,6 +896,23 @@ impl<T: 'static, E: DeferredError> Deferred<T, E> {
             Ok(result) => result,
             Err(msg) => Err(E::from(panicked("a task", origin, &msg))),
         })
+    }
+}
+
+/// Dropping a Deferred that is being awaited (polled, not yet fired) cancels it: the task
+/// awaiting it was cancelled, or a [`timeout`](crate::timeout) gave up on it, so nobody
+/// wants the result any more (Twisted cancels the awaited Deferred when a coroutine's
+/// Deferred is cancelled). Dropping a Deferred that is not being awaited cancels nothing.
+impl<T, E> Drop for Deferred<T, E> {
+    fn drop(&mut self) {
+        let awaited = {
+            let st = self.shared.state.borrow();
+            st.waker.is_some() && !st.fired
+        };
+        if awaited {
+            self.shared.state.borrow_mut().waker = None;
+            self.shared.cancel();
+        }
     }
 }
 
