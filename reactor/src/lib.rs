@@ -5,6 +5,12 @@
 //! [`call_later`](Reactor::call_later) schedule plain callbacks; [`Clock`] runs the same
 //! scheduling code deterministically in tests.
 //!
+//! A result that comes later is a [`Deferred`]: chain callbacks on it ([`Deferred::map`],
+//! [`Deferred::and_then`], [`gather`], ...) or `.await` it in a task ([`Reactor::spawn`],
+//! [`Reactor::run_until_complete`], [`sleep`], [`timeout`]). [`LoopingCall`] and
+//! [`cooperate`] are Twisted's `task` module; [`Reactor::defer_to_thread`] runs blocking
+//! code on the reactor's thread pool.
+//!
 //! ```
 //! use std::time::Duration;
 //! use torsion_reactor::Reactor;

@@ -171,7 +171,7 @@ fn complete<T: 'static>(key: usize, out: Result<T, Error>) {
 }
 
 impl Reactor {
-    fn pool(&self) -> &Rc<ThreadPool> {
+    fn thread_pool(&self) -> &Rc<ThreadPool> {
         let pool = &self.inner.threads;
         if !pool.trigger_added.replace(true) {
             let p = Rc::clone(pool);
@@ -210,7 +210,7 @@ impl Reactor {
     ///
     /// Error: an [`ErrorKind::Io`] error if no worker thread could be started.
     pub fn call_in_thread<F: FnOnce() + Send + 'static>(&self, f: F) -> Result<(), Error> {
-        self.pool().submit(Box::new(f))
+        self.thread_pool().submit(Box::new(f))
     }
 
     /// Runs `f` on a worker thread and returns a [`Deferred`] that fires with its return
@@ -219,7 +219,7 @@ impl Reactor {
     /// (threads cannot be interrupted); its result is then dropped.
     ///
     /// Jobs that block waiting for each other can wedge a bounded pool; keep them
-    /// independent.
+    /// independent. Shutting the reactor down waits for the queued jobs to finish.
     ///
     /// ```
     /// use torsion_reactor::Reactor;
@@ -237,7 +237,7 @@ impl Reactor {
     {
         let origin = Location::caller();
         let (d, resolver) = Deferred::<T>::new_at(origin);
-        let pool = self.pool();
+        let pool = self.thread_pool();
         let key = pool.waiting.borrow_mut().insert(Box::new(resolver));
         let remote = self.remote();
         let job = move || {

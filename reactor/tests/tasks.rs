@@ -253,7 +253,7 @@ fn cancelling_a_task_drops_its_future_and_its_timers() {
     let producer_stopped = Rc::new(Cell::new(0));
     let p = producer_stopped.clone();
     let (awaited, _keep) = Deferred::<u32>::with_canceller(move |_| p.set(p.get() + 1));
-    let task = r.spawn(async move { awaited.await });
+    let task = r.spawn(awaited); // the task awaits the Deferred
     r.iterate(Duration::ZERO).unwrap();
     task.cancel();
     assert_eq!(producer_stopped.get(), 1);

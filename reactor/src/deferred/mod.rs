@@ -394,10 +394,22 @@ impl<T, E> Drop for Shared<T, E> {
 /// and [`finally`] watch the result without taking it. A Deferred is also a [`Future`]:
 /// `d.await` in a task gives the `Result`.
 ///
+/// # When callbacks run
+///
 /// Callbacks run in the order they were added, whether they were added before or after
-/// the Deferred fired, and always from the reactor loop, never inside the call that fires
-/// the Deferred or adds the callback (see the [module notes](self#when-callbacks-run)).
-/// Run the reactor (`run`, `run_until`, `run_until_complete`) for callbacks to happen.
+/// the Deferred fired, and always from the reactor loop: never inside the call that fires
+/// the Deferred or adds the callback. Firing stores the result and queues the Deferred on
+/// this thread's run queue, which a reactor callback drains. This is asyncio's rule rather
+/// than Twisted's (where `callback(v)` runs the chain synchronously): user code is never
+/// re-entered, so a callback may fire other Deferreds, add callbacks or cancel things while
+/// it holds its own state borrowed. Run the reactor (`run`, `run_until`,
+/// `run_until_complete`) for callbacks to happen.
+///
+/// A Deferred fired while the queue is drained joins the same drain, so a chain of `map`s
+/// completes within one loop iteration, not one link per iteration; a drain handles at
+/// most [`DRAIN_BUDGET`] Deferreds, then lets I/O and timers run.
+///
+/// # Errors and cancellation
 ///
 /// An error that nobody takes (no `map_err`/`or_else`/`then`/`on_result`/`.await`) is
 /// logged with `log::error!`, naming where the Deferred was created, when the last handle
@@ -410,6 +422,8 @@ impl<T, E> Drop for Shared<T, E> {
 ///
 /// Single-threaded (`!Send`); for results computed on other threads see
 /// [`Reactor::defer_to_thread`].
+///
+/// # Example
 ///
 /// ```
 /// use std::{cell::Cell, rc::Rc, time::Duration};
@@ -572,7 +586,6 @@ impl<T, E> Deferred<T, E> {
 impl<T: 'static, E: DeferredError> Deferred<T, E> {
     /// A new, unfired Deferred and the [`Resolver`] that fires it.
     #[track_caller]
-    #[allow(clippy::new_ret_no_self)]
     pub fn new() -> (Deferred<T, E>, Resolver<T, E>) {
         Deferred::new_at(Location::caller())
     }
