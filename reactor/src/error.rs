@@ -29,6 +29,11 @@ pub enum ErrorKind {
     TimedOut,
     /// The operation was cancelled.
     Cancelled,
+    /// A [`Deferred`](crate::Deferred) was fired a second time.
+    AlreadyFired,
+    /// Every resolver of a [`Deferred`](crate::Deferred) was dropped before it fired: the
+    /// result will never come.
+    Abandoned,
     /// User code panicked; the message is the panic's.
     Panicked,
     /// A value passed by the caller is out of range or malformed.

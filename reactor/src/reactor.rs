@@ -86,10 +86,15 @@ pub(crate) struct Inner {
     /// Open connections (TCP, Unix, ...), for winding down.
     pub(crate) connections: Cell<usize>,
     pub(crate) fd_watches: RefCell<crate::fd::Watches>,
+    /// Futures spawned on this reactor (see task.rs).
+    pub(crate) tasks: Rc<crate::task::Executor>,
+    /// The thread pool behind `call_in_thread` / `defer_to_thread` (see threads.rs).
+    pub(crate) threads: Rc<crate::threads::ThreadPool>,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
+        self.threads.shut_down();
         self.remote.close();
     }
 }
@@ -169,6 +174,8 @@ impl Inner {
                 }
             }
         }
+        // Poll the tasks that were woken before this point (bounded like the ready queue).
+        self.tasks.run_ready();
 
         let timeout = self.wait_timeout();
         self.registry.flush_interest();
@@ -209,9 +216,13 @@ impl Inner {
         Ok(())
     }
 
+    /// Whether callbacks, cross-thread calls or tasks are waiting to run.
+    fn has_ready_work(&self) -> bool {
+        !self.ready.borrow().is_empty() || self.remote.has_pending() || self.tasks.has_ready()
+    }
+
     fn wait_timeout(&self) -> Option<Duration> {
-        if !self.ready.borrow().is_empty() || self.remote.has_pending() || self.stop_requested.get()
-        {
+        if self.has_ready_work() || self.stop_requested.get() {
             return Some(Duration::ZERO);
         }
         let next = self.timers.queue.borrow_mut().next_deadline();
@@ -324,8 +335,17 @@ impl Reactor {
             read_buf: Cell::new(vec![0; READ_BUF_SIZE]),
             connections: Cell::new(0),
             fd_watches: RefCell::new(Default::default()),
+            tasks: Default::default(),
+            threads: Default::default(),
         });
         Ok(Reactor { inner })
+    }
+
+    /// This thread's reactor if the thread is not ending (its thread-locals are still
+    /// there); for code that may run from destructors.
+    pub(crate) fn current_if_alive() -> Option<Reactor> {
+        CURRENT.try_with(|_| ()).ok()?;
+        Reactor::try_current().ok()
     }
 
     /// This thread's reactor, created on first use.
@@ -543,7 +563,14 @@ impl Reactor {
             if now >= deadline {
                 return false;
             }
-            if let Err(err) = self.iterate((deadline - now).min(SLICE)) {
+            // Queued work runs at the start of the iteration and may make `done()` true:
+            // then the iteration must not go on to block in the poller.
+            let wait = if self.inner.has_ready_work() {
+                Duration::ZERO
+            } else {
+                (deadline - now).min(SLICE)
+            };
+            if let Err(err) = self.iterate(wait) {
                 log::error!("{err}");
                 return false;
             }
