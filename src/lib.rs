@@ -1,6 +1,51 @@
 //! torsion: a Twisted-style callback networking framework for Rust.
+//!
+//! Write a [`Protocol`](prelude::Protocol) (what to do when a connection is made, when
+//! bytes arrive, when it is lost) and a [`Factory`](prelude::Factory) that builds one per
+//! connection; name where to listen with an endpoint string; run this thread's
+//! [`Reactor`](prelude::Reactor).
+//!
+//! ```no_run
+//! use torsion::prelude::*;
+//!
+//! struct Echo;
+//!
+//! impl Protocol for Echo {
+//!     fn data_received(&mut self, transport: &Transport, data: &[u8]) {
+//!         let _ = transport.write(data);
+//!     }
+//! }
+//!
+//! fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let reactor = Reactor::current();
+//!     let port = server_endpoint("tcp:8000")?.listen_now(&reactor, factory_fn(|_| Some(Echo)))?;
+//!     println!("listening on {}", port.local_addr());
+//!     reactor.run()?; // until SIGINT or SIGTERM
+//!     Ok(())
+//! }
+//! ```
+//!
+//! The crates behind the facade: [`reactor`] (the loop, timers, transports, Deferreds,
+//! tasks, test doubles), [`protocols`] (line, netstring and length-prefixed framing,
+//! policies, classic services) and [`endpoints`] (endpoint strings).
 #![deny(missing_docs)]
 
 pub use torsion_endpoints as endpoints;
 pub use torsion_protocols as protocols;
 pub use torsion_reactor as reactor;
+
+/// Everything a typical application needs: `use torsion::prelude::*;`.
+pub mod prelude {
+    pub use torsion_endpoints::{ClientEndpoint, ServerEndpoint, client_endpoint, server_endpoint};
+    pub use torsion_reactor::{
+        Address, Backoff, ClientFactory, Clock, ConnectionLost, Connector, Deferred, DelayedCall,
+        Error, ErrorKind, Factory, ListeningPort, LoopingCall, Phase, Protocol, Reactor,
+        Reconnecting, Remote, Resolver, Scheduler, SchedulerExt, SystemEvent, TcpConnectOptions,
+        TcpListenOptions, Transport, UnixListenOptions, factory_fn, sleep, timeout,
+    };
+}
+
+/// The README's code blocks, compiled as doc tests so the front page stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
