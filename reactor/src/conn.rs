@@ -195,7 +195,7 @@ impl<S: Stream> Conn<S> {
         let inner = self.inner.upgrade();
         if let (Some(inner), Some(token)) = (&inner, self.token.take()) {
             // Deregister before the descriptor closes.
-            let source = inner.registry.deregister(token);
+            let source = inner.registry.deregister_for_close(token);
             drop(source);
         }
         let io = self.io.borrow_mut().take();

@@ -33,6 +33,7 @@ mod fd;
 mod listen;
 mod looping;
 mod poll;
+mod poller;
 mod protocol;
 mod reactor;
 mod reconnect;

@@ -207,7 +207,7 @@ impl<A: Acceptor, F: Factory> Port for Listener<A, F> {
             return;
         };
         if let Some(inner) = self.inner.upgrade() {
-            drop(inner.registry.deregister(token));
+            drop(inner.registry.deregister_for_close(token));
         }
         if let Some(call) = self.backoff.borrow_mut().take() {
             let _ = call.cancel();

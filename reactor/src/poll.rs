@@ -3,16 +3,20 @@
 //!
 //! Every registration is level-triggered. Interest changes are recorded and applied once,
 //! just before the next wait, and only if they differ from what the kernel has: a write
-//! queue that fills and drains within one iteration costs no `epoll_ctl` at all.
+//! queue that fills and drains within one iteration costs no `epoll_ctl` at all. A
+//! registration that wants nothing is taken out of the poller altogether, because epoll
+//! reports hang-ups and errors even to an empty interest set, and level-triggered, that
+//! would wake the loop forever for a connection whose reading is paused.
 
 use std::cell::{Cell, RefCell};
 use std::io;
-use std::os::fd::{BorrowedFd, RawFd};
+use std::os::fd::RawFd;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use polling::{Event, PollMode, Poller};
 use slab::Slab;
+
+use crate::poller::Poller;
 
 use crate::reactor::Inner;
 
@@ -62,7 +66,7 @@ pub(crate) trait Source {
 
 /// Slab index in the low 32 bits, the slot's generation in the next 31: an event for a slot
 /// that was freed and reused in the same batch no longer matches and is dropped.
-/// (`usize::MAX` is `polling`'s own notify key, never produced here.)
+/// (`usize::MAX` is the poller's own notify key, never produced here.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Token(usize);
 
@@ -94,10 +98,6 @@ pub(crate) struct Registry {
     next_generation: Cell<u32>,
 }
 
-fn event(token: Token, interest: Interest) -> Event {
-    Event::new(token.0, interest.read, interest.write)
-}
-
 impl Registry {
     pub(crate) fn new(poller: Arc<Poller>) -> Registry {
         Registry {
@@ -124,12 +124,12 @@ impl Registry {
         self.next_generation.set(generation);
         let index = self.slab.borrow().vacant_key();
         let token = Token::new(index, generation);
-        // SAFETY: the caller guarantees `fd` is open until deregistered.
-        let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
-        // SAFETY: same contract, passed on to polling.
-        unsafe {
-            self.poller
-                .add_with_mode(&borrowed, event(token, interest), PollMode::Level)?;
+        if interest != Interest::NONE {
+            // SAFETY: the caller guarantees `fd` is open until deregistered.
+            unsafe {
+                self.poller
+                    .add(fd, token.0, interest.read, interest.write)?
+            };
         }
         let source = make(token);
         let dyn_source: Rc<dyn Source> = source.clone();
@@ -176,16 +176,20 @@ impl Registry {
                 continue;
             };
             reg.dirty = false;
-            if reg.wanted == reg.registered {
+            let (want, have) = (reg.wanted, reg.registered);
+            if want == have {
                 continue;
             }
-            // SAFETY: a registered fd is open until `deregister` removes it from the slab.
-            let fd = unsafe { BorrowedFd::borrow_raw(reg.fd) };
-            match self
-                .poller
-                .modify_with_mode(fd, event(token, reg.wanted), PollMode::Level)
-            {
-                Ok(()) => reg.registered = reg.wanted,
+            let result = if have == Interest::NONE {
+                // SAFETY: a registered fd is open until `deregister` removes it from the slab.
+                unsafe { self.poller.add(reg.fd, token.0, want.read, want.write) }
+            } else if want == Interest::NONE {
+                self.poller.delete(reg.fd)
+            } else {
+                self.poller.modify(reg.fd, token.0, want.read, want.write)
+            };
+            match result {
+                Ok(()) => reg.registered = want,
                 Err(err) => log::warn!("cannot change interest for fd {}: {err}", reg.fd),
             }
         }
@@ -202,6 +206,17 @@ impl Registry {
     /// Removes `token` from the poller and the slab. Returns the source so the caller drops it
     /// outside any borrow. Must be called before the descriptor is closed.
     pub(crate) fn deregister(&self, token: Token) -> Option<Rc<dyn Source>> {
+        self.remove(token, false)
+    }
+
+    /// Like [`deregister`](Registry::deregister), for a descriptor the caller closes right
+    /// after and shares with nothing: where closing removes it from the poller by itself
+    /// (epoll), the `EPOLL_CTL_DEL` system call is skipped.
+    pub(crate) fn deregister_for_close(&self, token: Token) -> Option<Rc<dyn Source>> {
+        self.remove(token, self.poller.forget_on_close())
+    }
+
+    fn remove(&self, token: Token, closing: bool) -> Option<Rc<dyn Source>> {
         let mut slab = self.slab.borrow_mut();
         let matches = slab
             .get(token.index())
@@ -211,10 +226,10 @@ impl Registry {
         }
         let reg = slab.remove(token.index());
         drop(slab);
-        // SAFETY: the fd is still open: deregistering is the owner's step before closing it.
-        let fd = unsafe { BorrowedFd::borrow_raw(reg.fd) };
-        if let Err(err) = self.poller.delete(fd) {
-            log::debug!("cannot remove fd {} from the poller: {err}", reg.fd);
+        if reg.registered != Interest::NONE && !closing {
+            if let Err(err) = self.poller.delete(reg.fd) {
+                log::debug!("cannot remove fd {} from the poller: {err}", reg.fd);
+            }
         }
         Some(reg.source)
     }

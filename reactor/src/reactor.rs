@@ -3,13 +3,12 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
-use std::num::NonZeroUsize;
 use std::panic::Location;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use polling::{Events, Poller};
+use crate::poller::{Events, Poller};
 
 use crate::callback::{self, guard, log_panic};
 use crate::error::{Error, ErrorKind};
@@ -179,10 +178,7 @@ impl Inner {
 
         let timeout = self.wait_timeout();
         self.registry.flush_interest();
-        let mut events = self.events.take().unwrap_or_else(|| {
-            Events::with_capacity(NonZeroUsize::new(1024).unwrap_or(NonZeroUsize::MIN))
-        });
-        events.clear();
+        let mut events = self.events.take().unwrap_or_else(Events::new);
         if let Err(err) = self.registry.poller.wait(&mut events, timeout) {
             self.events.set(Some(events));
             return Err(Error::io("the reactor cannot wait for events", err));

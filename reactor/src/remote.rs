@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use polling::Poller;
+use crate::poller::Poller;
 
 use crate::error::{Error, ErrorKind};
 

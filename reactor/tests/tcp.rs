@@ -844,3 +844,47 @@ fn reconnecting_factory_retries_until_the_server_appears_and_resets_its_backoff(
     assert_eq!(accepted.borrow().len(), 2, "no reconnect after stop_trying");
     port.stop_listening();
 }
+
+#[test]
+fn a_paused_connection_whose_peer_resets_does_not_spin_the_loop() {
+    let r = reactor();
+    let paused: Rc<RefCell<Option<Transport>>> = Rc::default();
+    let p = paused.clone();
+    let (_port, addr) = listen(
+        &r,
+        factory_fn(move |_| {
+            let log: Log = Rc::default();
+            let mut rec = Recorder::new(&log);
+            let p = p.clone();
+            rec.on_made = Some(Box::new(move |t: &Transport| {
+                t.pause_reading();
+                *p.borrow_mut() = Some(t.clone());
+            }));
+            Some(rec)
+        }),
+    );
+    let c = TcpStream::connect(addr).unwrap();
+    assert!(r.run_until(LONG, || paused.borrow().is_some()));
+    // Unread data plus SO_LINGER 0: the close is a reset, which epoll reports as a
+    // hang-up even to a registration that asked for nothing.
+    socket2::SockRef::from(&c)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    (&c).write_all(b"unread").unwrap();
+    drop(c);
+    let mut turns = 0;
+    let start = std::time::Instant::now();
+    r.run_until(Duration::from_millis(300), || {
+        turns += 1;
+        false
+    });
+    let per_second = turns as f64 / start.elapsed().as_secs_f64();
+    assert!(
+        per_second < 1000.0,
+        "{turns} loop turns in {:?}",
+        start.elapsed()
+    );
+    // Resuming notices the reset.
+    paused.borrow().as_ref().unwrap().resume_reading();
+    assert!(r.run_until(LONG, || r.open_connections() == 0));
+}

@@ -1,0 +1,92 @@
+//! The OS readiness interface, behind one small type: `epoll` used directly on Linux (one
+//! system call per wait), the `polling` crate everywhere else (and on Linux with the
+//! `portable-poller` feature, so both are tested).
+//!
+//! Every registration is level-triggered; a key is the registration's token.
+
+use std::io;
+use std::os::fd::RawFd;
+use std::time::Duration;
+
+#[cfg(all(target_os = "linux", not(feature = "portable-poller")))]
+mod epoll;
+#[cfg(all(target_os = "linux", not(feature = "portable-poller")))]
+use epoll as backend;
+
+#[cfg(not(all(target_os = "linux", not(feature = "portable-poller"))))]
+mod portable;
+#[cfg(not(all(target_os = "linux", not(feature = "portable-poller"))))]
+use portable as backend;
+
+/// One readiness report.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Ready {
+    pub(crate) key: usize,
+    pub(crate) readable: bool,
+    pub(crate) writable: bool,
+}
+
+/// A reusable buffer of readiness reports.
+pub(crate) struct Events(backend::Events);
+
+impl Events {
+    pub(crate) fn new() -> Events {
+        Events(backend::Events::with_capacity(1024))
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = Ready> + '_ {
+        self.0.iter()
+    }
+}
+
+/// The poller: level-triggered registrations keyed by token, a wait, and a thread-safe
+/// wake-up.
+pub(crate) struct Poller(backend::Poller);
+
+impl Poller {
+    pub(crate) fn new() -> io::Result<Poller> {
+        backend::Poller::new().map(Poller)
+    }
+
+    /// Starts watching `fd`.
+    ///
+    /// # Safety
+    /// `fd` must stay open until [`Poller::delete`] is called for it, or until it is closed
+    /// with [`Poller::forget_on_close`]'s guarantee.
+    pub(crate) unsafe fn add(
+        &self,
+        fd: RawFd,
+        key: usize,
+        read: bool,
+        write: bool,
+    ) -> io::Result<()> {
+        // SAFETY: passed on from the caller.
+        unsafe { self.0.add(fd, key, read, write) }
+    }
+
+    /// Changes what `fd` is watched for.
+    pub(crate) fn modify(&self, fd: RawFd, key: usize, read: bool, write: bool) -> io::Result<()> {
+        self.0.modify(fd, key, read, write)
+    }
+
+    /// Stops watching `fd` (which must still be open).
+    pub(crate) fn delete(&self, fd: RawFd) -> io::Result<()> {
+        self.0.delete(fd)
+    }
+
+    /// Whether closing a descriptor that nothing else shares removes it from this poller by
+    /// itself (epoll does), so `delete` before `close` can be skipped.
+    pub(crate) fn forget_on_close(&self) -> bool {
+        backend::FORGETS_ON_CLOSE
+    }
+
+    /// Waits for readiness, up to `timeout` (`None`: until something happens).
+    pub(crate) fn wait(&self, events: &mut Events, timeout: Option<Duration>) -> io::Result<()> {
+        self.0.wait(&mut events.0, timeout)
+    }
+
+    /// Wakes a `wait` in progress (or makes the next one return at once). Thread-safe.
+    pub(crate) fn notify(&self) -> io::Result<()> {
+        self.0.notify()
+    }
+}
