@@ -2,14 +2,22 @@
 //!
 //! ```text
 //! cargo run --release --example echo_server -- tcp:port=7000:interface=127.0.0.1
+//! cargo run --release --example echo_server -- tcp:7000 --threads 2   # one reactor per thread
 //! ```
 //!
 //! A client that sends without reading its echoes is paused at the write buffer's high
 //! mark (reading from it stops until it catches up), so it cannot grow the server's memory.
 //! When a client half-closes, everything it sent is echoed, then the server closes.
+//!
+//! With `--threads N`, N threads each run their own reactor on the same port
+//! (`SO_REUSEPORT`: the kernel spreads connections among them), the way to use several
+//! cores with a per-thread reactor.
 
 mod support;
 
+use std::sync::mpsc;
+
+use torsion::endpoints::{ServerEndpoint, TcpServer, server_endpoint};
 use torsion::reactor::{Protocol, Reactor, Transport, factory_fn};
 
 struct Echo;
@@ -29,10 +37,98 @@ impl Protocol for Echo {
     }
 }
 
+const USAGE: &str = "[ENDPOINT] [--threads N]   (default tcp:8000, 1 thread)";
+
+fn parse_args() -> (String, usize) {
+    let mut endpoint = None;
+    let mut threads = 1;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "-h" | "--help" => {
+                println!("usage: {} {USAGE}", support::program());
+                std::process::exit(0);
+            }
+            "--threads" => {
+                threads = match args.next().and_then(|n| n.parse::<usize>().ok()) {
+                    Some(n) if (1..=1024).contains(&n) => n,
+                    _ => support::usage_error("--threads takes a number from 1 to 1024"),
+                }
+            }
+            _ if endpoint.is_none() => endpoint = Some(arg),
+            _ => support::usage_error(&format!("unexpected argument {arg:?}\nusage: {USAGE}")),
+        }
+    }
+    (endpoint.unwrap_or_else(|| "tcp:8000".into()), threads)
+}
+
 fn main() {
     support::init_logging();
-    let endpoint = support::endpoint_arg("tcp:8000", "[ENDPOINT]   (default tcp:8000)");
+    let (endpoint, threads) = parse_args();
     let reactor = Reactor::current();
-    support::listen(&reactor, &endpoint, factory_fn(|_| Some(Echo)));
-    support::run(&reactor);
+    if threads == 1 {
+        support::listen(&reactor, &endpoint, factory_fn(|_| Some(Echo)));
+        support::run(&reactor);
+    }
+
+    // Several reactors sharing one TCP port.
+    let parsed = match server_endpoint(&endpoint) {
+        Ok(e) => e,
+        Err(err) => support::usage_error(&err.to_string()),
+    };
+    let Some(tcp) = parsed.spec().downcast_ref::<TcpServer>() else {
+        support::usage_error("--threads needs a tcp or tcp6 endpoint")
+    };
+    let mut tcp = tcp.clone();
+    tcp.reuseport = true;
+    let first = ServerEndpoint::new(Box::new(tcp.clone()))
+        .listen_now(&reactor, factory_fn(|_| Some(Echo)))
+        .unwrap_or_else(|err| support::fail(&err.to_string()));
+    let addr = first.local_addr();
+    if let Some(bound) = addr.socket_addr() {
+        tcp.port = bound.port(); // port 0: the others join the port the first one got
+    }
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let workers: Vec<_> = (1..threads)
+        .map(|_| {
+            let spec = tcp.clone();
+            let ready = ready_tx.clone();
+            std::thread::spawn(move || {
+                let reactor = Reactor::current();
+                let listened = ServerEndpoint::new(Box::new(spec))
+                    .listen_now(&reactor, factory_fn(|_| Some(Echo)))
+                    .map(|_| ())
+                    .map_err(|e| e.to_string());
+                let ok = listened.is_ok();
+                let _ = ready.send(listened);
+                if ok {
+                    if let Err(err) = reactor.run() {
+                        log::error!("{err}");
+                    }
+                }
+            })
+        })
+        .collect();
+    for _ in 1..threads {
+        match ready_rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => support::fail(&err),
+            Err(_) => support::fail("a worker thread failed to start"),
+        }
+    }
+    reactor.call_when_running(move || {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "listening on {addr}");
+        let _ = out.flush();
+    });
+    // SIGINT/SIGTERM reach every reactor; each winds down on its own.
+    let result = reactor.run();
+    for worker in workers {
+        let _ = worker.join();
+    }
+    match result {
+        Ok(()) => std::process::exit(0),
+        Err(err) => support::fail(&err.to_string()),
+    }
 }

@@ -299,3 +299,43 @@ fn echo_client_reports_bad_endpoints_and_refused_connections() {
         "{err}"
     );
 }
+
+#[test]
+fn several_threads_share_the_port_and_all_stop_on_sigterm() {
+    let mut server = Server::start("echo_server", &[LOCAL, "--threads", "3"]);
+    let clients: Vec<TcpStream> = (0..30)
+        .map(|_| TcpStream::connect(server.socket_addr()).unwrap())
+        .collect();
+    for (i, c) in clients.iter().enumerate() {
+        let msg = format!("hello from {i}");
+        (&*c).write_all(msg.as_bytes()).unwrap();
+        c.set_read_timeout(Some(LONG)).unwrap();
+        let mut buf = vec![0u8; msg.len()];
+        (&*c).read_exact(&mut buf).unwrap();
+        assert_eq!(buf, msg.as_bytes());
+    }
+    // The threads (and their listening sockets) show up in /proc.
+    let tasks = std::fs::read_dir(format!("/proc/{}/task", server.pid()))
+        .unwrap()
+        .count();
+    assert!(tasks >= 3, "{tasks} threads");
+    server.signal(libc::SIGTERM);
+    let status = server.wait_exit(LONG).expect("exits");
+    assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn threads_needs_a_tcp_endpoint_and_a_number() {
+    let out = Command::new(example("echo_server"))
+        .args([LOCAL, "--threads", "zero"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let sock = std::env::temp_dir().join(format!("torsion-threads-{}.sock", std::process::id()));
+    let out = Command::new(example("echo_server"))
+        .args([&format!("unix:{}", sock.display()), "--threads", "2"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("tcp"));
+}
