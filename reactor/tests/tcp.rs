@@ -888,3 +888,98 @@ fn a_paused_connection_whose_peer_resets_does_not_spin_the_loop() {
     paused.borrow().as_ref().unwrap().resume_reading();
     assert!(r.run_until(LONG, || r.open_connections() == 0));
 }
+
+#[test]
+fn stop_flushes_every_connection_before_run_returns() {
+    let r = reactor();
+    const SIZE: usize = 8 * 1024 * 1024;
+    let lost: Log = Rc::default();
+    let l = lost.clone();
+    let (_port, addr) = listen(
+        &r,
+        factory_fn(move |_| {
+            let mut p = Recorder::new(&l);
+            p.on_made = Some(Box::new(|t: &Transport| {
+                t.write(&pattern(0, SIZE)).unwrap();
+                // More than the socket takes at once is buffered; stop() must not lose it.
+                Reactor::current().stop().unwrap();
+            }));
+            Some(p)
+        }),
+    );
+    let client = TcpStream::connect(addr).unwrap();
+    let reader = std::thread::spawn(move || read_all(client));
+    r.run().unwrap();
+    let got = reader.join().unwrap();
+    assert_eq!(got.len(), SIZE, "every byte before the close");
+    assert!(got == pattern(0, SIZE));
+    assert_eq!(lost.borrow().last().unwrap(), &Ev::Lost("done".into()));
+    assert_eq!(r.open_connections(), 0);
+}
+
+#[test]
+fn stop_aborts_connections_that_cannot_flush_within_the_grace_period() {
+    let r = reactor();
+    r.set_shutdown_grace(Duration::from_millis(200));
+    let lost: Log = Rc::default();
+    let l = lost.clone();
+    let (_port, addr) = listen(
+        &r,
+        factory_fn(move |_| {
+            let mut p = Recorder::new(&l);
+            p.on_made = Some(Box::new(|t: &Transport| {
+                t.write(&vec![0u8; 64 * 1024 * 1024]).unwrap();
+                Reactor::current().stop().unwrap();
+            }));
+            Some(p)
+        }),
+    );
+    // A peer that never reads, with a small receive buffer.
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    sock.connect(&addr.into()).unwrap();
+    let t0 = std::time::Instant::now();
+    r.run().unwrap();
+    assert!(t0.elapsed() < Duration::from_secs(20));
+    assert_eq!(lost.borrow().last().unwrap(), &Ev::Lost("aborted".into()));
+    assert_eq!(r.open_connections(), 0);
+    r.set_shutdown_grace(torsion_reactor::DEFAULT_SHUTDOWN_GRACE);
+}
+
+#[test]
+fn a_connect_that_hangs_times_out() {
+    let r = reactor();
+    // A listener with a full accept queue: the kernel drops further SYNs, so a connect
+    // neither succeeds nor fails until our timeout.
+    let listener =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    listener
+        .bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+        .unwrap();
+    listener.listen(0).unwrap();
+    let addr = listener.local_addr().unwrap().as_socket().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..8 {
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        s.set_nonblocking(true).unwrap();
+        let _ = s.connect(&addr.into());
+        fillers.push(s);
+    }
+    let failed: Rc<RefCell<Vec<String>>> = Rc::default();
+    let _c = r.connect_tcp(
+        addr,
+        Client {
+            log: Rc::default(),
+            failed: failed.clone(),
+            lost: Rc::default(),
+            message: vec![],
+        },
+        &TcpConnectOptions {
+            timeout: Some(Duration::from_millis(300)),
+            bind_addr: None,
+        },
+    );
+    assert!(r.run_until(LONG, || !failed.borrow().is_empty()));
+    assert_eq!(*failed.borrow(), ["timedout"]);
+    drop(fillers);
+}
