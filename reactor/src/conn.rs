@@ -68,6 +68,21 @@ pub(crate) struct Conn<S: Stream> {
     on_lost: Cell<Option<LostHook>>,
 }
 
+/// What is left of `parts` once the first `sent` bytes have gone out.
+fn unsent<'a>(parts: &'a [&'a [u8]], sent: usize) -> impl Iterator<Item = &'a [u8]> + 'a {
+    let mut skip = sent;
+    parts.iter().filter_map(move |p| {
+        if skip >= p.len() {
+            skip -= p.len();
+            None
+        } else {
+            let rest = &p[skip..];
+            skip = 0;
+            Some(rest)
+        }
+    })
+}
+
 fn closed_error() -> Error {
     Error::new(
         ErrorKind::ConnectionClosed,
@@ -448,19 +463,8 @@ impl<S: Stream> Conn<S> {
                 want = total - sent;
                 io.write(&parts[0][sent..])
             } else {
-                let mut skip = sent;
-                let slices: Vec<IoSlice<'_>> = parts
-                    .iter()
-                    .filter_map(|p| {
-                        if skip >= p.len() {
-                            skip -= p.len();
-                            None
-                        } else {
-                            let s = IoSlice::new(&p[skip..]);
-                            skip = 0;
-                            Some(s)
-                        }
-                    })
+                let slices: Vec<IoSlice<'_>> = unsent(parts, sent)
+                    .map(IoSlice::new)
                     .take(MAX_IOVECS)
                     .collect();
                 want = slices.iter().map(|s| s.len()).sum();
@@ -515,20 +519,7 @@ impl<S: Stream> Conn<S> {
             self.enqueue([bytes.slice(sent..)]);
             return Ok(());
         }
-        let mut skip = sent;
-        let rest: Vec<Bytes> = parts
-            .iter()
-            .filter_map(|p| {
-                if skip >= p.len() {
-                    skip -= p.len();
-                    None
-                } else {
-                    let b = Bytes::copy_from_slice(&p[skip..]);
-                    skip = 0;
-                    Some(b)
-                }
-            })
-            .collect();
+        let rest: Vec<Bytes> = unsent(parts, sent).map(Bytes::copy_from_slice).collect();
         self.enqueue(rest);
         Ok(())
     }

@@ -983,3 +983,35 @@ fn a_connect_that_hangs_times_out() {
     assert_eq!(*failed.borrow(), ["timedout"]);
     drop(fillers);
 }
+
+#[test]
+fn vectored_writes_keep_their_order_across_partial_sends() {
+    let r = reactor();
+    const PARTS: usize = 2000;
+    let (_port, addr) = listen(
+        &r,
+        factory_fn(|_| {
+            let log: Log = Rc::default();
+            let mut p = Recorder::new(&log);
+            p.on_made = Some(Box::new(|t: &Transport| {
+                // Parts of many sizes, far more than the socket takes at once.
+                let mut offset = 0;
+                for i in 0..PARTS {
+                    let a = pattern(offset, i % 700);
+                    let b = pattern(offset + a.len(), 1 + i % 3000);
+                    t.write_vectored(&[&a, &b]).unwrap();
+                    offset += a.len() + b.len();
+                }
+                t.lose_connection();
+            }));
+            Some(p)
+        }),
+    );
+    let client = TcpStream::connect(addr).unwrap();
+    let reader = std::thread::spawn(move || read_all(client));
+    assert!(r.run_until(LONG, || reader.is_finished()));
+    let got = reader.join().unwrap();
+    let expected: usize = (0..PARTS).map(|i| i % 700 + 1 + i % 3000).sum();
+    assert_eq!(got.len(), expected);
+    assert!(got == pattern(0, expected));
+}
