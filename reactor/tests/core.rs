@@ -1,41 +1,14 @@
 //! The reactor core: ordering, timers, Clock, threads, panics, stop and restart.
 
+mod common;
+
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::{logs, reactor};
 use torsion_reactor::{Clock, ErrorKind, Phase, Reactor, SystemEvent};
-
-/// A logger that keeps every record, so tests can assert what was logged.
-struct Capture(Mutex<Vec<String>>);
-
-impl log::Log for Capture {
-    fn enabled(&self, _: &log::Metadata) -> bool {
-        true
-    }
-    fn log(&self, record: &log::Record) {
-        let line = format!("{} {}", record.level(), record.args());
-        self.0.lock().unwrap().push(line);
-    }
-    fn flush(&self) {}
-}
-
-fn logs() -> &'static Capture {
-    static LOGGER: OnceLock<&'static Capture> = OnceLock::new();
-    LOGGER.get_or_init(|| {
-        let logger: &'static Capture = Box::leak(Box::new(Capture(Mutex::new(Vec::new()))));
-        log::set_logger(logger).unwrap();
-        log::set_max_level(log::LevelFilter::Debug);
-        logger
-    })
-}
-
-fn reactor() -> Reactor {
-    let r = Reactor::current();
-    r.set_handle_signals(false);
-    r
-}
 
 fn stop_later(r: &Reactor, ms: u64) {
     r.call_later(Duration::from_millis(ms), || {

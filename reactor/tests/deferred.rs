@@ -1,57 +1,17 @@
 //! Deferred: callback order, chaining, typed errors, double fire, cancellation, timeouts,
 //! unhandled-error logging, abandoned resolvers and the combinators.
 
+mod common;
+
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
-use std::sync::{Mutex, OnceLock};
+
 use std::time::Duration;
 
+use common::{PATIENCE, logged, logs, reactor};
 use torsion_reactor::{
     Clock, Deferred, Error, ErrorKind, Reactor, defer_later, first, gather, race, settle,
 };
-
-/// A logger that keeps every record, so tests can assert what was logged.
-struct Capture(Mutex<Vec<String>>);
-
-impl log::Log for Capture {
-    fn enabled(&self, _: &log::Metadata) -> bool {
-        true
-    }
-    fn log(&self, record: &log::Record) {
-        let line = format!("{} {}", record.level(), record.args());
-        self.0.lock().unwrap().push(line);
-    }
-    fn flush(&self) {}
-}
-
-fn logs() -> &'static Capture {
-    static LOGGER: OnceLock<&'static Capture> = OnceLock::new();
-    LOGGER.get_or_init(|| {
-        let logger: &'static Capture = Box::leak(Box::new(Capture(Mutex::new(Vec::new()))));
-        log::set_logger(logger).unwrap();
-        log::set_max_level(log::LevelFilter::Debug);
-        logger
-    })
-}
-
-fn logged(needle: &str) -> Vec<String> {
-    logs()
-        .0
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|l| l.contains(needle))
-        .cloned()
-        .collect()
-}
-
-const PATIENCE: Duration = Duration::from_secs(10);
-
-fn reactor() -> Reactor {
-    let r = Reactor::current();
-    r.set_handle_signals(false);
-    r
-}
 
 type Slot<T, E = Error> = Rc<RefCell<Option<Result<T, E>>>>;
 

@@ -1,38 +1,15 @@
 //! The task module: LoopingCall (intervals, skip counting, stop, failure) and cooperate.
 
+mod common;
+
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use torsion_reactor::{
-    Clock, Cooperator, Deferred, Error, ErrorKind, LoopingCall, Reactor, TaskState, cooperate,
-};
+use common::{PATIENCE, collect, reactor, wait};
+use torsion_reactor::{Clock, Cooperator, Error, ErrorKind, LoopingCall, TaskState, cooperate};
 
-const PATIENCE: Duration = Duration::from_secs(10);
 const SEC: Duration = Duration::from_secs(1);
-
-fn reactor() -> Reactor {
-    let r = Reactor::current();
-    r.set_handle_signals(false);
-    r
-}
-
-type Slot<T> = Rc<RefCell<Option<Result<T, Error>>>>;
-
-fn collect<T: 'static>(d: Deferred<T>) -> Slot<T> {
-    let slot: Slot<T> = Rc::new(RefCell::new(None));
-    let s = slot.clone();
-    d.on_result(move |r| *s.borrow_mut() = Some(r));
-    slot
-}
-
-fn wait<T>(slot: &Slot<T>) -> Result<T, Error> {
-    assert!(
-        reactor().run_until(PATIENCE, || slot.borrow().is_some()),
-        "no result in time"
-    );
-    slot.borrow_mut().take().unwrap()
-}
 
 /// (elapsed seconds on the clock, intervals) for each call.
 type Calls = Rc<RefCell<Vec<(f64, u64)>>>;

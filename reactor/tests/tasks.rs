@@ -1,6 +1,8 @@
 //! Futures on the reactor: spawn, await in both directions, wakers from other threads,
 //! panics, cancellation, sleep, timeout and run_until_complete.
 
+mod common;
+
 use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::pin::Pin;
@@ -9,34 +11,10 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
+use common::{PATIENCE, collect, reactor, wait};
 use torsion_reactor::{
     Clock, Deferred, Error, ErrorKind, Reactor, gather, sleep, sleep_on, timeout, timeout_on,
 };
-
-const PATIENCE: Duration = Duration::from_secs(10);
-
-fn reactor() -> Reactor {
-    let r = Reactor::current();
-    r.set_handle_signals(false);
-    r
-}
-
-type Slot<T> = Rc<RefCell<Option<Result<T, Error>>>>;
-
-fn collect<T: 'static>(d: Deferred<T>) -> Slot<T> {
-    let slot: Slot<T> = Rc::new(RefCell::new(None));
-    let s = slot.clone();
-    d.on_result(move |r| *s.borrow_mut() = Some(r));
-    slot
-}
-
-fn wait<T>(slot: &Slot<T>) -> Result<T, Error> {
-    assert!(
-        reactor().run_until(PATIENCE, || slot.borrow().is_some()),
-        "no result in time"
-    );
-    slot.borrow_mut().take().unwrap()
-}
 
 /// Pending once (waking itself first), then ready: a task's way to let the loop turn.
 struct YieldNow(bool);
