@@ -55,12 +55,18 @@
 
 mod error;
 pub mod line;
+pub mod line_receiver;
 pub mod netstring;
 pub mod prefixed;
 mod search;
+mod send;
+pub mod string_receiver;
 
 pub use bytes::{Bytes, BytesMut};
 pub use error::{EncodeError, NetstringError, NetstringErrorKind, PrefixedError};
 pub use line::{LineDecoder, LineEncoder, LineEvent};
+pub use line_receiver::{LineControl, LineReceiver, LineSender, Lines};
+pub use send::SendError;
+pub use string_receiver::{FramingError, Netstrings, PrefixedStrings, StringReceiver, StringSender};
 pub use netstring::{NetstringDecoder, NetstringEncoder};
 pub use prefixed::{PrefixWidth, PrefixedDecoder, PrefixedEncoder};
