@@ -57,6 +57,7 @@ mod error;
 pub mod line;
 pub mod line_receiver;
 pub mod netstring;
+pub mod policy;
 pub mod prefixed;
 mod search;
 mod send;
