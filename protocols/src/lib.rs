@@ -61,6 +61,7 @@ pub mod policy;
 pub mod prefixed;
 mod search;
 mod send;
+pub mod services;
 pub mod string_receiver;
 
 pub use bytes::{Bytes, BytesMut};
