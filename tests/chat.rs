@@ -404,3 +404,39 @@ fn every_line_from_the_server_ends_in_crlf() {
     c.read_to_end(&mut all).unwrap();
     assert_eq!(all, b"What is your name?\r\nWelcome, x!\r\nBye!\r\n");
 }
+
+#[test]
+fn at_most_100_connections_per_peer_address() {
+    let server = start();
+    let addr = server.socket_addr();
+    let mut open: Vec<Client> = (0..100).map(|_| Client::greeted(addr)).collect();
+    let mut refused = Client::connect(addr);
+    refused.expect_closed();
+    // Another address is another peer.
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.bind(&"127.0.0.2:0".parse::<SocketAddr>().unwrap().into())
+        .unwrap();
+    sock.connect(&addr.into()).unwrap();
+    let mut other = Client::from_stream(sock.into());
+    other.expect("What is your name?");
+    // A slot frees when a connection ends.
+    let mut last = open.pop().unwrap();
+    last.send("/quit");
+    last.expect("Invalid name, try again.");
+    drop(last);
+    let deadline = Instant::now() + LONG;
+    loop {
+        let mut c = Client::connect(addr);
+        let mut first = Vec::new();
+        match c.reader.read_until(b'\n', &mut first) {
+            Ok(n) if n > 0 => {
+                assert_eq!(first, b"What is your name?\r\n");
+                break;
+            }
+            // The server may not have seen the close yet: that one was refused.
+            _ => assert!(Instant::now() < deadline, "no slot freed"),
+        }
+    }
+    open[0].send("alice");
+    open[0].expect("Welcome, alice!");
+}
