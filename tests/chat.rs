@@ -65,7 +65,10 @@ impl Client {
     /// The next line the server sent, which must end in `\r\n`, without its ending.
     fn line(&mut self) -> String {
         let mut buf = Vec::new();
-        let n = self.reader.read_until(b'\n', &mut buf).expect("reads a line");
+        let n = self
+            .reader
+            .read_until(b'\n', &mut buf)
+            .expect("reads a line");
         assert!(n > 0, "the server closed the connection");
         let text = String::from_utf8(buf).expect("UTF-8 from the server");
         text.strip_suffix("\r\n")
@@ -358,7 +361,10 @@ fn a_user_who_stops_reading_is_disconnected_and_others_keep_receiving() {
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut max_rss = 0;
     loop {
-        assert!(Instant::now() < deadline, "the non-reader was never dropped");
+        assert!(
+            Instant::now() < deadline,
+            "the non-reader was never dropped"
+        );
         let line = watcher.line();
         if line == "* sleeper has left" {
             break;
@@ -383,7 +389,10 @@ fn a_user_who_stops_reading_is_disconnected_and_others_keep_receiving() {
     let closed_by = Instant::now() + LONG;
     let mut buf = vec![0u8; 64 * 1024];
     loop {
-        assert!(Instant::now() < closed_by, "the non-reader is still connected");
+        assert!(
+            Instant::now() < closed_by,
+            "the non-reader is still connected"
+        );
         match sleeper.reader.read(&mut buf) {
             Ok(0) => break,
             Ok(_) => continue,

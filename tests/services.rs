@@ -106,16 +106,23 @@ fn every_service_over_tcp() {
     let line = text.strip_suffix("\r\n").expect("one line ending in CRLF");
     assert!(!line.contains('\n'));
     assert!(line.ends_with("-UTC"), "{line}");
-    let year = (before.duration_since(UNIX_EPOCH).unwrap().as_secs() / 31_556_952 + 1970).to_string();
+    let year =
+        (before.duration_since(UNIX_EPOCH).unwrap().as_secs() / 31_556_952 + 1970).to_string();
     assert!(line.contains(&year) || line.contains(&(year.parse::<u32>().unwrap() + 1).to_string()));
 
     // Time: four bytes, seconds since 1900, then a close.
     let out = read_all(&mut connect(&s, "time"));
     assert_eq!(out.len(), 4);
     let told = u32::from_be_bytes([out[0], out[1], out[2], out[3]]);
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
     let expected = ((now + 2_208_988_800) % (1 << 32)) as u32;
-    assert!(expected.wrapping_sub(told) <= 60, "told {told}, expected about {expected}");
+    assert!(
+        expected.wrapping_sub(told) <= 60,
+        "told {told}, expected about {expected}"
+    );
 
     // Qotd: a short text, then a close.
     let quote = read_all(&mut connect(&s, "qotd"));
@@ -125,7 +132,11 @@ fn every_service_over_tcp() {
 
 #[test]
 fn a_service_may_be_served_on_several_endpoints() {
-    let args = [format!("echo={LOCAL}"), format!("qotd={LOCAL}"), format!("echo={LOCAL}")];
+    let args = [
+        format!("echo={LOCAL}"),
+        format!("qotd={LOCAL}"),
+        format!("echo={LOCAL}"),
+    ];
     let mut child = Command::new(example("services"))
         .args(&args)
         .stdin(Stdio::null())
@@ -137,7 +148,13 @@ fn a_service_may_be_served_on_several_endpoints() {
     let lines: Vec<String> = stdout.lines().take(3).map(Result::unwrap).collect();
     let names: Vec<&str> = lines
         .iter()
-        .map(|l| l.strip_prefix("listening on ").unwrap().split(' ').next().unwrap())
+        .map(|l| {
+            l.strip_prefix("listening on ")
+                .unwrap()
+                .split(' ')
+                .next()
+                .unwrap()
+        })
         .collect();
     assert_eq!(names, ["echo", "qotd", "echo"]);
     for l in [&lines[0], &lines[2]] {
@@ -163,9 +180,19 @@ fn run_failing(args: &[&str]) -> (Option<i32>, String) {
         .unwrap();
     let status = wait_timeout(&mut child, LONG).expect("exits by itself");
     let mut err = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
     let mut out = String::new();
-    child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
     assert_eq!(out, "", "nothing on stdout");
     (status.code(), err)
 }
@@ -181,7 +208,11 @@ fn bad_arguments_exit_2_with_one_line_saying_what_is_wrong() {
         let (code, err) = run_failing(args);
         assert_eq!(code, Some(2), "{args:?}: {err}");
         assert!(err.contains(says), "{args:?}: {err}");
-        assert_eq!(err.lines().next().map(|l| l.contains(says)), Some(true), "{err}");
+        assert_eq!(
+            err.lines().next().map(|l| l.contains(says)),
+            Some(true),
+            "{err}"
+        );
     }
 }
 

@@ -543,9 +543,13 @@ impl LineEncoder {
         // The receiver splits at the leftmost delimiter: it must be the one
         // just appended.
         let mut work = 0;
-        if let Search::Found(offset) =
-            find(&dst[start..], &self.delimiter, 0, line.len() + cr, &mut work)
-        {
+        if let Search::Found(offset) = find(
+            &dst[start..],
+            &self.delimiter,
+            0,
+            line.len() + cr,
+            &mut work,
+        ) {
             dst.truncate(start);
             return Err(EncodeError::ContainsDelimiter { offset });
         }
@@ -1014,11 +1018,7 @@ mod tests {
         dec.push(b"abcdef");
         assert_eq!(dec.next_event(), Some(too_long(b"abcdef")));
         // With a two-byte delimiter too.
-        let make = || {
-            LineDecoder::new()
-                .with_strip_cr(true)
-                .with_max_length(3)
-        };
+        let make = || LineDecoder::new().with_strip_cr(true).with_max_length(3);
         assert_eq!(
             all_splits(&make, b"abc\r\r\nab\r\r\nabcd\r\n"),
             [line(b"abc"), line(b"ab"), too_long(b"abcd")]
@@ -1037,7 +1037,13 @@ mod tests {
         let ev = feed(&crlf_or_lf, &[&out]);
         assert_eq!(
             ev,
-            [line(b""), line(b"a"), line(b"a\r"), line(b"\r\r"), line(b"abcd\r")]
+            [
+                line(b""),
+                line(b"a"),
+                line(b"a\r"),
+                line(b"\r\r"),
+                line(b"abcd\r")
+            ]
         );
         assert_eq!(
             enc.encode(b"a\nb", &mut out),

@@ -153,7 +153,8 @@ impl ChargenState {
         for n in first..first + CHARGEN_LINES_PER_CHUNK {
             chunk.extend_from_slice(&chargen_line(n));
         }
-        self.next_line.set((first + CHARGEN_LINES_PER_CHUNK) % PRINTABLE);
+        self.next_line
+            .set((first + CHARGEN_LINES_PER_CHUNK) % PRINTABLE);
         if transport.write_bytes(chunk.into()).is_err() {
             self.done.set(true);
             return;
@@ -482,9 +483,15 @@ mod tests {
         assert_eq!(civil_from_days(11_016), (2000, 2, 29));
         assert_eq!(civil_from_days(19_782), (2024, 2, 29));
         let t = UNIX_EPOCH + Duration::from_secs(1_795_000_000);
-        assert_eq!(format_daytime(t), "Wednesday, November 18, 2026 11:06:40-UTC");
+        assert_eq!(
+            format_daytime(t),
+            "Wednesday, November 18, 2026 11:06:40-UTC"
+        );
         let before = UNIX_EPOCH - Duration::from_secs(1);
-        assert_eq!(format_daytime(before), "Wednesday, December 31, 1969 23:59:59-UTC");
+        assert_eq!(
+            format_daytime(before),
+            "Wednesday, December 31, 1969 23:59:59-UTC"
+        );
     }
 
     #[test]

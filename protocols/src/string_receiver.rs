@@ -174,7 +174,6 @@ impl StringSender {
     pub fn transport(&self) -> &Transport {
         &self.transport
     }
-
 }
 
 impl fmt::Debug for StringSender {
@@ -206,11 +205,7 @@ impl<R: StringReceiver> Core<R> {
     }
 
     /// Calls `f` with the receiver and a sender bound to `transport`.
-    fn call<T>(
-        &mut self,
-        transport: &Transport,
-        f: impl FnOnce(&mut R, &StringSender) -> T,
-    ) -> T {
+    fn call<T>(&mut self, transport: &Transport, f: impl FnOnce(&mut R, &StringSender) -> T) -> T {
         let bound = self
             .sender
             .as_ref()

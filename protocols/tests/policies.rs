@@ -114,7 +114,11 @@ fn idle_connections_time_out_and_traffic_either_way_resets_the_clock() {
     clock.advance(secs(1));
     assert_eq!(fired.get(), 1);
     assert!(t.lose_connection_called());
-    assert_eq!(t.written(), b"helloidle\r\n", "the handler wrote before the close");
+    assert_eq!(
+        t.written(),
+        b"helloidle\r\n",
+        "the handler wrote before the close"
+    );
     p.connection_lost(&ConnectionLost::Done);
     assert_eq!(taken(&log), ["made", "data x", "timeout", "lost timed out"]);
     assert_eq!(clock.pending(), 0, "no timer left behind");
@@ -217,7 +221,10 @@ fn hold_starts_waiting_connections_in_order_when_slots_free() {
     ps[1].data_received(&ts[1].transport(), b"early");
 
     ps[0].connection_lost(&ConnectionLost::Done);
-    assert!(logs[1].borrow().is_empty(), "started from the loop, not now");
+    assert!(
+        logs[1].borrow().is_empty(),
+        "started from the loop, not now"
+    );
     clock.advance(Duration::ZERO);
     assert_eq!(taken(&logs[1]), ["made", "data early"]);
     assert!(!ts[1].reading_paused());
@@ -282,9 +289,17 @@ fn writes_are_released_at_the_rate_in_order_with_flow_control() {
     p.connection_made(&t.transport());
     assert_eq!(t.written().len(), 10_000, "one second's worth at once");
     let wrapped = kept.borrow().clone().unwrap();
-    assert_eq!(wrapped.buffer_size(), 90_000, "held bytes count as buffered");
+    assert_eq!(
+        wrapped.buffer_size(),
+        90_000,
+        "held bytes count as buffered"
+    );
     clock.advance(Duration::ZERO);
-    assert_eq!(taken(&log), ["pause"], "90,000 held is over the 64 KiB mark");
+    assert_eq!(
+        taken(&log),
+        ["pause"],
+        "90,000 held is over the 64 KiB mark"
+    );
     let mut last = 10_000;
     for second in 1..=9 {
         clock.advance(secs(1));
@@ -407,7 +422,10 @@ fn peers_are_counted_by_ip_address() {
     let b = Address::Tcp("[2001:db8::1]:1000".parse().unwrap());
     let mut first = limit.wrap(&a1, sink).unwrap();
     assert!(limit.wrap(&a2, sink).is_none(), "same IP, other port");
-    assert!(limit.wrap(&mapped, sink).is_none(), "same IPv4 through IPv6");
+    assert!(
+        limit.wrap(&mapped, sink).is_none(),
+        "same IPv4 through IPv6"
+    );
     let _other = limit.wrap(&b, sink).unwrap();
     let unix = Address::Unix(None);
     let _u1 = limit.wrap(&unix, sink).unwrap();
@@ -548,7 +566,9 @@ fn per_peer_limit_over_loopback() {
     let (port, addr) = listen(&r, factory_fn(|_| Some(Greeter)).with_policy(limit.clone()));
     let mut a = Client::connect(addr);
     let mut b = Client::connect(addr);
-    wait(&r, &mut [&mut a, &mut b], |c| c.iter().all(|c| c.got == b"hi "));
+    wait(&r, &mut [&mut a, &mut b], |c| {
+        c.iter().all(|c| c.got == b"hi ")
+    });
     let mut third = Client::connect(addr);
     wait(&r, &mut [&mut third], |c| c[0].closed);
     assert!(third.got.is_empty());

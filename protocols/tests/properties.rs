@@ -8,6 +8,15 @@ use torsion_protocols::{
     NetstringEncoder, NetstringError, PrefixWidth, PrefixedDecoder, PrefixedEncoder, PrefixedError,
 };
 
+/// Cases per property: 256, or `PROPTEST_CASES` for a longer bounded run (CI:
+/// `PROPTEST_CASES=5000 cargo test --release -p torsion-protocols --test properties`).
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(256)
+}
+
 /// Splits `input` at the given points (taken modulo its length).
 fn chunks<'a>(input: &'a [u8], points: &[usize]) -> Vec<&'a [u8]> {
     let mut cuts: Vec<usize> = points.iter().map(|p| p % (input.len() + 1)).collect();
@@ -149,7 +158,7 @@ fn width() -> impl Strategy<Value = PrefixWidth> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
+    #![proptest_config(ProptestConfig::with_cases(cases()))]
 
     #[test]
     fn lines_match_the_model_however_split(

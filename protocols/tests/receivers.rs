@@ -177,7 +177,8 @@ fn max_length_edges_through_the_adapter() {
 #[test]
 fn raw_mode_switches_apply_to_the_very_next_byte() {
     let make = || Lines::new(Script::default());
-    let input = b"HEAD\r\nRAW 5\r\nab\r\ncTAIL\r\nRAW 0\r\nx\r\nRAW\r\nraw\r\nbytesLnext\r\nRAW\r\nLa\r\n";
+    let input =
+        b"HEAD\r\nRAW 5\r\nab\r\ncTAIL\r\nRAW 0\r\nx\r\nRAW\r\nraw\r\nbytesLnext\r\nRAW\r\nLa\r\n";
     let (ev, _, _) = all_splits(&make, input);
     assert_eq!(
         ev,
@@ -203,7 +204,10 @@ fn raw_mode_switches_apply_to_the_very_next_byte() {
 fn clear_line_buffer_takes_what_was_not_delivered() {
     let make = || Lines::new(Script::default());
     let (ev, cleared, _) = run_lines(&make, &[b"a\r\nCLEAR\r\nb\r\nc", b"d\r\ne\r\n"]);
-    assert_eq!(ev, [Ev::Made, line(b"a"), line(b"CLEAR"), line(b"d"), line(b"e")]);
+    assert_eq!(
+        ev,
+        [Ev::Made, line(b"a"), line(b"CLEAR"), line(b"d"), line(b"e")]
+    );
     assert_eq!(cleared, [b"b\r\nc".to_vec()]);
     let bytes: Vec<&[u8]> = b"a\r\nCLEAR\r\nb\r\n".chunks(1).collect();
     let (ev, cleared, _) = run_lines(&make, &bytes);
@@ -259,7 +263,9 @@ impl LineReceiver for Sender {
         match lines.send_line(line) {
             Ok(()) => {}
             Err(SendError::Encode(e)) => {
-                let _ = lines.transport().write(format!("refused: {e:?}\n").as_bytes());
+                let _ = lines
+                    .transport()
+                    .write(format!("refused: {e:?}\n").as_bytes());
             }
             Err(e) => panic!("{e}"),
         }
@@ -282,11 +288,16 @@ fn send_line_frames_and_refuses_what_the_peer_would_misread() {
     assert_eq!(t.take_written(), b"later\n");
     assert!(matches!(
         sender.send_line(b"a\nb"),
-        Err(SendError::Encode(EncodeError::ContainsDelimiter { offset: 1 }))
+        Err(SendError::Encode(EncodeError::ContainsDelimiter {
+            offset: 1
+        }))
     ));
     assert!(matches!(
         sender.send_line(b"toolong"),
-        Err(SendError::Encode(EncodeError::TooLong { length: 7, max: 5 }))
+        Err(SendError::Encode(EncodeError::TooLong {
+            length: 7,
+            max: 5
+        }))
     ));
     assert_eq!(t.take_written(), b"");
     t.transport().lose_connection();
@@ -387,11 +398,23 @@ fn malformed_netstrings_close_the_connection_with_a_reason() {
     let make = || Netstrings::new(Strings::default()).with_max_length(5);
     let unwrap = |p: Netstrings<Strings>| p.into_receiver();
     let cases: [(&[u8], NetstringErrorKind); 5] = [
-        (b"1:a,6:", NetstringErrorKind::TooLong { at_least: 6, max: 5 }),
-        (b"1:a,3:abcd,", NetstringErrorKind::MissingComma { found: b'd' }),
+        (
+            b"1:a,6:",
+            NetstringErrorKind::TooLong {
+                at_least: 6,
+                max: 5,
+            },
+        ),
+        (
+            b"1:a,3:abcd,",
+            NetstringErrorKind::MissingComma { found: b'd' },
+        ),
         (b"1:a,03:abc,", NetstringErrorKind::LeadingZero),
         (b"1:a,:,", NetstringErrorKind::EmptyLength),
-        (b"1:a,x", NetstringErrorKind::InvalidLengthByte { byte: b'x' }),
+        (
+            b"1:a,x",
+            NetstringErrorKind::InvalidLengthByte { byte: b'x' },
+        ),
     ];
     for (input, kind) in cases {
         let (got, errors, closed, written) = strings_all_splits(&make, &unwrap, input);
@@ -427,7 +450,10 @@ fn netstring_send_refuses_oversize_strings() {
     );
     assert!(matches!(
         sender.send_string(b"abcd"),
-        Err(SendError::Encode(EncodeError::TooLong { length: 4, max: 3 }))
+        Err(SendError::Encode(EncodeError::TooLong {
+            length: 4,
+            max: 3
+        }))
     ));
     assert_eq!(t.written(), b"");
 }
@@ -436,8 +462,7 @@ fn netstring_send_refuses_oversize_strings() {
 fn prefixed_strings_of_every_width() {
     let unwrap = |p: PrefixedStrings<Strings>| p.into_receiver();
     let make8 = || PrefixedStrings::int8(Strings::default());
-    let (got, errors, closed, _) =
-        strings_all_splits(&make8, &unwrap, b"\x03abc\x00\xffxx");
+    let (got, errors, closed, _) = strings_all_splits(&make8, &unwrap, b"\x03abc\x00\xffxx");
     assert_eq!(got, v(&[b"abc", b""]));
     assert!(errors.is_empty() && !closed);
     let make16 = || PrefixedStrings::int16(Strings::default()).with_max_length(4);
@@ -451,13 +476,13 @@ fn prefixed_strings_of_every_width() {
         other => panic!("{other:?}"),
     }
     let make32 = || PrefixedStrings::int32(Strings::default());
-    let (got, errors, closed, _) = strings_all_splits(
-        &make32,
-        &unwrap,
-        b"\x00\x00\x00\x02hi\x00\x01\x86\x9f",
-    );
+    let (got, errors, closed, _) =
+        strings_all_splits(&make32, &unwrap, b"\x00\x00\x00\x02hi\x00\x01\x86\x9f");
     assert_eq!(got, v(&[b"hi"]));
-    assert!(errors.is_empty() && !closed, "99,999 is the default maximum");
+    assert!(
+        errors.is_empty() && !closed,
+        "99,999 is the default maximum"
+    );
     let (_, errors, closed, _) = run_strings(&make32, &unwrap, &[b"\x00\x01\x86\xa0"]);
     assert_eq!(errors.len(), 1, "100,000 is one too many");
     assert!(closed);
@@ -571,7 +596,12 @@ fn lines_over_loopback() {
     let r = reactor();
     let (port, addr) = listen(&r, factory_fn(|_| Some(Lines::new(Upper))));
     for pieces in [1, 7, 1 << 20] {
-        let out = talk(&r, addr, b"hello\r\nBODY 3\r\nxyzworld\r\n".to_vec(), pieces);
+        let out = talk(
+            &r,
+            addr,
+            b"hello\r\nBODY 3\r\nxyzworld\r\n".to_vec(),
+            pieces,
+        );
         let text = String::from_utf8(out).unwrap();
         // The raw body may arrive in several reads; its lengths add up to 3.
         let mut raw = 0;

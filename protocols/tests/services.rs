@@ -56,11 +56,18 @@ fn daytime_time_and_qotd_send_then_close() {
 
     let t = StringTransport::new();
     Time::at(at).connection_made(&t.transport());
-    assert_eq!(t.written(), (1_000_000_000u32 + 2_208_988_800).to_be_bytes());
+    assert_eq!(
+        t.written(),
+        (1_000_000_000u32 + 2_208_988_800).to_be_bytes()
+    );
     assert!(t.lose_connection_called());
     let t = StringTransport::new();
     Time::at(UNIX_EPOCH).connection_made(&t.transport());
-    assert_eq!(t.written(), [0x83, 0xaa, 0x7e, 0x80], "RFC 868: 2,208,988,800 for 1970");
+    assert_eq!(
+        t.written(),
+        [0x83, 0xaa, 0x7e, 0x80],
+        "RFC 868: 2,208,988,800 for 1970"
+    );
 
     let t = StringTransport::new();
     Qotd::default().connection_made(&t.transport());
@@ -78,7 +85,10 @@ fn chargen_produces_one_chunk_per_turn_and_stops_when_closing() {
     let t = StringTransport::new();
     let mut p = Chargen::with_interval(Rc::new(clock.clone()), turn);
     p.connection_made(&t.transport());
-    assert!(t.written().is_empty(), "nothing on the stack of connection_made");
+    assert!(
+        t.written().is_empty(),
+        "nothing on the stack of connection_made"
+    );
     for n in 1..=3 {
         clock.advance(turn);
         assert_eq!(t.written().len(), n * CHARGEN_CHUNK);
@@ -171,7 +181,10 @@ fn chargen_stops_producing_while_the_peer_does_not_read() {
         }),
     );
     let client = small_client(addr);
-    assert!(r.run_until(LONG, || pauses.get() > 0), "chargen was never paused");
+    assert!(
+        r.run_until(LONG, || pauses.get() > 0),
+        "chargen was never paused"
+    );
     let server_side = transport.borrow().clone().unwrap();
     // Many more turns of the loop: the buffer stays at the mark plus one chunk.
     let mut most = 0;
@@ -241,7 +254,10 @@ fn echo_stops_reading_a_peer_that_does_not_read_its_echoes() {
         }
         sent
     });
-    assert!(r.run_until(LONG, || pauses.get() > 0), "echo was never paused");
+    assert!(
+        r.run_until(LONG, || pauses.get() > 0),
+        "echo was never paused"
+    );
     let server_side = transport.borrow().clone().unwrap();
     let mut most = 0;
     for _ in 0..300 {

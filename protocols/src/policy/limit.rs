@@ -305,7 +305,10 @@ impl<P: Protocol> Protocol for Limited<P> {
 
     fn data_received(&mut self, transport: &Transport, data: &[u8]) {
         if self.conn.made.get() {
-            self.conn.protocol.borrow_mut().data_received(transport, data);
+            self.conn
+                .protocol
+                .borrow_mut()
+                .data_received(transport, data);
         } else {
             self.conn.pending.borrow_mut().extend_from_slice(data);
         }

@@ -155,8 +155,7 @@ impl<F: Factory, W: Policy<F::Protocol>> Factory for WrappingFactory<F, W> {
     type Protocol = W::Protocol;
 
     fn build_protocol(&self, peer: &Address) -> Option<W::Protocol> {
-        self.policy
-            .wrap(peer, || self.factory.build_protocol(peer))
+        self.policy.wrap(peer, || self.factory.build_protocol(peer))
     }
 
     fn start_factory(&self) {

@@ -223,7 +223,10 @@ impl Io {
     /// Pauses or resumes the real transport's reading by both wishes.
     fn update_reading(&self) {
         if let Some(t) = self.inner() {
-            if self.user_paused.get() || self.limit_paused.get() || self.after_held.get() == AfterHeld::Lose {
+            if self.user_paused.get()
+                || self.limit_paused.get()
+                || self.after_held.get() == AfterHeld::Lose
+            {
                 t.pause_reading();
             } else {
                 t.resume_reading();
@@ -495,13 +498,15 @@ impl TransportBackend for Backend {
         }
     }
     fn write_buffer_limits(&self) -> (usize, usize) {
-        self.0
-            .inner()
-            .map(|t| t.write_buffer_limits())
-            .unwrap_or((torsion_reactor::DEFAULT_HIGH_WATER, torsion_reactor::DEFAULT_LOW_WATER))
+        self.0.inner().map(|t| t.write_buffer_limits()).unwrap_or((
+            torsion_reactor::DEFAULT_HIGH_WATER,
+            torsion_reactor::DEFAULT_LOW_WATER,
+        ))
     }
     fn set_nodelay(&self, on: bool) -> Result<(), Error> {
-        self.0.inner().map_or(Err(closed_error()), |t| t.set_nodelay(on))
+        self.0
+            .inner()
+            .map_or(Err(closed_error()), |t| t.set_nodelay(on))
     }
     fn set_keepalive(&self, idle: Option<Duration>) -> Result<(), Error> {
         self.0
@@ -529,7 +534,11 @@ impl<P: Protocol> Flow for Conn<P> {
         let Ok(mut protocol) = self.protocol.try_borrow_mut() else {
             return;
         };
-        let what = if pause { "pause_writing" } else { "resume_writing" };
+        let what = if pause {
+            "pause_writing"
+        } else {
+            "resume_writing"
+        };
         guarded(what, &transport, &self.panicked, || {
             if pause {
                 protocol.pause_writing(&transport)
