@@ -211,15 +211,14 @@ impl<R: StringReceiver> Core<R> {
             .as_ref()
             .is_some_and(|s| s.transport.same_connection(transport));
         if !bound {
-            self.sender = Some(StringSender {
-                transport: transport.clone(),
-                encoder: Rc::clone(&self.encoder),
-            });
+            self.sender = None;
         }
-        match &self.sender {
-            Some(sender) => f(&mut self.receiver, sender),
-            None => unreachable!("the sender was just bound"),
-        }
+        let encoder = &self.encoder;
+        let sender = self.sender.get_or_insert_with(|| StringSender {
+            transport: transport.clone(),
+            encoder: Rc::clone(encoder),
+        });
+        f(&mut self.receiver, sender)
     }
 
     fn connection_made(&mut self, transport: &Transport) {
