@@ -239,16 +239,20 @@ fn echo_stops_reading_a_peer_that_does_not_read_its_echoes() {
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     let mut w = client.try_clone().unwrap();
-    w.set_nonblocking(true).unwrap();
+    // Blocking writes that give up now and then to look at the stop flag.
+    w.set_write_timeout(Some(Duration::from_millis(20)))
+        .unwrap();
     let writer = std::thread::spawn(move || {
         let chunk = [b'e'; 16 * 1024];
         let mut sent = 0usize;
         while !flag.load(Ordering::SeqCst) {
             match w.write(&chunk) {
                 Ok(n) => sent += n,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    std::thread::yield_now();
-                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
                 Err(e) => panic!("{e}"),
             }
         }
