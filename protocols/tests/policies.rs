@@ -410,6 +410,33 @@ fn reading_pauses_while_over_budget_and_respects_the_protocols_own_pause() {
     assert_eq!(log.borrow().len(), 4);
 }
 
+#[test]
+fn a_throttling_factory_composes_both_limits() {
+    let clock = Clock::new();
+    let scheduler: Rc<dyn Scheduler> = Rc::new(clock.clone());
+    let limit = ConnectionLimit::refuse(1);
+    let factory: torsion_protocols::policy::ThrottlingFactory<_> =
+        torsion_protocols::policy::ThrottlingFactory::new(
+            factory_fn(|_| {
+                Some(Writer {
+                    n: 3000,
+                    log: Log::default(),
+                    transport: Rc::default(),
+                })
+            }),
+            (RateLimit::new(scheduler).write_limit(1000), limit.clone()),
+        );
+    let mut p = factory.build_protocol(&peer()).unwrap();
+    assert!(factory.build_protocol(&peer()).is_none(), "over the limit");
+    let t = StringTransport::new();
+    p.connection_made(&t.transport());
+    assert_eq!(t.written().len(), 1000);
+    clock.advance(secs(2));
+    assert_eq!(t.written().len(), 3000);
+    p.connection_lost(&ConnectionLost::Done);
+    assert_eq!(limit.active(), 0);
+}
+
 // --- per peer -----------------------------------------------------------------------
 
 #[test]

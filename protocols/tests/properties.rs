@@ -9,7 +9,7 @@ use torsion_protocols::{
 };
 
 /// Cases per property: 256, or `PROPTEST_CASES` for a longer bounded run (CI:
-/// `PROPTEST_CASES=5000 cargo test --release -p torsion-protocols --test properties`).
+/// `PROPTEST_CASES=2000 cargo test -p torsion-protocols --test properties`).
 fn cases() -> u32 {
     std::env::var("PROPTEST_CASES")
         .ok()

@@ -169,6 +169,51 @@ impl<F: Factory, W: Policy<F::Protocol>> Factory for WrappingFactory<F, W> {
     }
 }
 
+/// Two policies as one: `(inner, outer)` wraps with `inner`, then with `outer`, so
+/// `outer` decides first (as `factory.with_policy(inner).with_policy(outer)` does).
+impl<P, A, B> Policy<P> for (A, B)
+where
+    P: Protocol,
+    A: Policy<P>,
+    B: Policy<A::Protocol>,
+{
+    type Protocol = B::Protocol;
+
+    fn wrap(&self, peer: &Address, build: impl FnOnce() -> Option<P>) -> Option<B::Protocol> {
+        self.1.wrap(peer, || self.0.wrap(peer, build))
+    }
+
+    fn start_factory(&self) {
+        self.0.start_factory();
+        self.1.start_factory();
+    }
+
+    fn stop_factory(&self) {
+        self.1.stop_factory();
+        self.0.stop_factory();
+    }
+}
+
+/// Twisted's `ThrottlingFactory`: a connection limit (refuse or hold) in front of
+/// per-connection read and write rate limits.
+///
+/// ```
+/// use std::rc::Rc;
+/// use torsion_protocols::policy::{ConnectionLimit, RateLimit, ThrottlingFactory};
+/// use torsion_reactor::{Reactor, Scheduler, factory_fn, testing::Sink};
+///
+/// let reactor: Rc<dyn Scheduler> = Rc::new(Reactor::current());
+/// let factory: ThrottlingFactory<_> = ThrottlingFactory::new(
+///     factory_fn(|_| Some(Sink)),
+///     (
+///         RateLimit::new(reactor.clone()).read_limit(1 << 20).write_limit(1 << 20),
+///         ConnectionLimit::hold(100, 50, reactor),
+///     ),
+/// );
+/// # let _ = factory;
+/// ```
+pub type ThrottlingFactory<F> = WrappingFactory<F, (RateLimit, ConnectionLimit)>;
+
 /// `factory.with_policy(policy)`: wraps any factory with a [`Policy`].
 pub trait FactoryExt: Factory + Sized {
     /// Wraps this factory's protocols with `policy`; see [`WrappingFactory`].
