@@ -1,4 +1,4 @@
-//! A line-based chat server.
+//! A line-based chat server, built on `LineReceiver` and the policies.
 //!
 //! ```text
 //! cargo run --release --example chat_server            # listens on tcp:8000
@@ -10,34 +10,46 @@
 //! `/quit`. Lines end in `\n` (a trailing `\r` is dropped); the server ends its lines with
 //! `\r\n`. A line over 4,096 bytes closes the connection, and a client that stops reading
 //! is disconnected once 1 MiB is queued for it, so no client can grow the server's memory.
+//!
+//! Policies: a connection with no traffic either way for 10 minutes is told
+//! `Idle timeout.` and closed (a user who only listens to an active room is not idle), and
+//! one IP address may hold at most 100 connections at once (the next are closed at once).
 
 mod support;
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
+use std::time::Duration;
 
-use torsion::reactor::{Address, ConnectionLost, Factory, Protocol, Reactor, Transport};
+use torsion::protocols::policy::{FactoryExt, LimitConnectionsByPeer, TimeoutPolicy};
+use torsion::protocols::{LineControl, LineEncoder, LineReceiver, LineSender, Lines};
+use torsion::reactor::{ConnectionLost, Reactor, Scheduler, Transport, factory_fn};
 
 /// Longest line accepted, not counting its ending.
 const MAX_LINE: usize = 4096;
 /// Most bytes queued for one client before it is disconnected as not reading.
 const MAX_QUEUED: usize = 1024 * 1024;
+/// A connection with no traffic either way for this long is closed.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+/// Most connections from one IP address at once.
+const MAX_PER_PEER: usize = 100;
 
 /// Who is online, by name (sorted by bytes, as `/who` lists them).
 #[derive(Default)]
 struct Room {
-    users: BTreeMap<Vec<u8>, Transport>,
+    users: BTreeMap<Vec<u8>, LineSender>,
 }
 
 impl Room {
     /// Sends `line` to everyone but `except`; disconnects anyone it cannot keep up with.
     fn broadcast(&self, except: Option<&[u8]>, line: &[u8]) {
-        for (name, transport) in &self.users {
+        for (name, user) in &self.users {
             if Some(name.as_slice()) == except {
                 continue;
             }
-            send(transport, line);
+            let _ = user.send_line(line);
+            let transport = user.transport();
             if transport.buffer_size() > MAX_QUEUED {
                 log::warn!(
                     "{} ({}) is not reading; {} bytes queued; disconnecting",
@@ -51,10 +63,6 @@ impl Room {
     }
 }
 
-fn send(transport: &Transport, line: &[u8]) {
-    let _ = transport.write_vectored(&[line, b"\r\n"]);
-}
-
 fn valid_name(name: &[u8]) -> bool {
     (1..=32).contains(&name.len())
         && name
@@ -65,14 +73,35 @@ fn valid_name(name: &[u8]) -> bool {
 struct ChatUser {
     room: Rc<RefCell<Room>>,
     name: Option<Vec<u8>>,
-    pending: Vec<u8>,
 }
 
 impl ChatUser {
-    fn line_received(&mut self, transport: &Transport, line: &[u8]) {
+    /// Registers `name` for this user if it is valid and free; otherwise says why.
+    fn claim(&self, lines: &LineControl<'_>, name: &[u8]) -> Option<Vec<u8>> {
+        if !valid_name(name) {
+            let _ = lines.send_line(b"Invalid name, try again.");
+            return None;
+        }
+        let mut room = self.room.borrow_mut();
+        if room.users.contains_key(name) {
+            drop(room);
+            let _ = lines.send_line(b"Name taken, try again.");
+            return None;
+        }
+        room.users.insert(name.to_vec(), lines.sender());
+        Some(name.to_vec())
+    }
+}
+
+impl LineReceiver for ChatUser {
+    fn connection_made(&mut self, lines: &mut LineControl<'_>) {
+        let _ = lines.send_line(b"What is your name?");
+    }
+
+    fn line_received(&mut self, lines: &mut LineControl<'_>, line: &[u8]) {
         let Some(name) = self.name.clone() else {
-            if let Some(name) = self.claim(transport, line) {
-                send(transport, &[b"Welcome, ", &name[..], b"!"].concat());
+            if let Some(name) = self.claim(lines, line) {
+                let _ = lines.send_line(&[b"Welcome, ", &name[..], b"!"].concat());
                 let joined = [b"* ", &name[..], b" has joined"].concat();
                 self.room.borrow().broadcast(Some(&name), &joined);
                 self.name = Some(name);
@@ -80,19 +109,16 @@ impl ChatUser {
             return;
         };
         if line == b"/quit" {
-            send(transport, b"Bye!");
-            transport.lose_connection();
+            let _ = lines.send_line(b"Bye!");
+            lines.transport().lose_connection();
         } else if line == b"/who" {
             let room = self.room.borrow();
             let names: Vec<&[u8]> = room.users.keys().map(Vec::as_slice).collect();
-            send(
-                transport,
-                &[b"* Online: ", &names.join(&b", "[..])[..]].concat(),
-            );
+            let _ = lines.send_line(&[b"* Online: ", &names.join(&b", "[..])[..]].concat());
         } else if let Some(new) = line.strip_prefix(b"/nick ") {
-            if let Some(new) = self.claim(transport, new) {
+            if let Some(new) = self.claim(lines, new) {
                 self.room.borrow_mut().users.remove(&name);
-                send(transport, &[b"* You are now ", &new[..]].concat());
+                let _ = lines.send_line(&[b"* You are now ", &new[..]].concat());
                 let notice = [b"* ", &name[..], b" is now ", &new[..]].concat();
                 self.room.borrow().broadcast(Some(&new), &notice);
                 self.name = Some(new);
@@ -103,68 +129,9 @@ impl ChatUser {
         }
     }
 
-    /// Registers `name` for this user if it is valid and free; otherwise says why.
-    fn claim(&self, transport: &Transport, name: &[u8]) -> Option<Vec<u8>> {
-        if !valid_name(name) {
-            send(transport, b"Invalid name, try again.");
-            return None;
-        }
-        let mut room = self.room.borrow_mut();
-        if room.users.contains_key(name) {
-            drop(room);
-            send(transport, b"Name taken, try again.");
-            return None;
-        }
-        room.users.insert(name.to_vec(), transport.clone());
-        Some(name.to_vec())
-    }
-
-    fn too_long(&mut self, transport: &Transport) {
-        self.pending.clear();
-        send(transport, b"Line too long.");
-        transport.lose_connection();
-    }
-}
-
-impl Protocol for ChatUser {
-    fn connection_made(&mut self, transport: &Transport) {
-        send(transport, b"What is your name?");
-    }
-
-    fn data_received(&mut self, transport: &Transport, data: &[u8]) {
-        let mut rest = data;
-        while let Some(pos) = rest.iter().position(|&b| b == b'\n') {
-            let (head, tail) = rest.split_at(pos);
-            rest = &tail[1..];
-            let line: Vec<u8>;
-            let mut full: &[u8] = if self.pending.is_empty() {
-                head
-            } else {
-                self.pending.extend_from_slice(head);
-                line = std::mem::take(&mut self.pending);
-                &line
-            };
-            if let Some(stripped) = full.strip_suffix(b"\r") {
-                full = stripped;
-            }
-            if full.len() > MAX_LINE {
-                return self.too_long(transport);
-            }
-            self.line_received(transport, full);
-            if transport.is_closing() {
-                return;
-            }
-        }
-        self.pending.extend_from_slice(rest);
-        // A partial line may end in the `\r` of its `\r\n`, which does not count.
-        let limit = if self.pending.last() == Some(&b'\r') {
-            MAX_LINE + 1
-        } else {
-            MAX_LINE
-        };
-        if self.pending.len() > limit {
-            self.too_long(transport);
-        }
+    fn line_length_exceeded(&mut self, lines: &mut LineControl<'_>, _prefix: &[u8]) {
+        let _ = lines.send_line(b"Line too long.");
+        lines.transport().lose_connection();
     }
 
     fn connection_lost(&mut self, _reason: &ConnectionLost) {
@@ -176,28 +143,37 @@ impl Protocol for ChatUser {
     }
 }
 
-struct Chat {
-    room: Rc<RefCell<Room>>,
-}
-
-impl Factory for Chat {
-    type Protocol = ChatUser;
-    fn build_protocol(&self, _peer: &Address) -> Option<ChatUser> {
-        Some(ChatUser {
-            room: Rc::clone(&self.room),
-            name: None,
-            pending: Vec::new(),
-        })
-    }
+/// The protocol for one connection: lines end in `\n` or `\r\n`, at most `MAX_LINE`
+/// bytes; the server's lines end in `\r\n`, whatever their length.
+fn chat_user(room: &Rc<RefCell<Room>>) -> Lines<ChatUser> {
+    Lines::new(ChatUser {
+        room: Rc::clone(room),
+        name: None,
+    })
+    .with_delimiter(b"\n")
+    .with_strip_cr(true)
+    .with_max_length(MAX_LINE)
+    .with_encoder(
+        LineEncoder::new()
+            .with_delimiter(b"\n")
+            .with_strip_cr(true)
+            .with_max_length(usize::MAX),
+    )
 }
 
 fn main() {
     support::init_logging();
     let endpoint = support::endpoint_arg("tcp:8000", "[ENDPOINT]   (default tcp:8000)");
     let reactor = Reactor::current();
-    let chat = Chat {
-        room: Rc::new(RefCell::new(Room::default())),
-    };
+    let scheduler: Rc<dyn Scheduler> = Rc::new(reactor.clone());
+    let room = Rc::new(RefCell::new(Room::default()));
+    let chat = factory_fn(move |_| Some(chat_user(&room)))
+        .with_policy(TimeoutPolicy::new(scheduler, IDLE_TIMEOUT).on_timeout(
+            |_: &mut Lines<ChatUser>, transport: &Transport| {
+                let _ = transport.write(b"Idle timeout.\r\n");
+            },
+        ))
+        .with_policy(LimitConnectionsByPeer::new(MAX_PER_PEER));
     support::listen(&reactor, &endpoint, chat);
     support::run(&reactor);
 }

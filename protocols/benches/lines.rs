@@ -3,12 +3,17 @@
 //! About 1 MiB of `\r\n`-terminated lines is pushed in 64 KiB pieces (a
 //! typical read size), pulling every line after each push, as a protocol
 //! adapter does. Short lines (40 bytes with the delimiter) measure the
-//! per-line cost; long lines (8 KiB) measure the delimiter search.
+//! per-line cost; long lines (8 KiB) measure the delimiter search. The `strip_cr`
+//! variant splits on `\n` and drops a `\r` before it (the chat server's setting); the
+//! `adapter` one goes through the `Lines` protocol adapter and a `LineReceiver`
+//! callback, as a server does.
 
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use torsion_protocols::{LineDecoder, LineEvent};
+use torsion_protocols::{LineControl, LineDecoder, LineEvent, LineReceiver, Lines};
+use torsion_reactor::Protocol;
+use torsion_reactor::testing::StringTransport;
 
 const TOTAL: usize = 1 << 20;
 const READ: usize = 64 * 1024;
@@ -28,7 +33,10 @@ fn input(line_len: usize) -> Vec<u8> {
 }
 
 fn parse(data: &[u8], max_length: usize) -> usize {
-    let mut dec = LineDecoder::new().with_max_length(max_length);
+    parse_with(LineDecoder::new().with_max_length(max_length), data)
+}
+
+fn parse_with(mut dec: LineDecoder, data: &[u8]) -> usize {
     let mut lines = 0;
     for piece in data.chunks(READ) {
         dec.push(piece);
@@ -69,7 +77,39 @@ fn lines(c: &mut Criterion) {
             got
         })
     });
+    // `\n` with `\r` stripping, on the same `\r\n` input.
+    let data = input(40);
+    let expected = data.len() / 40;
+    let crlf_or_lf = || LineDecoder::new().with_delimiter(b"\n").with_strip_cr(true);
+    assert_eq!(parse_with(crlf_or_lf(), &data), expected);
+    group.throughput(Throughput::Bytes(data.len() as u64));
+    group.bench_function("short_40B_strip_cr", |b| {
+        b.iter(|| parse_with(crlf_or_lf(), black_box(&data)))
+    });
+    // Through the protocol adapter and a receiver callback.
+    group.bench_function("adapter_short_40B", |b| {
+        let t = StringTransport::new();
+        let transport = t.transport();
+        b.iter(|| {
+            let mut p = Lines::new(Count(0));
+            p.connection_made(&transport);
+            for piece in black_box(&data).chunks(READ) {
+                p.data_received(&transport, piece);
+            }
+            assert_eq!(p.receiver().0, expected);
+        })
+    });
     group.finish();
+}
+
+/// Counts lines.
+struct Count(usize);
+
+impl LineReceiver for Count {
+    fn line_received(&mut self, _: &mut LineControl<'_>, line: &[u8]) {
+        black_box(line);
+        self.0 += 1;
+    }
 }
 
 criterion_group!(benches, lines);

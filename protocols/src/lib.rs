@@ -1,6 +1,16 @@
-//! Reusable protocol building blocks for torsion.
+//! Reusable protocol building blocks for torsion: Twisted's
+//! `twisted.protocols.basic`, `policies` and `wire`.
 //!
-//! This part of the crate is the *framing* layer: turning a byte stream into
+//! - Framing, sans-I/O (below): [`LineDecoder`], [`NetstringDecoder`],
+//!   [`PrefixedDecoder`] and their encoders.
+//! - Protocol adapters over them: [`LineReceiver`] served by [`Lines`] (with
+//!   mode switching through [`LineControl`]), and [`StringReceiver`] served by
+//!   [`Netstrings`] or [`PrefixedStrings`].
+//! - [`policy`]: wrappers for any factory — idle timeouts, connection and
+//!   rate limits, a per-peer limit — composed with [`policy::WrappingFactory`].
+//! - [`services`]: echo, discard, chargen, daytime, time and quote of the day.
+//!
+//! The *framing* layer turns a byte stream into
 //! frames and back, the way Twisted's `twisted.protocols.basic` does, but
 //! without any I/O. Each decoder is a plain value: push the bytes a
 //! connection received into it, then pull complete frames out of it. Each
@@ -55,12 +65,22 @@
 
 mod error;
 pub mod line;
+pub mod line_receiver;
 pub mod netstring;
+pub mod policy;
 pub mod prefixed;
 mod search;
+mod send;
+pub mod services;
+pub mod string_receiver;
 
 pub use bytes::{Bytes, BytesMut};
 pub use error::{EncodeError, NetstringError, NetstringErrorKind, PrefixedError};
 pub use line::{LineDecoder, LineEncoder, LineEvent};
+pub use line_receiver::{LineControl, LineReceiver, LineSender, Lines};
 pub use netstring::{NetstringDecoder, NetstringEncoder};
 pub use prefixed::{PrefixWidth, PrefixedDecoder, PrefixedEncoder};
+pub use send::SendError;
+pub use string_receiver::{
+    FramingError, Netstrings, PrefixedStrings, StringReceiver, StringSender,
+};

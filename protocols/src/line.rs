@@ -109,6 +109,8 @@ pub struct LineDecoder {
     mode: Mode,
     /// In line mode, skipping the rest of a too-long line.
     discarding: bool,
+    /// A `\r` right before the delimiter is part of the line ending.
+    strip_cr: bool,
     /// No delimiter starts before this index of `buf`.
     scan_from: usize,
     /// Bytes looked at by delimiter searches, to test linearity.
@@ -132,6 +134,7 @@ impl LineDecoder {
             max_length: DEFAULT_MAX_LINE_LENGTH,
             mode: Mode::Line,
             discarding: false,
+            strip_cr: false,
             scan_from: 0,
             #[cfg(test)]
             work: 0,
@@ -163,6 +166,36 @@ impl LineDecoder {
         self
     }
 
+    /// With `true`, a `\r` right before the delimiter is also part of the
+    /// line ending: it is not delivered, and it does not count toward
+    /// `max_length`. With the delimiter `\n`, this reads lines ending in
+    /// either `\n` or `\r\n`, as most text protocols and terminals send them.
+    /// Only one `\r` is dropped: `a\r\r\n` is the line `a\r`.
+    ///
+    /// The too-long rule counts the line without that `\r`: a partial line of
+    /// `max_length` bytes followed by `\r` is waited on (the delimiter may
+    /// come next), while `max_length + 1` bytes that do not end in `\r` are
+    /// too long at once.
+    ///
+    /// ```
+    /// use torsion_protocols::{LineDecoder, LineEvent};
+    ///
+    /// let mut dec = LineDecoder::new().with_delimiter(b"\n").with_strip_cr(true);
+    /// dec.push(b"unix\nwindows\r\n");
+    /// assert_eq!(dec.next_event(), Some(LineEvent::Line("unix".into())));
+    /// assert_eq!(dec.next_event(), Some(LineEvent::Line("windows".into())));
+    /// ```
+    pub fn with_strip_cr(mut self, strip_cr: bool) -> Self {
+        self.strip_cr = strip_cr;
+        self
+    }
+
+    /// Whether a `\r` before the delimiter is dropped (see
+    /// [`with_strip_cr`](Self::with_strip_cr)).
+    pub fn strip_cr(&self) -> bool {
+        self.strip_cr
+    }
+
     /// The line delimiter.
     pub fn delimiter(&self) -> &[u8] {
         &self.delimiter
@@ -179,6 +212,7 @@ impl LineDecoder {
         LineEncoder {
             delimiter: self.delimiter.clone(),
             max_length: self.max_length,
+            strip_cr: self.strip_cr,
         }
     }
 
@@ -316,33 +350,62 @@ impl LineDecoder {
             }
         }
         // A delimiter starting at index `max_length` ends a line of exactly
-        // `max_length` bytes; one starting later ends a line that is too
-        // long, so the search need not look further.
-        match self.search(self.max_length.saturating_add(1)) {
+        // `max_length` bytes (one later with a `\r` to strip); one starting
+        // later ends a line that is too long, so the search need not look
+        // further.
+        let slack = usize::from(self.strip_cr);
+        match self.search(self.max_length.saturating_add(1 + slack)) {
             Search::Found(at) => {
-                let line = self.buf.split_to(at).freeze();
-                self.buf.advance(self.delimiter.len());
+                let content = self.content_before(at);
+                if content > self.max_length {
+                    // Only with `strip_cr`: `max_length + 1` bytes, no `\r`.
+                    let prefix = self.buf.split_to(self.max_length + 1).freeze();
+                    self.buf.advance(at - prefix.len() + self.delimiter.len());
+                    self.scan_from = 0;
+                    return Some(LineEvent::TooLong(prefix));
+                }
+                let line = self.buf.split_to(content).freeze();
+                self.buf.advance(at - content + self.delimiter.len());
                 self.scan_from = 0;
                 Some(LineEvent::Line(line))
             }
             Search::Partial(at) => {
+                if self.content_before(at) > self.max_length {
+                    return Some(self.too_long());
+                }
                 self.scan_from = at;
                 None
             }
             Search::NotFound(end) => {
-                if end > self.max_length {
-                    // `max_length + 1` bytes and no delimiter starts among
-                    // them: the line is too long.
-                    let prefix = self.buf.split_to(self.max_length + 1).freeze();
-                    self.discarding = true;
-                    self.scan_from = 0;
-                    Some(LineEvent::TooLong(prefix))
+                if self.content_before(end) > self.max_length {
+                    // `max_length + 1` bytes known not to be part of the
+                    // line ending: the line is too long.
+                    Some(self.too_long())
                 } else {
                     self.scan_from = end;
                     None
                 }
             }
         }
+    }
+
+    /// How many bytes of the line are known to be content when no delimiter
+    /// starts before `end`: all of them, less a `\r` just before `end` that
+    /// may belong to the line ending.
+    fn content_before(&self, end: usize) -> usize {
+        if self.strip_cr && end > 0 && self.buf.get(end - 1) == Some(&b'\r') {
+            end - 1
+        } else {
+            end
+        }
+    }
+
+    /// Reports the line as too long and starts discarding the rest of it.
+    fn too_long(&mut self) -> LineEvent {
+        let prefix = self.buf.split_to(self.max_length + 1).freeze();
+        self.discarding = true;
+        self.scan_from = 0;
+        LineEvent::TooLong(prefix)
     }
 
     /// Bytes looked at by delimiter searches so far.
@@ -380,6 +443,7 @@ impl LineDecoder {
 pub struct LineEncoder {
     delimiter: Box<[u8]>,
     max_length: usize,
+    strip_cr: bool,
 }
 
 impl Default for LineEncoder {
@@ -394,6 +458,7 @@ impl LineEncoder {
         LineEncoder {
             delimiter: DEFAULT_DELIMITER.into(),
             max_length: DEFAULT_MAX_LINE_LENGTH,
+            strip_cr: false,
         }
     }
 
@@ -409,6 +474,31 @@ impl LineEncoder {
         );
         self.delimiter = delimiter.into();
         self
+    }
+
+    /// With `true`, ends every line with `\r` before the delimiter, for a
+    /// peer whose decoder drops a `\r` before the delimiter
+    /// ([`LineDecoder::with_strip_cr`]): with the delimiter `\n` the lines
+    /// end in `\r\n`, and a line that itself ends in `\r` still reads back
+    /// whole.
+    ///
+    /// ```
+    /// use torsion_protocols::{BytesMut, LineEncoder};
+    ///
+    /// let enc = LineEncoder::new().with_delimiter(b"\n").with_strip_cr(true);
+    /// let mut out = BytesMut::new();
+    /// enc.encode(b"hello", &mut out).unwrap();
+    /// assert_eq!(&out[..], b"hello\r\n");
+    /// ```
+    pub fn with_strip_cr(mut self, strip_cr: bool) -> Self {
+        self.strip_cr = strip_cr;
+        self
+    }
+
+    /// Whether lines end with `\r` before the delimiter (see
+    /// [`with_strip_cr`](Self::with_strip_cr)).
+    pub fn strip_cr(&self) -> bool {
+        self.strip_cr
     }
 
     /// Sends lines of up to `max_length` bytes, not counting the delimiter,
@@ -443,15 +533,23 @@ impl LineEncoder {
             });
         }
         let start = dst.len();
-        dst.reserve(line.len() + self.delimiter.len());
+        let cr = usize::from(self.strip_cr);
+        dst.reserve(line.len() + cr + self.delimiter.len());
         dst.extend_from_slice(line);
+        if self.strip_cr {
+            dst.extend_from_slice(b"\r");
+        }
         dst.extend_from_slice(&self.delimiter);
         // The receiver splits at the leftmost delimiter: it must be the one
         // just appended.
         let mut work = 0;
-        if let Search::Found(offset) =
-            find(&dst[start..], &self.delimiter, 0, line.len(), &mut work)
-        {
+        if let Search::Found(offset) = find(
+            &dst[start..],
+            &self.delimiter,
+            0,
+            line.len() + cr,
+            &mut work,
+        ) {
             dst.truncate(start);
             return Err(EncodeError::ContainsDelimiter { offset });
         }
@@ -868,6 +966,89 @@ mod tests {
             Err(EncodeError::TooLong { length: 4, max: 3 })
         );
         assert_eq!(&out[..], b"abc\r\n");
+    }
+
+    fn crlf_or_lf() -> LineDecoder {
+        LineDecoder::new()
+            .with_delimiter(b"\n")
+            .with_strip_cr(true)
+            .with_max_length(5)
+    }
+
+    #[test]
+    fn strip_cr_reads_lf_and_crlf_endings() {
+        let ev = all_splits(&crlf_or_lf, b"a\nb\r\n\r\n\n\r\r\nc\rd\n");
+        assert_eq!(
+            ev,
+            [
+                line(b"a"),
+                line(b"b"),
+                line(b""),
+                line(b""),
+                line(b"\r"),
+                line(b"c\rd")
+            ]
+        );
+    }
+
+    #[test]
+    fn strip_cr_too_long_rule() {
+        let make = crlf_or_lf;
+        // Exactly max_length, with either ending.
+        assert_eq!(
+            all_splits(&make, b"abcde\nabcde\r\n"),
+            [line(b"abcde"), line(b"abcde")]
+        );
+        // One past, with either ending, complete or partial.
+        assert_eq!(
+            all_splits(&make, b"abcdef\nok\n"),
+            [too_long(b"abcdef"), line(b"ok")]
+        );
+        assert_eq!(
+            all_splits(&make, b"abcdef\r\nok\n"),
+            [too_long(b"abcdef"), line(b"ok")]
+        );
+        assert_eq!(all_splits(&make, b"abcde\r\r\n"), [too_long(b"abcde\r")]);
+        let mut dec = make();
+        dec.push(b"abcde\r");
+        assert_eq!(dec.next_event(), None, "the \\r may be part of the ending");
+        dec.push(b"\r");
+        assert_eq!(dec.next_event(), Some(too_long(b"abcde\r")));
+        let mut dec = make();
+        dec.push(b"abcdef");
+        assert_eq!(dec.next_event(), Some(too_long(b"abcdef")));
+        // With a two-byte delimiter too.
+        let make = || LineDecoder::new().with_strip_cr(true).with_max_length(3);
+        assert_eq!(
+            all_splits(&make, b"abc\r\r\nab\r\r\nabcd\r\n"),
+            [line(b"abc"), line(b"ab"), too_long(b"abcd")]
+        );
+    }
+
+    #[test]
+    fn strip_cr_encoder_round_trips() {
+        let dec = crlf_or_lf();
+        let enc = dec.encoder();
+        let mut out = BytesMut::new();
+        for l in [&b""[..], b"a", b"a\r", b"\r\r", b"abcd\r"] {
+            enc.encode(l, &mut out).unwrap();
+        }
+        assert_eq!(&out[..], b"\r\na\r\na\r\r\n\r\r\r\nabcd\r\r\n");
+        let ev = feed(&crlf_or_lf, &[&out]);
+        assert_eq!(
+            ev,
+            [
+                line(b""),
+                line(b"a"),
+                line(b"a\r"),
+                line(b"\r\r"),
+                line(b"abcd\r")
+            ]
+        );
+        assert_eq!(
+            enc.encode(b"a\nb", &mut out),
+            Err(EncodeError::ContainsDelimiter { offset: 1 })
+        );
     }
 
     #[test]

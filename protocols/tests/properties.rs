@@ -8,6 +8,15 @@ use torsion_protocols::{
     NetstringEncoder, NetstringError, PrefixWidth, PrefixedDecoder, PrefixedEncoder, PrefixedError,
 };
 
+/// Cases per property: 256, or `PROPTEST_CASES` for a longer bounded run (CI:
+/// `PROPTEST_CASES=2000 cargo test -p torsion-protocols --test properties`).
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(256)
+}
+
 /// Splits `input` at the given points (taken modulo its length).
 fn chunks<'a>(input: &'a [u8], points: &[usize]) -> Vec<&'a [u8]> {
     let mut cuts: Vec<usize> = points.iter().map(|p| p % (input.len() + 1)).collect();
@@ -51,15 +60,18 @@ fn decode_lines(make: impl Fn() -> LineDecoder, pieces: &[&[u8]]) -> Vec<LineEve
 }
 
 /// The line rules written as plainly as possible, over the whole input.
-fn line_model(input: &[u8], delim: &[u8], max: usize) -> Vec<LineEvent> {
+/// With `strip_cr`, a `\r` right before a delimiter belongs to the ending.
+fn line_model(input: &[u8], delim: &[u8], max: usize, strip_cr: bool) -> Vec<LineEvent> {
     let full_at = |rest: &[u8]| rest.windows(delim.len()).position(|w| w == delim);
+    let cr_before = |rest: &[u8], p: usize| usize::from(strip_cr && p > 0 && rest[p - 1] == b'\r');
     let mut out = Vec::new();
     let mut rest = input;
     loop {
         match full_at(rest) {
             Some(p) => {
-                let event = if p <= max {
-                    LineEvent::Line(Bytes::copy_from_slice(&rest[..p]))
+                let content = p - cr_before(rest, p);
+                let event = if content <= max {
+                    LineEvent::Line(Bytes::copy_from_slice(&rest[..content]))
                 } else {
                     LineEvent::TooLong(Bytes::copy_from_slice(&rest[..max + 1]))
                 };
@@ -69,9 +81,10 @@ fn line_model(input: &[u8], delim: &[u8], max: usize) -> Vec<LineEvent> {
             None => {
                 // The line is at least as long as the first index from which
                 // the rest may still be the start of a delimiter.
-                let known = (0..rest.len())
+                let start = (0..rest.len())
                     .find(|&k| delim.starts_with(&rest[k..]))
                     .unwrap_or(rest.len());
+                let known = start - cr_before(rest, start);
                 if known > max {
                     out.push(LineEvent::TooLong(Bytes::copy_from_slice(&rest[..max + 1])));
                 }
@@ -145,17 +158,21 @@ fn width() -> impl Strategy<Value = PrefixWidth> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
+    #![proptest_config(ProptestConfig::with_cases(cases()))]
 
     #[test]
     fn lines_match_the_model_however_split(
         delim in delimiter(),
         input in small_alphabet(120),
         max in 0usize..16,
+        strip_cr in any::<bool>(),
         points in proptest::collection::vec(any::<usize>(), 0..8),
     ) {
-        let make = || LineDecoder::new().with_delimiter(&delim).with_max_length(max);
-        let expected = line_model(&input, &delim, max);
+        let make = || LineDecoder::new()
+            .with_delimiter(&delim)
+            .with_max_length(max)
+            .with_strip_cr(strip_cr);
+        let expected = line_model(&input, &delim, max, strip_cr);
         prop_assert_eq!(decode_lines(make, &[&input]), expected.clone());
         prop_assert_eq!(decode_lines(make, &chunks(&input, &points)), expected.clone());
         let bytes: Vec<&[u8]> = input.chunks(1).collect();
@@ -221,9 +238,13 @@ proptest! {
     fn line_encoding_round_trips(
         delim in delimiter(),
         lines in proptest::collection::vec(small_alphabet(12), 0..10),
+        strip_cr in any::<bool>(),
         points in proptest::collection::vec(any::<usize>(), 0..6),
     ) {
-        let enc = LineEncoder::new().with_delimiter(&delim).with_max_length(8);
+        let enc = LineEncoder::new()
+            .with_delimiter(&delim)
+            .with_max_length(8)
+            .with_strip_cr(strip_cr);
         let mut wire = BytesMut::new();
         let mut sent = Vec::new();
         for line in &lines {
@@ -238,16 +259,22 @@ proptest! {
                 Err(EncodeError::ContainsDelimiter { offset }) => {
                     // Refused exactly when the peer would cut the line short.
                     let mut framed = line.clone();
+                    if strip_cr {
+                        framed.push(b'\r');
+                    }
                     framed.extend_from_slice(&delim);
                     let first = framed.windows(delim.len()).position(|w| w == &delim[..]);
                     prop_assert_eq!(first, Some(offset));
-                    prop_assert!(offset < line.len());
+                    prop_assert!(offset < line.len() + usize::from(strip_cr));
                     prop_assert_eq!(wire.len(), before);
                 }
                 Err(e) => prop_assert!(false, "unexpected {e}"),
             }
         }
-        let make = || LineDecoder::new().with_delimiter(&delim).with_max_length(8);
+        let make = || LineDecoder::new()
+            .with_delimiter(&delim)
+            .with_max_length(8)
+            .with_strip_cr(strip_cr);
         prop_assert_eq!(decode_lines(make, &chunks(&wire, &points)), sent);
     }
 

@@ -6,10 +6,11 @@
 use libfuzzer_sys::fuzz_target;
 use torsion_protocols::{BytesMut, LineDecoder, LineEvent};
 
-fn run(delim: &[u8], max: usize, pieces: &[&[u8]]) -> (Vec<LineEvent>, usize) {
+fn run(delim: &[u8], max: usize, strip_cr: bool, pieces: &[&[u8]]) -> (Vec<LineEvent>, usize) {
     let mut dec = LineDecoder::new()
         .with_delimiter(delim)
-        .with_max_length(max);
+        .with_max_length(max)
+        .with_strip_cr(strip_cr);
     let enc = dec.encoder();
     let mut out: Vec<LineEvent> = Vec::new();
     for piece in pieces {
@@ -65,11 +66,12 @@ fuzz_target!(|data: &[u8]| {
         2 => b"aba",
         _ => b"--",
     };
+    let strip_cr = config & 4 != 0;
     let max = usize::from(*max);
     let step = usize::from(*step).max(1);
-    let whole = run(delim, max, &[input]);
+    let whole = run(delim, max, strip_cr, &[input]);
     let pieces: Vec<&[u8]> = input.chunks(step).collect();
-    assert_eq!(run(delim, max, &pieces), whole);
+    assert_eq!(run(delim, max, strip_cr, &pieces), whole);
     let bytes: Vec<&[u8]> = input.chunks(1).collect();
-    assert_eq!(run(delim, max, &bytes), whole);
+    assert_eq!(run(delim, max, strip_cr, &bytes), whole);
 });

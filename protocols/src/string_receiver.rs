@@ -1,0 +1,463 @@
+//! [`StringReceiver`]: a protocol that exchanges framed strings, served as netstrings
+//! ([`Netstrings`], Twisted's `NetstringReceiver`) or with big-endian length prefixes
+//! ([`PrefixedStrings`], Twisted's `Int8StringReceiver`, `Int16StringReceiver` and
+//! `Int32StringReceiver`).
+//!
+//! The same receiver works over either framing. A malformed or oversize frame is a
+//! protocol error: it is logged (warning level, with the peer's address and the reason),
+//! the receiver's [`framing_error`](StringReceiver::framing_error) hook runs, and the
+//! connection is closed after what was already written is sent. Nothing the peer sends
+//! can make the adapter panic or buffer more than one maximum-size frame.
+
+use std::error::Error;
+use std::fmt;
+use std::rc::Rc;
+
+use bytes::{Bytes, BytesMut};
+use torsion_reactor::{ConnectionLost, Protocol, Transport};
+
+use crate::error::{EncodeError, NetstringError, PrefixedError};
+use crate::netstring::{NetstringDecoder, NetstringEncoder};
+use crate::prefixed::{PrefixWidth, PrefixedDecoder, PrefixedEncoder};
+use crate::send::SendError;
+
+/// A protocol that receives and sends whole strings (frames); serve it with
+/// [`Netstrings`] or [`PrefixedStrings`].
+///
+/// Only [`string_received`](Self::string_received) is required. Callbacks get a
+/// [`StringSender`]: the transport plus the framing's encoder.
+///
+/// ```
+/// use torsion_protocols::{Netstrings, StringReceiver, StringSender};
+/// use torsion_reactor::{Protocol, testing::StringTransport};
+///
+/// /// Sends every string back reversed.
+/// struct Reverse;
+///
+/// impl StringReceiver for Reverse {
+///     fn string_received(&mut self, strings: &StringSender, s: &[u8]) {
+///         let reversed: Vec<u8> = s.iter().rev().copied().collect();
+///         let _ = strings.send_string(&reversed);
+///     }
+/// }
+///
+/// let t = StringTransport::new();
+/// let mut p = Netstrings::new(Reverse);
+/// p.connection_made(&t.transport());
+/// p.data_received(&t.transport(), b"3:abc,0:,");
+/// assert_eq!(t.written(), b"3:cba,0:,");
+///
+/// p.data_received(&t.transport(), b"3:abcd,"); // malformed: closed
+/// assert!(t.lose_connection_called());
+/// ```
+pub trait StringReceiver: 'static {
+    /// The connection is open.
+    fn connection_made(&mut self, strings: &StringSender) {
+        let _ = strings;
+    }
+
+    /// A complete string arrived. May be empty.
+    fn string_received(&mut self, strings: &StringSender, s: &[u8]);
+
+    /// The peer sent a malformed or oversize frame. Called once, just before the
+    /// connection is closed (write a last message here if the protocol has one); the
+    /// error has already been logged. The default does nothing.
+    fn framing_error(&mut self, strings: &StringSender, error: &FramingError) {
+        let _ = (strings, error);
+    }
+
+    /// The peer half-closed; see [`Protocol::eof_received`]. The default returns `false`.
+    fn eof_received(&mut self, strings: &StringSender) -> bool {
+        let _ = strings;
+        false
+    }
+
+    /// The connection is gone; called exactly once, after `connection_made`.
+    fn connection_lost(&mut self, reason: &ConnectionLost) {
+        let _ = reason;
+    }
+
+    /// The write buffer went above its high-water mark (see [`Protocol::pause_writing`]).
+    fn pause_writing(&mut self, strings: &StringSender) {
+        let _ = strings;
+    }
+
+    /// The write buffer drained (see [`Protocol::resume_writing`]).
+    fn resume_writing(&mut self, strings: &StringSender) {
+        let _ = strings;
+    }
+}
+
+/// Why a peer's stream of strings was rejected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FramingError {
+    /// A malformed or oversize netstring.
+    Netstring(NetstringError),
+    /// A length prefix declared a frame longer than `max_length`.
+    Prefixed(PrefixedError),
+}
+
+impl fmt::Display for FramingError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FramingError::Netstring(e) => e.fmt(f),
+            FramingError::Prefixed(e) => e.fmt(f),
+        }
+    }
+}
+
+impl Error for FramingError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        match self {
+            FramingError::Netstring(e) => Some(e),
+            FramingError::Prefixed(e) => Some(e),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Encoder {
+    Netstring(NetstringEncoder),
+    Prefixed(PrefixedEncoder),
+}
+
+impl Encoder {
+    fn encode(&self, s: &[u8], dst: &mut BytesMut) -> Result<(), EncodeError> {
+        match self {
+            Encoder::Netstring(e) => e.encode(s, dst),
+            Encoder::Prefixed(e) => e.encode(s, dst),
+        }
+    }
+}
+
+/// Sends strings on one connection with its framing. Cheap to clone: keep one to send
+/// from anywhere (a timer, another connection's callback).
+#[derive(Clone)]
+pub struct StringSender {
+    transport: Transport,
+    encoder: Rc<Encoder>,
+}
+
+impl StringSender {
+    /// A sender of netstrings on `transport`.
+    pub fn netstrings(transport: Transport, encoder: NetstringEncoder) -> StringSender {
+        StringSender {
+            transport,
+            encoder: Rc::new(Encoder::Netstring(encoder)),
+        }
+    }
+
+    /// A sender of length-prefixed strings on `transport`.
+    pub fn prefixed(transport: Transport, encoder: PrefixedEncoder) -> StringSender {
+        StringSender {
+            transport,
+            encoder: Rc::new(Encoder::Prefixed(encoder)),
+        }
+    }
+
+    /// Frames `s` and writes it (Twisted's `sendString`).
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::Encode`] if `s` is longer than the framing's `max_length` (nothing is
+    /// written: the stream stays well-formed); [`SendError::Transport`] if the connection
+    /// is closing.
+    pub fn send_string(&self, s: &[u8]) -> Result<(), SendError> {
+        let mut buf = BytesMut::new();
+        self.encoder.encode(s, &mut buf)?;
+        self.transport.write_bytes(buf.freeze())?;
+        Ok(())
+    }
+
+    /// The connection's transport.
+    pub fn transport(&self) -> &Transport {
+        &self.transport
+    }
+}
+
+impl fmt::Debug for StringSender {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StringSender")
+            .field("transport", &self.transport)
+            .field("encoder", &self.encoder)
+            .finish()
+    }
+}
+
+/// The part shared by both adapters: the receiver, its sender, and the failed flag.
+struct Core<R> {
+    receiver: R,
+    encoder: Rc<Encoder>,
+    /// Bound to the connection's transport on the first callback.
+    sender: Option<StringSender>,
+    failed: bool,
+}
+
+impl<R: StringReceiver> Core<R> {
+    fn new(receiver: R, encoder: Encoder) -> Core<R> {
+        Core {
+            receiver,
+            encoder: Rc::new(encoder),
+            sender: None,
+            failed: false,
+        }
+    }
+
+    /// Calls `f` with the receiver and a sender bound to `transport`.
+    fn call<T>(&mut self, transport: &Transport, f: impl FnOnce(&mut R, &StringSender) -> T) -> T {
+        let bound = self
+            .sender
+            .as_ref()
+            .is_some_and(|s| s.transport.same_connection(transport));
+        if !bound {
+            self.sender = None;
+        }
+        let encoder = &self.encoder;
+        let sender = self.sender.get_or_insert_with(|| StringSender {
+            transport: transport.clone(),
+            encoder: Rc::clone(encoder),
+        });
+        f(&mut self.receiver, sender)
+    }
+
+    fn connection_made(&mut self, transport: &Transport) {
+        self.call(transport, |r, s| r.connection_made(s));
+    }
+
+    /// Pulls frames with `next` and delivers them until more bytes are needed, the
+    /// connection starts closing, or the stream turns out malformed.
+    fn deliver(
+        &mut self,
+        transport: &Transport,
+        mut next: impl FnMut() -> Result<Option<Bytes>, FramingError>,
+    ) {
+        while !self.failed && !transport.is_closing() {
+            match next() {
+                Ok(Some(s)) => self.call(transport, |r, sender| r.string_received(sender, &s)),
+                Ok(None) => break,
+                Err(error) => {
+                    self.failed = true;
+                    log::warn!(
+                        "protocol error from {}: {error}; closing the connection",
+                        transport.peer_addr()
+                    );
+                    self.call(transport, |r, sender| r.framing_error(sender, &error));
+                    transport.lose_connection();
+                }
+            }
+        }
+    }
+
+    fn eof_received(&mut self, transport: &Transport) -> bool {
+        self.call(transport, |r, s| r.eof_received(s))
+    }
+
+    fn pause_writing(&mut self, transport: &Transport) {
+        self.call(transport, |r, s| r.pause_writing(s));
+    }
+
+    fn resume_writing(&mut self, transport: &Transport) {
+        self.call(transport, |r, s| r.resume_writing(s));
+    }
+}
+
+/// Serves a [`StringReceiver`] over netstrings (`LEN:DATA,`; Twisted's
+/// `NetstringReceiver`). Payloads of up to 99,999 bytes by default, both ways.
+///
+/// See the [`netstring`](crate::netstring) module for what is malformed; any of it closes
+/// the connection (see [`StringReceiver::framing_error`]).
+pub struct Netstrings<R> {
+    core: Core<R>,
+    decoder: NetstringDecoder,
+}
+
+impl<R: StringReceiver> Netstrings<R> {
+    /// Serves `receiver` with the default maximum length (99,999 bytes).
+    pub fn new(receiver: R) -> Netstrings<R> {
+        let decoder = NetstringDecoder::new();
+        Netstrings {
+            core: Core::new(receiver, Encoder::Netstring(decoder.encoder())),
+            decoder,
+        }
+    }
+
+    /// Accepts and sends payloads of up to `max_length` bytes.
+    pub fn with_max_length(mut self, max_length: usize) -> Netstrings<R> {
+        self.decoder = self.decoder.with_max_length(max_length);
+        self.core = Core::new(
+            self.core.receiver,
+            Encoder::Netstring(self.decoder.encoder()),
+        );
+        self
+    }
+
+    /// The receiver.
+    pub fn receiver(&self) -> &R {
+        &self.core.receiver
+    }
+
+    /// The receiver, mutably.
+    pub fn receiver_mut(&mut self) -> &mut R {
+        &mut self.core.receiver
+    }
+
+    /// Unwraps the receiver.
+    pub fn into_receiver(self) -> R {
+        self.core.receiver
+    }
+}
+
+impl<R: StringReceiver> Protocol for Netstrings<R> {
+    fn connection_made(&mut self, transport: &Transport) {
+        self.core.connection_made(transport);
+    }
+
+    fn data_received(&mut self, transport: &Transport, data: &[u8]) {
+        if self.core.failed {
+            return;
+        }
+        self.decoder.push(data);
+        let decoder = &mut self.decoder;
+        self.core.deliver(transport, || {
+            decoder.next_frame().map_err(FramingError::Netstring)
+        });
+    }
+
+    fn eof_received(&mut self, transport: &Transport) -> bool {
+        self.core.eof_received(transport)
+    }
+
+    fn connection_lost(&mut self, reason: &ConnectionLost) {
+        self.core.receiver.connection_lost(reason);
+    }
+
+    fn pause_writing(&mut self, transport: &Transport) {
+        self.core.pause_writing(transport);
+    }
+
+    fn resume_writing(&mut self, transport: &Transport) {
+        self.core.resume_writing(transport);
+    }
+}
+
+/// Serves a [`StringReceiver`] with big-endian unsigned length prefixes of 1, 2 or 4
+/// bytes (Twisted's `Int8StringReceiver`, `Int16StringReceiver`,
+/// `Int32StringReceiver`).
+///
+/// `max_length` (default 99,999, capped at what the prefix can express) applies to both
+/// directions: a peer's prefix declaring more is a protocol error, found before any of the
+/// frame is buffered, and [`StringSender::send_string`] refuses longer strings instead of
+/// sending a frame the peer would reject.
+///
+/// ```
+/// use torsion_protocols::{PrefixedStrings, SendError, StringReceiver, StringSender};
+/// use torsion_reactor::{Protocol, testing::StringTransport};
+///
+/// struct Echo;
+/// impl StringReceiver for Echo {
+///     fn string_received(&mut self, strings: &StringSender, s: &[u8]) {
+///         let _ = strings.send_string(s);
+///     }
+///     fn connection_made(&mut self, strings: &StringSender) {
+///         // 256 bytes do not fit an 8-bit prefix: refused, nothing written.
+///         let err = strings.send_string(&[0; 256]).unwrap_err();
+///         assert!(matches!(err, SendError::Encode(_)));
+///     }
+/// }
+///
+/// let t = StringTransport::new();
+/// let mut p = PrefixedStrings::int8(Echo);
+/// p.connection_made(&t.transport());
+/// p.data_received(&t.transport(), b"\x02hi\x00");
+/// assert_eq!(t.written(), b"\x02hi\x00");
+/// ```
+pub struct PrefixedStrings<R> {
+    core: Core<R>,
+    decoder: PrefixedDecoder,
+}
+
+impl<R: StringReceiver> PrefixedStrings<R> {
+    /// Serves `receiver` with `width` prefixes and the default maximum length.
+    pub fn new(width: PrefixWidth, receiver: R) -> PrefixedStrings<R> {
+        let decoder = PrefixedDecoder::new(width);
+        PrefixedStrings {
+            core: Core::new(receiver, Encoder::Prefixed(decoder.encoder())),
+            decoder,
+        }
+    }
+
+    /// 32-bit prefixes (`Int32StringReceiver`), strings of up to 99,999 bytes.
+    pub fn int32(receiver: R) -> PrefixedStrings<R> {
+        Self::new(PrefixWidth::U32, receiver)
+    }
+
+    /// 16-bit prefixes (`Int16StringReceiver`), strings of up to 65,535 bytes.
+    pub fn int16(receiver: R) -> PrefixedStrings<R> {
+        Self::new(PrefixWidth::U16, receiver)
+    }
+
+    /// 8-bit prefixes (`Int8StringReceiver`), strings of up to 255 bytes.
+    pub fn int8(receiver: R) -> PrefixedStrings<R> {
+        Self::new(PrefixWidth::U8, receiver)
+    }
+
+    /// Accepts and sends strings of up to `max_length` bytes (capped at the prefix's
+    /// limit).
+    pub fn with_max_length(mut self, max_length: usize) -> PrefixedStrings<R> {
+        self.decoder = self.decoder.with_max_length(max_length);
+        self.core = Core::new(
+            self.core.receiver,
+            Encoder::Prefixed(self.decoder.encoder()),
+        );
+        self
+    }
+
+    /// The receiver.
+    pub fn receiver(&self) -> &R {
+        &self.core.receiver
+    }
+
+    /// The receiver, mutably.
+    pub fn receiver_mut(&mut self) -> &mut R {
+        &mut self.core.receiver
+    }
+
+    /// Unwraps the receiver.
+    pub fn into_receiver(self) -> R {
+        self.core.receiver
+    }
+}
+
+impl<R: StringReceiver> Protocol for PrefixedStrings<R> {
+    fn connection_made(&mut self, transport: &Transport) {
+        self.core.connection_made(transport);
+    }
+
+    fn data_received(&mut self, transport: &Transport, data: &[u8]) {
+        if self.core.failed {
+            return;
+        }
+        self.decoder.push(data);
+        let decoder = &mut self.decoder;
+        self.core.deliver(transport, || {
+            decoder.next_frame().map_err(FramingError::Prefixed)
+        });
+    }
+
+    fn eof_received(&mut self, transport: &Transport) -> bool {
+        self.core.eof_received(transport)
+    }
+
+    fn connection_lost(&mut self, reason: &ConnectionLost) {
+        self.core.receiver.connection_lost(reason);
+    }
+
+    fn pause_writing(&mut self, transport: &Transport) {
+        self.core.pause_writing(transport);
+    }
+
+    fn resume_writing(&mut self, transport: &Transport) {
+        self.core.resume_writing(transport);
+    }
+}
