@@ -120,6 +120,7 @@ mod connect;
 mod endpoint;
 mod error;
 mod grammar;
+pub mod happy_eyeballs;
 mod listen;
 mod registry;
 mod server;
@@ -131,7 +132,10 @@ pub use args::{Args, Bound, ParamSpec, Value};
 pub use client::{
     BindAddress, BindAddressError, ClientFamily, DEFAULT_TIMEOUT, TcpClient, UnixClient,
 };
-pub use endpoint::{ClientEndpoint, ServerEndpoint, client_endpoint, server_endpoint};
+pub use endpoint::{
+    ClientEndpoint, ServerEndpoint, client_endpoint, client_from_string, connect_protocol,
+    server_endpoint, server_from_string,
+};
 pub use error::{EndpointError, ErrorKind, Side};
 pub use grammar::quote;
 pub use registry::{ClientType, Registry, ServerType};
