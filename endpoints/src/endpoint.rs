@@ -16,7 +16,7 @@ use crate::spec::{ClientSpec, ServerSpec};
 /// ([`server_from_string`]) or from a spec made in Rust ([`ServerEndpoint::new`]).
 ///
 /// ```
-/// use std::time::Duration;
+/// use std::{cell::Cell, rc::Rc, time::Duration};
 /// use torsion_endpoints::server_from_string;
 /// use torsion_reactor::{factory_fn, Protocol, Reactor, Transport};
 ///
@@ -27,11 +27,16 @@ use crate::spec::{ClientSpec, ServerSpec};
 ///
 /// let reactor = Reactor::current();
 /// let endpoint = server_from_string(&reactor, "tcp:0:interface=127.0.0.1").unwrap();
-/// endpoint.listen(factory_fn(|_| Some(Echo))).on_result(|listening| match listening {
-///     Ok(port) => println!("listening on {}", port.local_addr()),
-///     Err(err) => eprintln!("{err}"), // names the address and the cause
+/// let done = Rc::new(Cell::new(false));
+/// let d = done.clone();
+/// endpoint.listen(factory_fn(|_| Some(Echo))).on_result(move |listening| {
+///     match listening {
+///         Ok(port) => println!("listening on {}", port.local_addr()),
+///         Err(err) => eprintln!("{err}"), // names the address and the cause
+///     }
+///     d.set(true);
 /// });
-/// reactor.run_until(Duration::from_millis(100), || false);
+/// assert!(reactor.run_until(Duration::from_secs(5), || done.get()));
 /// ```
 pub struct ServerEndpoint {
     spec: Box<dyn ServerSpec>,

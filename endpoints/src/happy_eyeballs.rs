@@ -431,11 +431,18 @@ impl<T: 'static> Machine<T> {
                 Phase::Racing => {
                     let tried: Vec<String> =
                         st.attempts.iter().map(|a| a.address.to_string()).collect();
-                    format!(
-                        "cannot connect to {} (tried {}): timed out{after}",
-                        self.options.target,
-                        tried.join(", ")
-                    )
+                    if tried.len() == 1 && tried[0] == self.options.target {
+                        format!(
+                            "cannot connect to {}: timed out{after}",
+                            self.options.target
+                        )
+                    } else {
+                        format!(
+                            "cannot connect to {} (tried {}): timed out{after}",
+                            self.options.target,
+                            tried.join(", ")
+                        )
+                    }
                 }
             }
         };
