@@ -223,6 +223,10 @@ fn happy_eyeballs_falls_back_from_a_refused_address_and_starts_the_factory_once(
     t.lose_connection();
     assert!(r.run_until(LONG, || factory.stopped.get() == 1));
     assert_eq!(factory.started.get(), 1);
+    // Nothing of the race is left: no timer, no socket, no reference to the factory.
+    assert!(r.run_until(LONG, || Rc::strong_count(&factory) == 1));
+    assert_eq!(r.pending_timers(), 0);
+    assert_eq!(r.registered_sources(), 1, "only the listener");
 }
 
 #[test]
@@ -241,6 +245,7 @@ fn refused_connections_name_the_host_and_port() {
         Some(std::io::ErrorKind::ConnectionRefused)
     );
     assert_eq!(r.registered_sources(), 0, "nothing is left registered");
+    assert_eq!(r.pending_timers(), 0, "no timer is left");
 
     if localhost_addresses(port).is_empty() {
         return;
@@ -332,6 +337,7 @@ fn cancelling_a_connect_stops_the_attempt() {
         format!("connecting to 127.0.0.1:{port} was cancelled")
     );
     assert_eq!(r.registered_sources(), 0, "the attempt's socket is gone");
+    assert_eq!(r.pending_timers(), 0, "and so are its timers");
 }
 
 #[test]
