@@ -14,9 +14,7 @@ use std::io::{Read, Write};
 use std::os::fd::AsFd;
 use std::rc::Rc;
 
-use torsion::reactor::{
-    Address, ClientFactory, ConnectionLost, Connector, Factory, Protocol, Reactor, Transport,
-};
+use torsion::reactor::{Address, ConnectionLost, Factory, Protocol, Reactor, Transport};
 
 /// Standard input, read through the reactor and forwarded to the connection.
 struct Input {
@@ -101,22 +99,14 @@ impl Factory for Client {
     }
 }
 
-impl ClientFactory for Client {
-    fn client_connection_failed(&self, connector: &Connector, reason: &ConnectionLost) {
-        support::fail(&format!(
-            "cannot connect to {}: {reason}",
-            connector.destination()
-        ));
-    }
-}
-
 fn main() {
     support::init_logging();
     let endpoint = support::endpoint_arg(
         "tcp:host=127.0.0.1:port=8000",
         "[ENDPOINT]   (default tcp:host=127.0.0.1:port=8000)",
     );
-    let endpoint = match torsion::endpoints::client_endpoint(&endpoint) {
+    let reactor = Reactor::current();
+    let endpoint = match torsion::endpoints::client_from_string(&reactor, &endpoint) {
         Ok(e) => e,
         Err(err) => support::usage_error(&err.to_string()),
     };
@@ -125,12 +115,15 @@ fn main() {
         Ok(fd) => Rc::new(File::from(fd)),
         Err(err) => support::fail(&format!("cannot use standard input: {err}")),
     };
-    let reactor = Reactor::current();
     let factory = Client {
         input: Rc::new(RefCell::new(Some(Input { file }))),
     };
-    if let Err(err) = endpoint.connect_now(&reactor, factory) {
-        support::fail(&err.to_string());
-    }
+    // Host names are resolved off the reactor thread and every address is tried; the error
+    // names the host, the port and the cause.
+    endpoint.connect(factory).on_result(|connected| {
+        if let Err(err) = connected {
+            support::fail(&err.to_string());
+        }
+    });
     support::run(&reactor);
 }

@@ -237,9 +237,17 @@ impl ClientSpec for TcpClient {
     fn connect(
         &self,
         reactor: &torsion_reactor::Reactor,
+        factory: torsion_reactor::BoxedFactory,
+    ) -> torsion_reactor::Deferred<torsion_reactor::Transport> {
+        crate::connect::tcp(self, reactor, factory)
+    }
+
+    fn connect_connector(
+        &self,
+        reactor: &torsion_reactor::Reactor,
         factory: torsion_reactor::BoxedClientFactory,
     ) -> Result<torsion_reactor::Connector, torsion_reactor::Error> {
-        crate::connect::tcp(self, reactor, factory)
+        crate::connect::tcp_connector(self, reactor, factory)
     }
 }
 
@@ -321,9 +329,17 @@ impl ClientSpec for UnixClient {
     fn connect(
         &self,
         reactor: &torsion_reactor::Reactor,
+        factory: torsion_reactor::BoxedFactory,
+    ) -> torsion_reactor::Deferred<torsion_reactor::Transport> {
+        crate::connect::unix(self, reactor, factory)
+    }
+
+    fn connect_connector(
+        &self,
+        reactor: &torsion_reactor::Reactor,
         factory: torsion_reactor::BoxedClientFactory,
     ) -> Result<torsion_reactor::Connector, torsion_reactor::Error> {
-        crate::connect::unix(self, reactor, factory)
+        crate::connect::unix_connector(self, reactor, factory)
     }
 }
 

@@ -25,6 +25,69 @@
 //! );
 //! ```
 //!
+//! # Listening and connecting
+//!
+//! [`server_from_string`] and [`client_from_string`] give endpoints bound to a reactor.
+//! [`ServerEndpoint::listen`] returns a [`Deferred`](torsion_reactor::Deferred) of the
+//! listening port; [`ClientEndpoint::connect`] a Deferred of the connected protocol's
+//! [`Transport`](torsion_reactor::Transport), fired after its `connection_made`.
+//! [`connect_protocol`] connects a single protocol without a factory. Errors name the address
+//! and the cause (`cannot listen on 127.0.0.1:8000: address already in use`, `cannot connect
+//! to example.org:80 (tried [2001:db8::1]:80, 192.0.2.1:80): connection refused`, `cannot
+//! connect to example.org:80: timed out after 30s`); cancelling a connect's Deferred stops
+//! it.
+//!
+//! ```
+//! use std::{cell::RefCell, rc::Rc, time::Duration};
+//! use torsion_endpoints::{client_from_string, server_from_string};
+//! use torsion_reactor::{factory_fn, Protocol, Reactor, Transport};
+//!
+//! struct Echo;
+//! impl Protocol for Echo {
+//!     fn data_received(&mut self, t: &Transport, data: &[u8]) { let _ = t.write(data); }
+//! }
+//!
+//! struct Ask(Rc<RefCell<Vec<u8>>>);
+//! impl Protocol for Ask {
+//!     fn connection_made(&mut self, t: &Transport) { let _ = t.write(b"ping"); }
+//!     fn data_received(&mut self, _: &Transport, data: &[u8]) {
+//!         self.0.borrow_mut().extend_from_slice(data);
+//!     }
+//! }
+//!
+//! let reactor = Reactor::current();
+//! let answer = Rc::new(RefCell::new(Vec::new()));
+//! let a = answer.clone();
+//! let server = server_from_string(&reactor, "tcp:0:interface=127.0.0.1").unwrap();
+//! server
+//!     .listen(factory_fn(|_| Some(Echo)))
+//!     .and_then(move |port| {
+//!         // (Dropping the handle does not stop listening; `port.stop_listening()` does.)
+//!         let address = port.local_addr().socket_addr().unwrap();
+//!         let description = format!("tcp:host=127.0.0.1:port={}:timeout=5", address.port());
+//!         let client = client_from_string(&Reactor::current(), &description).unwrap();
+//!         client.connect_protocol(Ask(a))
+//!     })
+//!     .on_result(|connected| match connected {
+//!         Ok(transport) => println!("connected to {}", transport.peer_addr()),
+//!         Err(err) => eprintln!("{err}"),
+//!     });
+//! assert!(reactor.run_until(Duration::from_secs(10), || answer.borrow().len() == 4));
+//! assert_eq!(*answer.borrow(), b"ping");
+//! ```
+//!
+//! A `tcp:` client resolves a host name on the reactor's thread pool (`getaddrinfo`
+//! blocks), then tries the addresses Happy-Eyeballs style ([RFC 8305]): families
+//! interleaved, IPv6 first; the next attempt 250 ms after the previous one, or at once when
+//! one fails; the first to connect wins and the others are cancelled; `timeout` covers the
+//! whole, resolution included. See [`happy_eyeballs`].
+//!
+//! Endpoints can also be made in Rust, without a string:
+//! `ServerEndpoint::from(TcpServer::new(8000))`, [`ServerEndpoint::new`],
+//! `ClientEndpoint::from(TcpClient::new("example.org", 80))`.
+//!
+//! [RFC 8305]: https://www.rfc-editor.org/rfc/rfc8305
+//!
 //! # The grammar
 //!
 //! - A description is a list of *segments* separated by `:`.
@@ -50,7 +113,7 @@
 //! |---|---|---|---|---|
 //! | `tcp` → [`TcpServer`] | `port` | 1 | required | port 0–65535 (0: the system picks a free one) |
 //! | | `interface` | 2 | `0.0.0.0` | IPv4 literal to listen on (no host names) |
-//! | | `backlog` | 3 | `1024` | `listen(2)` backlog, 1–2147483647 |
+//! | | `backlog` | 3 | `1024` | `listen(2)` backlog, 1–2147483647 (Twisted's default is 50; see [`DEFAULT_BACKLOG`]) |
 //! | | `reuseport` | — | `0` | `1` sets `SO_REUSEPORT` (one listener per core) |
 //! | `tcp6` → [`TcpServer`] | `port` | 1 | required | port 0–65535 |
 //! | | `backlog` | **2** | `1024` | as for `tcp` (Twisted's `tcp6` order differs from `tcp`) |
@@ -69,13 +132,13 @@
 //!
 //! | type | parameter | pos. | default | meaning |
 //! |---|---|---|---|---|
-//! | `tcp` → [`TcpClient`] | `host` | 1 | required | host name or IP literal (IPv6 may have `%scope`) |
+//! | `tcp` → [`TcpClient`] | `host` | 1 | required | host name (resolved off the reactor thread; every address tried) or IP literal (IPv6 may have `%scope`) |
 //! | | `port` | 2 (1 if `host=` is given) | required | port 0–65535 |
-//! | | `timeout` | — | `30` | seconds for the whole attempt; a fraction is allowed (`1.5`) |
+//! | | `timeout` | — | `30` | seconds for the whole attempt, name resolution included; a fraction is allowed (`1.5`) |
 //! | | `bindAddress` | — | none | local [`BindAddress`]: IP with optional port (`192.0.2.1\:5000`, `[\:\:1]\:5000`) |
 //! | `tcp6` → [`TcpClient`] | as `tcp` | | | IPv6 only: an IP host or `bindAddress` must be IPv6 |
 //! | `unix` → [`UnixClient`] | `path` | 1 | required | socket path (not empty, no NUL) |
-//! | | `timeout` | — | `30` | as for `tcp` |
+//! | | `timeout` | — | `30` | seconds for the attempt, as for `tcp` |
 //! | | `lockfile` | — | `0` | Twisted's `checkPID`: `1` fails at once unless `PATH.lock` names a live process |
 //!
 //! `ssl`, `tls`, `stdio`, `haproxy`, `tor`, `onion`, `i2p`, `le` and `lets` (types of Twisted
@@ -120,6 +183,7 @@ mod connect;
 mod endpoint;
 mod error;
 mod grammar;
+pub mod happy_eyeballs;
 mod listen;
 mod registry;
 mod server;
@@ -131,7 +195,10 @@ pub use args::{Args, Bound, ParamSpec, Value};
 pub use client::{
     BindAddress, BindAddressError, ClientFamily, DEFAULT_TIMEOUT, TcpClient, UnixClient,
 };
-pub use endpoint::{ClientEndpoint, ServerEndpoint, client_endpoint, server_endpoint};
+pub use endpoint::{
+    ClientEndpoint, ServerEndpoint, client_endpoint, client_from_string, connect_protocol,
+    server_endpoint, server_from_string,
+};
 pub use error::{EndpointError, ErrorKind, Side};
 pub use grammar::quote;
 pub use registry::{ClientType, Registry, ServerType};

@@ -176,8 +176,24 @@ pub(crate) fn systemd(
             ));
         }
     }
+    // Each inherited descriptor is taken over once: a second adoption would close it twice
+    // (or, once closed, take whatever later reused its number).
+    static ADOPTED: std::sync::Mutex<Vec<RawFd>> = std::sync::Mutex::new(Vec::new());
+    {
+        let mut adopted = ADOPTED
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if adopted.contains(&fd) {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!("systemd socket: descriptor {fd} was already adopted by this process"),
+            ));
+        }
+        adopted.push(fd);
+    }
     // SAFETY: systemd passed this descriptor to this process for it to own (LISTEN_PID
-    // matched); we checked above that it is an open socket of the expected family.
+    // matched); we checked above that it is an open socket of the expected family, and
+    // that it was not adopted before.
     match spec.domain {
         SocketDomain::Unix => {
             let listener = unsafe { UnixListener::from_raw_fd(fd) };

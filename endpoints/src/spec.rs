@@ -5,8 +5,8 @@ use std::any::Any;
 use std::fmt;
 
 use torsion_reactor::{
-    BoxedClientFactory, BoxedFactory, Connector, Error as ReactorError,
-    ErrorKind as ReactorErrorKind, ListeningPort, Reactor,
+    BoxedClientFactory, BoxedFactory, Connector, Deferred, Error as ReactorError,
+    ErrorKind as ReactorErrorKind, ListeningPort, Reactor, Transport,
 };
 
 /// A parameter value as reported by [`ServerSpec::params`] / [`ClientSpec::params`], typed
@@ -95,9 +95,24 @@ pub trait ClientSpec: fmt::Debug + Send + Sync + 'static {
     /// `self`, for downcasting to the concrete type.
     fn as_any(&self) -> &dyn Any;
 
-    /// Starts connecting on `reactor`; `factory` builds the protocol once connected and is
-    /// told if the attempt fails. Types that cannot connect keep the default, which says so.
-    fn connect(
+    /// Connects on `reactor`; `factory` builds the protocol of the connection. The Deferred
+    /// fires with the connection's transport (after the protocol's `connection_made`), or
+    /// fails with an error naming where it tried to connect and why; cancelling it stops
+    /// the attempt. Types that cannot connect keep the default, which says so.
+    fn connect(&self, reactor: &Reactor, factory: BoxedFactory) -> Deferred<Transport> {
+        let _ = (reactor, factory);
+        Deferred::fail(ReactorError::new(
+            ReactorErrorKind::InvalidInput,
+            format!("endpoint type {} cannot connect", self.type_name()),
+        ))
+    }
+
+    /// Starts connecting at once and returns the [`Connector`] (which can connect again);
+    /// `factory` builds the protocol once connected and is told if the attempt fails. The
+    /// built-in TCP type resolves a host name on the calling thread and tries its first
+    /// address only: prefer [`connect`](ClientSpec::connect). Types that cannot connect
+    /// keep the default, which says so.
+    fn connect_connector(
         &self,
         reactor: &Reactor,
         factory: BoxedClientFactory,

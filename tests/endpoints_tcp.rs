@@ -1,0 +1,434 @@
+//! TCP endpoints over real loopback sockets: `listen` and `connect` Deferreds, name
+//! resolution, Happy Eyeballs fallback, and the errors (in use, no such interface, refused,
+//! unknown host, timeout, cancelled), each naming the address.
+
+use std::cell::{Cell, RefCell};
+use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::os::fd::AsRawFd;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use torsion::endpoints::happy_eyeballs::{self, RaceOptions};
+use torsion::endpoints::{
+    ClientEndpoint, ServerEndpoint, TcpClient, TcpServer, client_from_string, connect_protocol,
+    server_from_string,
+};
+use torsion::reactor::{
+    Address, Deferred, Error, ErrorKind, Factory, ListeningPort, Protocol, Reactor, Transport,
+    factory_fn,
+};
+
+const LONG: Duration = Duration::from_secs(30);
+
+fn reactor() -> Reactor {
+    let r = Reactor::current();
+    r.set_handle_signals(false);
+    r
+}
+
+/// Runs the reactor until `d` fires, and gives its result.
+fn wait<T: 'static>(r: &Reactor, d: Deferred<T>) -> Result<T, Error> {
+    let slot: Rc<RefCell<Option<Result<T, Error>>>> = Rc::default();
+    let s = slot.clone();
+    d.on_result(move |result| *s.borrow_mut() = Some(result));
+    assert!(r.run_until(LONG, || slot.borrow().is_some()), "never fired");
+    slot.borrow_mut().take().expect("fired")
+}
+
+struct Echo;
+
+impl Protocol for Echo {
+    fn data_received(&mut self, t: &Transport, data: &[u8]) {
+        let _ = t.write(data);
+    }
+}
+
+/// Says `hello` when connected and keeps what comes back.
+struct Hello(Rc<RefCell<Vec<u8>>>);
+
+impl Protocol for Hello {
+    fn connection_made(&mut self, t: &Transport) {
+        t.write(b"hello").unwrap();
+    }
+    fn data_received(&mut self, _: &Transport, data: &[u8]) {
+        self.0.borrow_mut().extend_from_slice(data);
+    }
+}
+
+fn echo_server(r: &Reactor, description: &str) -> (ListeningPort, SocketAddr) {
+    let endpoint = server_from_string(r, description).expect("parses");
+    let port = wait(r, endpoint.listen(factory_fn(|_| Some(Echo)))).expect("listens");
+    let addr = port.local_addr().socket_addr().expect("a TCP port");
+    (port, addr)
+}
+
+/// Connects with `description` and checks that `hello` comes back; gives the transport.
+fn hello(r: &Reactor, description: &str) -> Transport {
+    let got: Rc<RefCell<Vec<u8>>> = Rc::default();
+    let g = got.clone();
+    let endpoint = client_from_string(r, description).expect("parses");
+    let transport = wait(
+        r,
+        endpoint.connect(factory_fn(move |_| Some(Hello(g.clone())))),
+    )
+    .unwrap_or_else(|e| panic!("{description}: {e}"));
+    assert!(r.run_until(LONG, || got.borrow().len() >= 5));
+    assert_eq!(*got.borrow(), b"hello");
+    transport
+}
+
+/// A port on 127.0.0.1 where nothing listens (it was free a moment ago).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A listener whose accept queue is full: new connection attempts to it hang (their SYNs
+/// are dropped), as with a host that does not answer.
+struct Unresponsive {
+    _listener: TcpListener,
+    _queued: Vec<TcpStream>,
+    addr: SocketAddr,
+}
+
+fn unresponsive() -> Unresponsive {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    // SAFETY: a valid listening socket; listening again only changes its backlog.
+    assert_eq!(unsafe { libc::listen(listener.as_raw_fd(), 0) }, 0);
+    let addr = listener.local_addr().unwrap();
+    let mut queued = Vec::new();
+    loop {
+        assert!(queued.len() < 64, "the accept queue never filled");
+        // Never accepted: once the queue is full, the next connect cannot complete.
+        match TcpStream::connect_timeout(&addr, Duration::from_secs(1)) {
+            Ok(s) => queued.push(s),
+            Err(_) => break,
+        }
+    }
+    Unresponsive {
+        _listener: listener,
+        _queued: queued,
+        addr,
+    }
+}
+
+fn localhost_addresses(port: u16) -> Vec<SocketAddr> {
+    ("localhost", port)
+        .to_socket_addrs()
+        .map(|a| a.collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn listen_and_connect_return_deferreds_and_echo() {
+    let r = reactor();
+    let (port, addr) = echo_server(&r, "tcp:0:interface=127.0.0.1");
+    assert_eq!(addr.ip().to_string(), "127.0.0.1");
+    let t = hello(&r, &format!("tcp:127.0.0.1:{}", addr.port()));
+    assert_eq!(t.peer_addr(), Address::Tcp(addr));
+    let t2 = hello(
+        &r,
+        &format!("tcp:host=127.0.0.1:port={}:timeout=5", addr.port()),
+    );
+    assert!(!t.same_connection(&t2));
+    t.lose_connection();
+    t2.lose_connection();
+    port.stop_listening();
+}
+
+#[test]
+fn tcp6_over_the_ipv6_loopback() {
+    let r = reactor();
+    let endpoint = server_from_string(&r, r"tcp6:0:interface=\:\:1").unwrap();
+    let port = match wait(&r, endpoint.listen(factory_fn(|_| Some(Echo)))) {
+        Ok(port) => port,
+        Err(e) => {
+            eprintln!("skipped: this machine has no ::1 ({e})");
+            return;
+        }
+    };
+    let addr = port.local_addr().socket_addr().unwrap();
+    assert!(addr.is_ipv6());
+    let t = hello(&r, &format!(r"tcp6:\:\:1:{}", addr.port()));
+    assert_eq!(t.peer_addr(), Address::Tcp(addr));
+    let t = hello(&r, &format!(r"tcp:host=\:\:1:port={}", addr.port()));
+    assert_eq!(t.peer_addr(), Address::Tcp(addr));
+}
+
+#[test]
+fn a_host_name_is_resolved_off_the_reactor_thread_and_connected() {
+    let r = reactor();
+    let (_port, addr) = echo_server(&r, "tcp:0:interface=127.0.0.1");
+    let found = localhost_addresses(addr.port());
+    if !found.iter().any(|a| a.is_ipv4()) {
+        eprintln!("skipped: localhost has no IPv4 address here ({found:?})");
+        return;
+    }
+    // If localhost is also ::1, that attempt is refused (nothing listens there) and the
+    // IPv4 address wins at once.
+    let t = hello(&r, &format!("tcp:localhost:{}", addr.port()));
+    assert_eq!(t.peer_addr(), Address::Tcp(addr));
+    assert!(r.thread_pool_threads() >= 1, "resolved on the thread pool");
+}
+
+#[test]
+fn happy_eyeballs_falls_back_from_a_refused_address_and_starts_the_factory_once() {
+    #[derive(Default)]
+    struct Counting {
+        started: Cell<u32>,
+        stopped: Cell<u32>,
+        built: Cell<u32>,
+    }
+    impl Factory for Counting {
+        type Protocol = Echo;
+        fn build_protocol(&self, _: &Address) -> Option<Echo> {
+            self.built.set(self.built.get() + 1);
+            Some(Echo)
+        }
+        fn start_factory(&self) {
+            self.started.set(self.started.get() + 1);
+        }
+        fn stop_factory(&self) {
+            self.stopped.set(self.stopped.get() + 1);
+        }
+    }
+
+    let r = reactor();
+    let (_port, addr) = echo_server(&r, "tcp:0:interface=127.0.0.1");
+    let refused4: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let v6: SocketAddr = format!("[::1]:{}", addr.port()).parse().unwrap();
+    let factory = Rc::new(Counting::default());
+    let t0 = Instant::now();
+    let connecting = happy_eyeballs::connect_tcp(
+        &r,
+        RaceOptions::new(format!("dual.test:{}", addr.port())),
+        // IPv6 goes first; nothing listens on ::1 at this port, nor at `refused4`.
+        Deferred::succeed(vec![refused4, addr, v6]),
+        None,
+        factory.clone(),
+    );
+    let t = wait(&r, connecting).expect("the working address wins");
+    assert_eq!(t.peer_addr(), Address::Tcp(addr));
+    assert!(
+        t0.elapsed() < Duration::from_millis(250) * 2 + Duration::from_secs(5),
+        "refusals start the next attempt at once: {:?}",
+        t0.elapsed()
+    );
+    assert_eq!(factory.built.get(), 1, "one protocol, for the winner only");
+    assert_eq!(factory.started.get(), 1, "started once for the whole race");
+    assert_eq!(factory.stopped.get(), 0, "the winner is still connected");
+    t.lose_connection();
+    assert!(r.run_until(LONG, || factory.stopped.get() == 1));
+    assert_eq!(factory.started.get(), 1);
+    // Nothing of the race is left: no timer, no socket, no reference to the factory.
+    assert!(r.run_until(LONG, || Rc::strong_count(&factory) == 1));
+    assert_eq!(r.pending_timers(), 0);
+    assert_eq!(r.registered_sources(), 1, "only the listener");
+}
+
+#[test]
+fn refused_connections_name_the_host_and_port() {
+    let r = reactor();
+    let port = free_port();
+    let endpoint = client_from_string(&r, &format!("tcp:127.0.0.1:{port}")).unwrap();
+    let err = wait(&r, endpoint.connect(factory_fn(|_| Some(Echo)))).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("cannot connect to 127.0.0.1:{port}: connection refused")
+    );
+    assert!(matches!(err.kind(), ErrorKind::Io));
+    assert_eq!(
+        err.io_error().map(|e| e.kind()),
+        Some(std::io::ErrorKind::ConnectionRefused)
+    );
+    assert_eq!(r.registered_sources(), 0, "nothing is left registered");
+    assert_eq!(r.pending_timers(), 0, "no timer is left");
+
+    if localhost_addresses(port).is_empty() {
+        return;
+    }
+    let endpoint = client_from_string(&r, &format!("tcp:localhost:{port}")).unwrap();
+    let err = wait(&r, endpoint.connect(factory_fn(|_| Some(Echo)))).unwrap_err();
+    let message = err.to_string();
+    assert!(
+        message.starts_with(&format!("cannot connect to localhost:{port} (tried "))
+            && message.contains(&format!("127.0.0.1:{port}"))
+            && message.ends_with("): connection refused"),
+        "{message}"
+    );
+}
+
+#[test]
+fn an_unknown_host_fails_naming_it() {
+    let r = reactor();
+    let endpoint = client_from_string(&r, "tcp:nosuch.invalid:80:timeout=20").unwrap();
+    let err = wait(&r, endpoint.connect(factory_fn(|_| Some(Echo)))).unwrap_err();
+    let message = err.to_string();
+    assert!(
+        message.starts_with("cannot connect to nosuch.invalid:80: ")
+            && (message.contains("cannot resolve the host name") || message.contains("timed out")),
+        "{message}"
+    );
+}
+
+#[test]
+fn tcp6_clients_use_ipv6_addresses_only() {
+    let r = reactor();
+    let found = localhost_addresses(80);
+    if found.iter().any(|a| a.is_ipv6()) {
+        eprintln!("skipped: localhost has an IPv6 address here");
+        return;
+    }
+    let endpoint = client_from_string(&r, "tcp6:localhost:80").unwrap();
+    let err = wait(&r, endpoint.connect(factory_fn(|_| Some(Echo)))).unwrap_err();
+    assert!(matches!(err.kind(), ErrorKind::InvalidInput));
+    assert_eq!(
+        err.to_string(),
+        "cannot connect to localhost:80: the host name has no IPv6 address (tcp6)"
+    );
+}
+
+#[test]
+fn an_address_that_does_not_answer_times_out_naming_it() {
+    let r = reactor();
+    let silent = unresponsive();
+    let port = silent.addr.port();
+    let endpoint = client_from_string(&r, &format!("tcp:127.0.0.1:{port}:timeout=0.5")).unwrap();
+    let t0 = Instant::now();
+    let err = wait(&r, endpoint.connect(factory_fn(|_| Some(Echo)))).unwrap_err();
+    assert!(matches!(err.kind(), ErrorKind::TimedOut), "{err}");
+    assert_eq!(
+        err.to_string(),
+        format!("cannot connect to 127.0.0.1:{port}: timed out after 0.5s")
+    );
+    assert!(t0.elapsed() >= Duration::from_millis(500));
+    assert!(r.run_until(LONG, || r.registered_sources() == 0));
+}
+
+#[test]
+fn cancelling_a_connect_stops_the_attempt() {
+    let r = reactor();
+    let silent = unresponsive();
+    let port = silent.addr.port();
+    let endpoint = client_from_string(&r, &format!("tcp:127.0.0.1:{port}")).unwrap();
+    let outcome: Rc<RefCell<Option<Result<Transport, Error>>>> = Rc::default();
+    let o = outcome.clone();
+    let handle = endpoint
+        .connect(factory_fn(|_| -> Option<Echo> {
+            panic!("no connection may be made")
+        }))
+        .then(move |result| {
+            *o.borrow_mut() = Some(result);
+            Ok::<(), Error>(())
+        });
+    assert!(
+        r.run_until(LONG, || r.registered_sources() == 1),
+        "the attempt started"
+    );
+    handle.cancel();
+    assert!(r.run_until(LONG, || outcome.borrow().is_some()));
+    let err = outcome.borrow_mut().take().unwrap().unwrap_err();
+    assert!(matches!(err.kind(), ErrorKind::Cancelled), "{err}");
+    assert_eq!(
+        err.to_string(),
+        format!("connecting to 127.0.0.1:{port} was cancelled")
+    );
+    assert_eq!(r.registered_sources(), 0, "the attempt's socket is gone");
+    assert_eq!(r.pending_timers(), 0, "and so are its timers");
+}
+
+#[test]
+fn connect_protocol_uses_one_protocol_without_a_factory() {
+    let r = reactor();
+    let (_port, addr) = echo_server(&r, "tcp:0:interface=127.0.0.1");
+    let endpoint = client_from_string(&r, &format!("tcp:127.0.0.1:{}", addr.port())).unwrap();
+    let got: Rc<RefCell<Vec<u8>>> = Rc::default();
+    let t = wait(&r, connect_protocol(&endpoint, Hello(got.clone()))).unwrap();
+    assert!(r.run_until(LONG, || got.borrow().len() >= 5));
+    assert_eq!(*got.borrow(), b"hello");
+    t.lose_connection();
+}
+
+#[test]
+fn a_factory_that_builds_no_protocol_fails_the_connect() {
+    let r = reactor();
+    let (_port, addr) = echo_server(&r, "tcp:0:interface=127.0.0.1");
+    let endpoint = client_from_string(&r, &format!("tcp:127.0.0.1:{}", addr.port())).unwrap();
+    let err = wait(&r, endpoint.connect(factory_fn(|_| None::<Echo>))).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("cannot connect to {addr}: the factory built no protocol for the connection")
+    );
+}
+
+#[test]
+fn bind_address_sets_the_local_end() {
+    let r = reactor();
+    let (_port, addr) = echo_server(&r, "tcp:0:interface=127.0.0.1");
+    let t = hello(
+        &r,
+        &format!("tcp:127.0.0.1:{}:bindAddress=127.0.0.1", addr.port()),
+    );
+    let local = t.local_addr().socket_addr().unwrap();
+    assert_eq!(local.ip().to_string(), "127.0.0.1");
+}
+
+#[test]
+fn listen_errors_name_the_address() {
+    let r = reactor();
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let endpoint =
+        server_from_string(&r, &format!("tcp:{}:interface=127.0.0.1", addr.port())).unwrap();
+    let err = wait(&r, endpoint.listen(factory_fn(|_| Some(Echo)))).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("cannot listen on {addr}: address already in use")
+    );
+
+    let endpoint = server_from_string(&r, "tcp:0:interface=192.0.2.1").unwrap();
+    let err = wait(&r, endpoint.listen(factory_fn(|_| Some(Echo)))).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "cannot listen on 192.0.2.1:0: address not available on this machine"
+    );
+
+    // SAFETY: a plain getter.
+    if unsafe { libc::geteuid() } == 0 {
+        eprintln!("skipped the permission check: running as root");
+        return;
+    }
+    let endpoint = server_from_string(&r, "tcp:1:interface=127.0.0.1").unwrap();
+    let err = wait(&r, endpoint.listen(factory_fn(|_| Some(Echo)))).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "cannot listen on 127.0.0.1:1: permission denied"
+    );
+}
+
+#[test]
+fn endpoints_made_in_rust_without_strings() {
+    let r = reactor();
+    let server = ServerEndpoint::with_reactor(
+        &r,
+        Box::new(TcpServer {
+            interface: "127.0.0.1".parse().unwrap(),
+            ..TcpServer::new(0)
+        }),
+    );
+    let port = wait(&r, server.listen(factory_fn(|_| Some(Echo)))).unwrap();
+    let addr = port.local_addr().socket_addr().unwrap();
+    let client = ClientEndpoint::from(TcpClient {
+        timeout: Duration::from_secs(5),
+        ..TcpClient::new("127.0.0.1", addr.port())
+    });
+    let got: Rc<RefCell<Vec<u8>>> = Rc::default();
+    let t = wait(&r, client.connect_protocol(Hello(got.clone()))).unwrap();
+    assert!(r.run_until(LONG, || got.borrow().len() >= 5));
+    assert_eq!(t.peer_addr(), Address::Tcp(addr));
+    let listening = ServerEndpoint::from(TcpServer::new(0));
+    assert_eq!(listening.spec().type_name(), "tcp");
+}
