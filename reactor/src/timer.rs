@@ -104,6 +104,12 @@ impl TimerQueue {
     }
 
     fn tombstone(&mut self) {
+        if self.entries.is_empty() {
+            // Nothing live: every heap item is a tombstone, no need to look them up.
+            self.heap.clear();
+            self.tombstones = 0;
+            return;
+        }
         self.tombstones += 1;
         if self.tombstones > COMPACT_MIN && self.tombstones > self.heap.len() / 2 {
             let entries = &self.entries;
