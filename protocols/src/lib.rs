@@ -82,5 +82,5 @@ pub use netstring::{NetstringDecoder, NetstringEncoder};
 pub use prefixed::{PrefixWidth, PrefixedDecoder, PrefixedEncoder};
 pub use send::SendError;
 pub use string_receiver::{
-    FramingError, Netstrings, PrefixedStrings, StringReceiver, StringSender,
+    Framed, FramingError, Netstrings, PrefixedStrings, StringReceiver, StringSender,
 };

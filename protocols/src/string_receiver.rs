@@ -16,7 +16,7 @@ use std::rc::Rc;
 use bytes::{Bytes, BytesMut};
 use torsion_reactor::{ConnectionLost, Protocol, Transport};
 
-use crate::error::{EncodeError, NetstringError, PrefixedError};
+use crate::error::{NetstringError, PrefixedError};
 use crate::netstring::{NetstringDecoder, NetstringEncoder};
 use crate::prefixed::{PrefixWidth, PrefixedDecoder, PrefixedEncoder};
 use crate::send::SendError;
@@ -112,21 +112,6 @@ impl Error for FramingError {
         match self {
             FramingError::Netstring(e) => Some(e),
             FramingError::Prefixed(e) => Some(e),
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-enum Encoder {
-    Netstring(NetstringEncoder),
-    Prefixed(PrefixedEncoder),
-}
-
-impl Encoder {
-    fn encode(&self, s: &[u8], dst: &mut BytesMut) -> Result<(), EncodeError> {
-        match self {
-            Encoder::Netstring(e) => e.encode(s, dst),
-            Encoder::Prefixed(e) => e.encode(s, dst),
         }
     }
 }
@@ -262,84 +247,82 @@ impl<R: StringReceiver> Core<R> {
     }
 }
 
+mod sealed {
+    use bytes::BytesMut;
+
+    use crate::error::EncodeError;
+    use crate::netstring::NetstringEncoder;
+    use crate::prefixed::PrefixedEncoder;
+
+    #[derive(Debug, Clone)]
+    pub enum Encoder {
+        Netstring(NetstringEncoder),
+        Prefixed(PrefixedEncoder),
+    }
+
+    impl Encoder {
+        pub fn encode(&self, s: &[u8], dst: &mut BytesMut) -> Result<(), EncodeError> {
+            match self {
+                Encoder::Netstring(e) => e.encode(s, dst),
+                Encoder::Prefixed(e) => e.encode(s, dst),
+            }
+        }
+    }
+
+    /// A decoder the string adapters can serve: netstrings or length prefixes.
+    pub trait Framing {
+        fn push(&mut self, data: &[u8]);
+        fn next(&mut self) -> Result<Option<bytes::Bytes>, super::FramingError>;
+        fn sending(&self) -> super::Encoder;
+        fn limited(self, max_length: usize) -> Self;
+    }
+}
+
+use sealed::{Encoder, Framing};
+
+impl Framing for NetstringDecoder {
+    fn push(&mut self, data: &[u8]) {
+        NetstringDecoder::push(self, data)
+    }
+    fn next(&mut self) -> Result<Option<Bytes>, FramingError> {
+        self.next_frame().map_err(FramingError::Netstring)
+    }
+    fn sending(&self) -> Encoder {
+        Encoder::Netstring(self.encoder())
+    }
+    fn limited(self, max_length: usize) -> Self {
+        self.with_max_length(max_length)
+    }
+}
+
+impl Framing for PrefixedDecoder {
+    fn push(&mut self, data: &[u8]) {
+        PrefixedDecoder::push(self, data)
+    }
+    fn next(&mut self) -> Result<Option<Bytes>, FramingError> {
+        self.next_frame().map_err(FramingError::Prefixed)
+    }
+    fn sending(&self) -> Encoder {
+        Encoder::Prefixed(self.encoder())
+    }
+    fn limited(self, max_length: usize) -> Self {
+        self.with_max_length(max_length)
+    }
+}
+
+/// Serves a [`StringReceiver`] over a framing `D`; used as [`Netstrings`] or
+/// [`PrefixedStrings`].
+pub struct Framed<D, R> {
+    core: Core<R>,
+    decoder: D,
+}
+
 /// Serves a [`StringReceiver`] over netstrings (`LEN:DATA,`; Twisted's
 /// `NetstringReceiver`). Payloads of up to 99,999 bytes by default, both ways.
 ///
 /// See the [`netstring`](crate::netstring) module for what is malformed; any of it closes
 /// the connection (see [`StringReceiver::framing_error`]).
-pub struct Netstrings<R> {
-    core: Core<R>,
-    decoder: NetstringDecoder,
-}
-
-impl<R: StringReceiver> Netstrings<R> {
-    /// Serves `receiver` with the default maximum length (99,999 bytes).
-    pub fn new(receiver: R) -> Netstrings<R> {
-        let decoder = NetstringDecoder::new();
-        Netstrings {
-            core: Core::new(receiver, Encoder::Netstring(decoder.encoder())),
-            decoder,
-        }
-    }
-
-    /// Accepts and sends payloads of up to `max_length` bytes.
-    pub fn with_max_length(mut self, max_length: usize) -> Netstrings<R> {
-        self.decoder = self.decoder.with_max_length(max_length);
-        self.core = Core::new(
-            self.core.receiver,
-            Encoder::Netstring(self.decoder.encoder()),
-        );
-        self
-    }
-
-    /// The receiver.
-    pub fn receiver(&self) -> &R {
-        &self.core.receiver
-    }
-
-    /// The receiver, mutably.
-    pub fn receiver_mut(&mut self) -> &mut R {
-        &mut self.core.receiver
-    }
-
-    /// Unwraps the receiver.
-    pub fn into_receiver(self) -> R {
-        self.core.receiver
-    }
-}
-
-impl<R: StringReceiver> Protocol for Netstrings<R> {
-    fn connection_made(&mut self, transport: &Transport) {
-        self.core.connection_made(transport);
-    }
-
-    fn data_received(&mut self, transport: &Transport, data: &[u8]) {
-        if self.core.failed {
-            return;
-        }
-        self.decoder.push(data);
-        let decoder = &mut self.decoder;
-        self.core.deliver(transport, || {
-            decoder.next_frame().map_err(FramingError::Netstring)
-        });
-    }
-
-    fn eof_received(&mut self, transport: &Transport) -> bool {
-        self.core.eof_received(transport)
-    }
-
-    fn connection_lost(&mut self, reason: &ConnectionLost) {
-        self.core.receiver.connection_lost(reason);
-    }
-
-    fn pause_writing(&mut self, transport: &Transport) {
-        self.core.pause_writing(transport);
-    }
-
-    fn resume_writing(&mut self, transport: &Transport) {
-        self.core.resume_writing(transport);
-    }
-}
+pub type Netstrings<R> = Framed<NetstringDecoder, R>;
 
 /// Serves a [`StringReceiver`] with big-endian unsigned length prefixes of 1, 2 or 4
 /// bytes (Twisted's `Int8StringReceiver`, `Int16StringReceiver`,
@@ -372,19 +355,19 @@ impl<R: StringReceiver> Protocol for Netstrings<R> {
 /// p.data_received(&t.transport(), b"\x02hi\x00");
 /// assert_eq!(t.written(), b"\x02hi\x00");
 /// ```
-pub struct PrefixedStrings<R> {
-    core: Core<R>,
-    decoder: PrefixedDecoder,
+pub type PrefixedStrings<R> = Framed<PrefixedDecoder, R>;
+
+impl<R: StringReceiver> Framed<NetstringDecoder, R> {
+    /// Serves `receiver` with the default maximum length.
+    pub fn new(receiver: R) -> Netstrings<R> {
+        Framed::with_decoder(NetstringDecoder::new(), receiver)
+    }
 }
 
-impl<R: StringReceiver> PrefixedStrings<R> {
+impl<R: StringReceiver> Framed<PrefixedDecoder, R> {
     /// Serves `receiver` with `width` prefixes and the default maximum length.
     pub fn new(width: PrefixWidth, receiver: R) -> PrefixedStrings<R> {
-        let decoder = PrefixedDecoder::new(width);
-        PrefixedStrings {
-            core: Core::new(receiver, Encoder::Prefixed(decoder.encoder())),
-            decoder,
-        }
+        Framed::with_decoder(PrefixedDecoder::new(width), receiver)
     }
 
     /// 32-bit prefixes (`Int32StringReceiver`), strings of up to 99,999 bytes.
@@ -401,16 +384,20 @@ impl<R: StringReceiver> PrefixedStrings<R> {
     pub fn int8(receiver: R) -> PrefixedStrings<R> {
         Self::new(PrefixWidth::U8, receiver)
     }
+}
 
-    /// Accepts and sends strings of up to `max_length` bytes (capped at the prefix's
-    /// limit).
-    pub fn with_max_length(mut self, max_length: usize) -> PrefixedStrings<R> {
-        self.decoder = self.decoder.with_max_length(max_length);
-        self.core = Core::new(
-            self.core.receiver,
-            Encoder::Prefixed(self.decoder.encoder()),
-        );
-        self
+impl<D: Framing, R: StringReceiver> Framed<D, R> {
+    fn with_decoder(decoder: D, receiver: R) -> Framed<D, R> {
+        Framed {
+            core: Core::new(receiver, decoder.sending()),
+            decoder,
+        }
+    }
+
+    /// Accepts and sends strings of up to `max_length` bytes (for length prefixes, capped
+    /// at what the prefix can express).
+    pub fn with_max_length(self, max_length: usize) -> Framed<D, R> {
+        Framed::with_decoder(self.decoder.limited(max_length), self.core.receiver)
     }
 
     /// The receiver.
@@ -429,7 +416,7 @@ impl<R: StringReceiver> PrefixedStrings<R> {
     }
 }
 
-impl<R: StringReceiver> Protocol for PrefixedStrings<R> {
+impl<D: Framing + 'static, R: StringReceiver> Protocol for Framed<D, R> {
     fn connection_made(&mut self, transport: &Transport) {
         self.core.connection_made(transport);
     }
@@ -440,9 +427,7 @@ impl<R: StringReceiver> Protocol for PrefixedStrings<R> {
         }
         self.decoder.push(data);
         let decoder = &mut self.decoder;
-        self.core.deliver(transport, || {
-            decoder.next_frame().map_err(FramingError::Prefixed)
-        });
+        self.core.deliver(transport, || decoder.next());
     }
 
     fn eof_received(&mut self, transport: &Transport) -> bool {
