@@ -20,6 +20,15 @@ fn pending<R>(n: usize) -> Pending<R> {
     Rc::new(RefCell::new(((0..n).map(|_| None).collect(), n)))
 }
 
+/// Stores input `i`'s outcome; once the last input has reported, takes them all, in input
+/// order.
+fn record<R>(slots: &Pending<R>, i: usize, outcome: R) -> Option<Vec<R>> {
+    let mut st = slots.borrow_mut();
+    st.0[i] = Some(outcome);
+    st.1 -= 1;
+    (st.1 == 0).then(|| st.0.drain(..).flatten().collect())
+}
+
 /// Prepares the output Deferred: cancelling it cancels the inputs.
 fn combined<T, E, U, E2>(
     inputs: &[Deferred<T, E>],
@@ -89,17 +98,7 @@ where
         let resolver = resolver.clone();
         d.push_take(move |result| match result {
             Ok(v) => {
-                let done = {
-                    let mut st = values.borrow_mut();
-                    st.0[i] = Some(v);
-                    st.1 -= 1;
-                    if st.1 == 0 {
-                        Some(st.0.drain(..).flatten().collect::<Vec<T>>())
-                    } else {
-                        None
-                    }
-                };
-                if let Some(all) = done {
+                if let Some(all) = record(&values, i, v) {
                     resolver.resolve_quiet(Ok(all));
                 }
             }
@@ -137,17 +136,7 @@ where
         let results = Rc::clone(&results);
         let resolver = resolver.clone();
         d.push_take(move |result| {
-            let done = {
-                let mut st = results.borrow_mut();
-                st.0[i] = Some(result);
-                st.1 -= 1;
-                if st.1 == 0 {
-                    Some(st.0.drain(..).flatten().collect::<Vec<_>>())
-                } else {
-                    None
-                }
-            };
-            if let Some(all) = done {
+            if let Some(all) = record(&results, i, result) {
                 resolver.resolve_quiet(Ok(all));
             }
         });
@@ -192,16 +181,7 @@ where
                 }
             }
             Err(e) => {
-                let first = {
-                    let mut st = errors.borrow_mut();
-                    st.0[i] = Some(e);
-                    st.1 -= 1;
-                    if st.1 == 0 {
-                        st.0.drain(..).flatten().next()
-                    } else {
-                        None
-                    }
-                };
+                let first = record(&errors, i, e).and_then(|all| all.into_iter().next());
                 if let Some(e) = first {
                     resolver.resolve_quiet(Err(e));
                 }
