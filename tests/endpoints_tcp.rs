@@ -2,6 +2,11 @@
 //! resolution, Happy Eyeballs fallback, and the errors (in use, no such interface, refused,
 //! unknown host, timeout, cancelled), each naming the address.
 
+mod common;
+
+use common::{Hello, reactor, wait};
+use torsion::protocols::services::Echo;
+
 use std::cell::{Cell, RefCell};
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::os::fd::AsRawFd;
@@ -14,46 +19,10 @@ use torsion::endpoints::{
     server_from_string,
 };
 use torsion::reactor::{
-    Address, Deferred, Error, ErrorKind, Factory, ListeningPort, Protocol, Reactor, Transport,
-    factory_fn,
+    Address, Deferred, Error, ErrorKind, Factory, ListeningPort, Reactor, Transport, factory_fn,
 };
 
 const LONG: Duration = Duration::from_secs(30);
-
-fn reactor() -> Reactor {
-    let r = Reactor::current();
-    r.set_handle_signals(false);
-    r
-}
-
-/// Runs the reactor until `d` fires, and gives its result.
-fn wait<T: 'static>(r: &Reactor, d: Deferred<T>) -> Result<T, Error> {
-    let slot: Rc<RefCell<Option<Result<T, Error>>>> = Rc::default();
-    let s = slot.clone();
-    d.on_result(move |result| *s.borrow_mut() = Some(result));
-    assert!(r.run_until(LONG, || slot.borrow().is_some()), "never fired");
-    slot.borrow_mut().take().expect("fired")
-}
-
-struct Echo;
-
-impl Protocol for Echo {
-    fn data_received(&mut self, t: &Transport, data: &[u8]) {
-        let _ = t.write(data);
-    }
-}
-
-/// Says `hello` when connected and keeps what comes back.
-struct Hello(Rc<RefCell<Vec<u8>>>);
-
-impl Protocol for Hello {
-    fn connection_made(&mut self, t: &Transport) {
-        t.write(b"hello").unwrap();
-    }
-    fn data_received(&mut self, _: &Transport, data: &[u8]) {
-        self.0.borrow_mut().extend_from_slice(data);
-    }
-}
 
 fn echo_server(r: &Reactor, description: &str) -> (ListeningPort, SocketAddr) {
     let endpoint = server_from_string(r, description).expect("parses");

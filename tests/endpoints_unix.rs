@@ -1,6 +1,11 @@
 //! `unix:` endpoints over real socket files: the mode, the `PATH.lock` rules (a stale lock
 //! is taken over, a live one refuses), cleanup on stop, and Unix clients.
 
+mod common;
+
+use common::{Hello, reactor, wait};
+use torsion::protocols::services::Echo;
+
 use std::cell::RefCell;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixListener;
@@ -11,25 +16,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use torsion::endpoints::{client_from_string, quote, server_from_string};
-use torsion::reactor::{
-    Address, Deferred, Error, ListeningPort, Protocol, Reactor, Transport, factory_fn,
-};
+use torsion::reactor::{Address, Error, ListeningPort, Reactor, Transport, factory_fn};
 
 const LONG: Duration = Duration::from_secs(30);
-
-fn reactor() -> Reactor {
-    let r = Reactor::current();
-    r.set_handle_signals(false);
-    r
-}
-
-fn wait<T: 'static>(r: &Reactor, d: Deferred<T>) -> Result<T, Error> {
-    let slot: Rc<RefCell<Option<Result<T, Error>>>> = Rc::default();
-    let s = slot.clone();
-    d.on_result(move |result| *s.borrow_mut() = Some(result));
-    assert!(r.run_until(LONG, || slot.borrow().is_some()), "never fired");
-    slot.borrow_mut().take().expect("fired")
-}
 
 /// A socket path in the temp directory, unique to this test; it and its lock file are
 /// removed when dropped.
@@ -90,25 +79,6 @@ fn dead_pid() -> u32 {
     let pid = child.id();
     child.wait().expect("exits");
     pid
-}
-
-struct Echo;
-
-impl Protocol for Echo {
-    fn data_received(&mut self, t: &Transport, data: &[u8]) {
-        let _ = t.write(data);
-    }
-}
-
-struct Hello(Rc<RefCell<Vec<u8>>>);
-
-impl Protocol for Hello {
-    fn connection_made(&mut self, t: &Transport) {
-        t.write(b"hello").unwrap();
-    }
-    fn data_received(&mut self, _: &Transport, data: &[u8]) {
-        self.0.borrow_mut().extend_from_slice(data);
-    }
 }
 
 fn listen(r: &Reactor, description: &str) -> Result<ListeningPort, Error> {

@@ -152,3 +152,38 @@ pub fn eventually(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
 pub fn path_exists(p: &Path) -> bool {
     p.exists()
 }
+
+/// This thread's reactor, with signal handling off (tests share a process).
+pub fn reactor() -> torsion::reactor::Reactor {
+    let r = torsion::reactor::Reactor::current();
+    r.set_handle_signals(false);
+    r
+}
+
+/// Runs the reactor until `d` fires (at most 30 s), and returns its result.
+pub fn wait<T: 'static>(
+    r: &torsion::reactor::Reactor,
+    d: torsion::reactor::Deferred<T>,
+) -> Result<T, torsion::reactor::Error> {
+    let slot: std::rc::Rc<std::cell::RefCell<Option<Result<T, torsion::reactor::Error>>>> =
+        Default::default();
+    let s = slot.clone();
+    d.on_result(move |result| *s.borrow_mut() = Some(result));
+    assert!(
+        r.run_until(Duration::from_secs(30), || slot.borrow().is_some()),
+        "never fired"
+    );
+    slot.borrow_mut().take().expect("fired")
+}
+
+/// Says `hello` when connected and keeps what comes back.
+pub struct Hello(pub std::rc::Rc<std::cell::RefCell<Vec<u8>>>);
+
+impl torsion::reactor::Protocol for Hello {
+    fn connection_made(&mut self, t: &torsion::reactor::Transport) {
+        t.write(b"hello").unwrap();
+    }
+    fn data_received(&mut self, _: &torsion::reactor::Transport, data: &[u8]) {
+        self.0.borrow_mut().extend_from_slice(data);
+    }
+}
