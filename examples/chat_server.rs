@@ -167,10 +167,10 @@ fn main() {
     let reactor = Reactor::current();
     let scheduler: Rc<dyn Scheduler> = Rc::new(reactor.clone());
     let room = Rc::new(RefCell::new(Room::default()));
-    let chat = factory_fn(move |_| Some(chat_user(&room)))
+    let chat = factory_fn(move |_| chat_user(&room))
         .with_policy(TimeoutPolicy::new(scheduler, IDLE_TIMEOUT).on_timeout(
             |_: &mut Lines<ChatUser>, transport: &Transport| {
-                let _ = transport.write(b"Idle timeout.\r\n");
+                transport.write(b"Idle timeout.\r\n");
             },
         ))
         .with_policy(LimitConnectionsByPeer::new(MAX_PER_PEER));

@@ -34,7 +34,7 @@ impl Input {
                     let _ = t.lose_write_connection();
                 }
                 Ok(n) => {
-                    let _ = t.write(&buf[..n]);
+                    t.write(&buf[..n]);
                 }
             }
         });

@@ -24,7 +24,7 @@ struct Echo;
 
 impl Protocol for Echo {
     fn data_received(&mut self, transport: &Transport, data: &[u8]) {
-        let _ = transport.write(data);
+        transport.write(data);
     }
 
     // Flow control: stop reading while the peer is not reading what we send back.
@@ -67,7 +67,7 @@ fn main() {
     let (endpoint, threads) = parse_args();
     let reactor = Reactor::current();
     if threads == 1 {
-        support::listen(&reactor, &endpoint, factory_fn(|_| Some(Echo)));
+        support::listen(&reactor, &endpoint, factory_fn(|_| Echo));
         support::run(&reactor);
     }
 
@@ -82,7 +82,7 @@ fn main() {
     let mut tcp = tcp.clone();
     tcp.reuseport = true;
     let first = ServerEndpoint::new(Box::new(tcp.clone()))
-        .listen_now(&reactor, factory_fn(|_| Some(Echo)))
+        .listen_now(&reactor, factory_fn(|_| Echo))
         .unwrap_or_else(|err| support::fail(&err.to_string()));
     let addr = first.local_addr();
     if let Some(bound) = addr.socket_addr() {
@@ -96,7 +96,7 @@ fn main() {
             std::thread::spawn(move || {
                 let reactor = Reactor::current();
                 let listened = ServerEndpoint::new(Box::new(spec))
-                    .listen_now(&reactor, factory_fn(|_| Some(Echo)))
+                    .listen_now(&reactor, factory_fn(|_| Echo))
                     .map(|_| ())
                     .map_err(|e| e.to_string());
                 let ok = listened.is_ok();

@@ -33,14 +33,14 @@ example: services echo=tcp:7007 chargen=tcp:1919";
 fn factory(name: &str, scheduler: &Rc<dyn Scheduler>) -> Option<BoxedFactory> {
     let scheduler = Rc::clone(scheduler);
     Some(match name {
-        "echo" => BoxedFactory::new(factory_fn(|_| Some(Echo::new()))),
-        "discard" => BoxedFactory::new(factory_fn(|_| Some(Discard::new()))),
+        "echo" => BoxedFactory::new(factory_fn(|_| Echo::new())),
+        "discard" => BoxedFactory::new(factory_fn(|_| Discard::new())),
         "chargen" => BoxedFactory::new(factory_fn(move |_| {
             Some(Chargen::new(Rc::clone(&scheduler)))
         })),
-        "daytime" => BoxedFactory::new(factory_fn(|_| Some(Daytime::new()))),
-        "time" => BoxedFactory::new(factory_fn(|_| Some(Time::new()))),
-        "qotd" => BoxedFactory::new(factory_fn(|_| Some(Qotd::default()))),
+        "daytime" => BoxedFactory::new(factory_fn(|_| Daytime::new())),
+        "time" => BoxedFactory::new(factory_fn(|_| Time::new())),
+        "qotd" => BoxedFactory::new(factory_fn(|_| Qotd::default())),
         _ => return None,
     })
 }

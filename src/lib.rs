@@ -12,13 +12,13 @@
 //!
 //! impl Protocol for Echo {
 //!     fn data_received(&mut self, transport: &Transport, data: &[u8]) {
-//!         let _ = transport.write(data);
+//!         transport.write(data);
 //!     }
 //! }
 //!
 //! fn main() -> Result<(), Box<dyn std::error::Error>> {
 //!     let reactor = Reactor::current();
-//!     let port = server_endpoint("tcp:8000")?.listen_now(&reactor, factory_fn(|_| Some(Echo)))?;
+//!     let port = server_endpoint("tcp:8000")?.listen_now(&reactor, factory_fn(|_| Echo))?;
 //!     println!("listening on {}", port.local_addr());
 //!     reactor.run()?; // until SIGINT or SIGTERM
 //!     Ok(())

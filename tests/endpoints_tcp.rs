@@ -26,7 +26,7 @@ const LONG: Duration = Duration::from_secs(30);
 
 fn echo_server(r: &Reactor, description: &str) -> (ListeningPort, SocketAddr) {
     let endpoint = server_from_string(r, description).expect("parses");
-    let port = wait(r, endpoint.listen(factory_fn(|_| Some(Echo)))).expect("listens");
+    let port = wait(r, endpoint.listen(factory_fn(|_| Echo))).expect("listens");
     let addr = port.local_addr().socket_addr().expect("a TCP port");
     (port, addr)
 }
@@ -41,7 +41,7 @@ fn hello(r: &Reactor, description: &str) -> Transport {
         endpoint.connect(factory_fn(move |_| Some(Hello(g.clone())))),
     )
     .unwrap_or_else(|e| panic!("{description}: {e}"));
-    assert!(r.run_until(LONG, || got.borrow().len() >= 5));
+    r.run_until(LONG, || got.borrow().len() >= 5).unwrap();
     assert_eq!(*got.borrow(), b"hello");
     transport
 }
@@ -112,7 +112,7 @@ fn listen_and_connect_return_deferreds_and_echo() {
 fn tcp6_over_the_ipv6_loopback() {
     let r = reactor();
     let endpoint = server_from_string(&r, r"tcp6:0:interface=\:\:1").unwrap();
-    let port = match wait(&r, endpoint.listen(factory_fn(|_| Some(Echo)))) {
+    let port = match wait(&r, endpoint.listen(factory_fn(|_| Echo))) {
         Ok(port) => port,
         Err(e) => {
             eprintln!("skipped: this machine has no ::1 ({e})");
@@ -190,10 +190,11 @@ fn happy_eyeballs_falls_back_from_a_refused_address_and_starts_the_factory_once(
     assert_eq!(factory.started.get(), 1, "started once for the whole race");
     assert_eq!(factory.stopped.get(), 0, "the winner is still connected");
     t.lose_connection();
-    assert!(r.run_until(LONG, || factory.stopped.get() == 1));
+    r.run_until(LONG, || factory.stopped.get() == 1).unwrap();
     assert_eq!(factory.started.get(), 1);
     // Nothing of the race is left: no timer, no socket, no reference to the factory.
-    assert!(r.run_until(LONG, || Rc::strong_count(&factory) == 1));
+    r.run_until(LONG, || Rc::strong_count(&factory) == 1)
+        .unwrap();
     assert_eq!(r.pending_timers(), 0);
     assert_eq!(r.registered_sources(), 1, "only the listener");
 }
@@ -203,7 +204,7 @@ fn refused_connections_name_the_host_and_port() {
     let r = reactor();
     let port = free_port();
     let endpoint = client_from_string(&r, &format!("tcp:127.0.0.1:{port}")).unwrap();
-    let err = wait(&r, endpoint.connect(factory_fn(|_| Some(Echo)))).unwrap_err();
+    let err = wait(&r, endpoint.connect(factory_fn(|_| Echo))).unwrap_err();
     assert_eq!(
         err.to_string(),
         format!("cannot connect to 127.0.0.1:{port}: connection refused")
@@ -220,7 +221,7 @@ fn refused_connections_name_the_host_and_port() {
         return;
     }
     let endpoint = client_from_string(&r, &format!("tcp:localhost:{port}")).unwrap();
-    let err = wait(&r, endpoint.connect(factory_fn(|_| Some(Echo)))).unwrap_err();
+    let err = wait(&r, endpoint.connect(factory_fn(|_| Echo))).unwrap_err();
     let message = err.to_string();
     assert!(
         message.starts_with(&format!("cannot connect to localhost:{port} (tried "))
@@ -234,7 +235,7 @@ fn refused_connections_name_the_host_and_port() {
 fn an_unknown_host_fails_naming_it() {
     let r = reactor();
     let endpoint = client_from_string(&r, "tcp:nosuch.invalid:80:timeout=20").unwrap();
-    let err = wait(&r, endpoint.connect(factory_fn(|_| Some(Echo)))).unwrap_err();
+    let err = wait(&r, endpoint.connect(factory_fn(|_| Echo))).unwrap_err();
     let message = err.to_string();
     assert!(
         message.starts_with("cannot connect to nosuch.invalid:80: ")
@@ -252,7 +253,7 @@ fn tcp6_clients_use_ipv6_addresses_only() {
         return;
     }
     let endpoint = client_from_string(&r, "tcp6:localhost:80").unwrap();
-    let err = wait(&r, endpoint.connect(factory_fn(|_| Some(Echo)))).unwrap_err();
+    let err = wait(&r, endpoint.connect(factory_fn(|_| Echo))).unwrap_err();
     assert!(matches!(err.kind(), ErrorKind::InvalidInput));
     assert_eq!(
         err.to_string(),
@@ -267,14 +268,14 @@ fn an_address_that_does_not_answer_times_out_naming_it() {
     let port = silent.addr.port();
     let endpoint = client_from_string(&r, &format!("tcp:127.0.0.1:{port}:timeout=0.5")).unwrap();
     let t0 = Instant::now();
-    let err = wait(&r, endpoint.connect(factory_fn(|_| Some(Echo)))).unwrap_err();
+    let err = wait(&r, endpoint.connect(factory_fn(|_| Echo))).unwrap_err();
     assert!(matches!(err.kind(), ErrorKind::TimedOut), "{err}");
     assert_eq!(
         err.to_string(),
         format!("cannot connect to 127.0.0.1:{port}: timed out after 0.5s")
     );
     assert!(t0.elapsed() >= Duration::from_millis(500));
-    assert!(r.run_until(LONG, || r.registered_sources() == 0));
+    r.run_until(LONG, || r.registered_sources() == 0).unwrap();
 }
 
 #[test]
@@ -293,12 +294,10 @@ fn cancelling_a_connect_stops_the_attempt() {
             *o.borrow_mut() = Some(result);
             Ok::<(), Error>(())
         });
-    assert!(
-        r.run_until(LONG, || r.registered_sources() == 1),
-        "the attempt started"
-    );
+    r.run_until(LONG, || r.registered_sources() == 1)
+        .expect("the attempt started");
     handle.cancel();
-    assert!(r.run_until(LONG, || outcome.borrow().is_some()));
+    r.run_until(LONG, || outcome.borrow().is_some()).unwrap();
     let err = outcome.borrow_mut().take().unwrap().unwrap_err();
     assert!(matches!(err.kind(), ErrorKind::Cancelled), "{err}");
     assert_eq!(
@@ -316,7 +315,7 @@ fn connect_protocol_uses_one_protocol_without_a_factory() {
     let endpoint = client_from_string(&r, &format!("tcp:127.0.0.1:{}", addr.port())).unwrap();
     let got: Rc<RefCell<Vec<u8>>> = Rc::default();
     let t = wait(&r, connect_protocol(&endpoint, Hello(got.clone()))).unwrap();
-    assert!(r.run_until(LONG, || got.borrow().len() >= 5));
+    r.run_until(LONG, || got.borrow().len() >= 5).unwrap();
     assert_eq!(*got.borrow(), b"hello");
     t.lose_connection();
 }
@@ -352,14 +351,14 @@ fn listen_errors_name_the_address() {
     let addr = taken.local_addr().unwrap();
     let endpoint =
         server_from_string(&r, &format!("tcp:{}:interface=127.0.0.1", addr.port())).unwrap();
-    let err = wait(&r, endpoint.listen(factory_fn(|_| Some(Echo)))).unwrap_err();
+    let err = wait(&r, endpoint.listen(factory_fn(|_| Echo))).unwrap_err();
     assert_eq!(
         err.to_string(),
         format!("cannot listen on {addr}: address already in use")
     );
 
     let endpoint = server_from_string(&r, "tcp:0:interface=192.0.2.1").unwrap();
-    let err = wait(&r, endpoint.listen(factory_fn(|_| Some(Echo)))).unwrap_err();
+    let err = wait(&r, endpoint.listen(factory_fn(|_| Echo))).unwrap_err();
     assert_eq!(
         err.to_string(),
         "cannot listen on 192.0.2.1:0: address not available on this machine"
@@ -371,7 +370,7 @@ fn listen_errors_name_the_address() {
         return;
     }
     let endpoint = server_from_string(&r, "tcp:1:interface=127.0.0.1").unwrap();
-    let err = wait(&r, endpoint.listen(factory_fn(|_| Some(Echo)))).unwrap_err();
+    let err = wait(&r, endpoint.listen(factory_fn(|_| Echo))).unwrap_err();
     assert_eq!(
         err.to_string(),
         "cannot listen on 127.0.0.1:1: permission denied"
@@ -388,7 +387,7 @@ fn endpoints_made_in_rust_without_strings() {
             ..TcpServer::new(0)
         }),
     );
-    let port = wait(&r, server.listen(factory_fn(|_| Some(Echo)))).unwrap();
+    let port = wait(&r, server.listen(factory_fn(|_| Echo))).unwrap();
     let addr = port.local_addr().socket_addr().unwrap();
     let client = ClientEndpoint::from(TcpClient {
         timeout: Duration::from_secs(5),
@@ -396,7 +395,7 @@ fn endpoints_made_in_rust_without_strings() {
     });
     let got: Rc<RefCell<Vec<u8>>> = Rc::default();
     let t = wait(&r, client.connect_protocol(Hello(got.clone()))).unwrap();
-    assert!(r.run_until(LONG, || got.borrow().len() >= 5));
+    r.run_until(LONG, || got.borrow().len() >= 5).unwrap();
     assert_eq!(t.peer_addr(), Address::Tcp(addr));
     let listening = ServerEndpoint::from(TcpServer::new(0));
     assert_eq!(listening.spec().type_name(), "tcp");

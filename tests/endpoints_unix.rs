@@ -83,14 +83,14 @@ fn dead_pid() -> u32 {
 
 fn listen(r: &Reactor, description: &str) -> Result<ListeningPort, Error> {
     let endpoint = server_from_string(r, description).expect("parses");
-    wait(r, endpoint.listen(factory_fn(|_| Some(Echo))))
+    wait(r, endpoint.listen(factory_fn(|_| Echo)))
 }
 
 fn hello(r: &Reactor, description: &str) -> Result<Transport, Error> {
     let got: Rc<RefCell<Vec<u8>>> = Rc::default();
     let endpoint = client_from_string(r, description).expect("parses");
     let t = wait(r, endpoint.connect_protocol(Hello(got.clone())))?;
-    assert!(r.run_until(LONG, || got.borrow().len() >= 5));
+    r.run_until(LONG, || got.borrow().len() >= 5).unwrap();
     assert_eq!(*got.borrow(), b"hello");
     Ok(t)
 }
@@ -193,7 +193,7 @@ fn unix_clients_name_the_path_when_they_fail() {
     let r = reactor();
     let p = TempPath::new("client");
     let endpoint = client_from_string(&r, &format!("unix:{}", p.quoted())).unwrap();
-    let err = wait(&r, endpoint.connect(factory_fn(|_| Some(Echo)))).unwrap_err();
+    let err = wait(&r, endpoint.connect(factory_fn(|_| Echo))).unwrap_err();
     assert_eq!(
         err.to_string(),
         format!(
@@ -205,7 +205,7 @@ fn unix_clients_name_the_path_when_they_fail() {
 
     // lockfile=1 (Twisted's checkPID): no live holder, no attempt.
     let endpoint = client_from_string(&r, &format!("unix:{}:lockfile=1", p.quoted())).unwrap();
-    let err = wait(&r, endpoint.connect(factory_fn(|_| Some(Echo)))).unwrap_err();
+    let err = wait(&r, endpoint.connect(factory_fn(|_| Echo))).unwrap_err();
     assert_eq!(
         err.to_string(),
         format!(

@@ -22,21 +22,21 @@ use crate::spec::{ClientSpec, ServerSpec};
 ///
 /// struct Echo;
 /// impl Protocol for Echo {
-///     fn data_received(&mut self, t: &Transport, d: &[u8]) { let _ = t.write(d); }
+///     fn data_received(&mut self, t: &Transport, d: &[u8]) { t.write(d); }
 /// }
 ///
 /// let reactor = Reactor::current();
 /// let endpoint = server_from_string(&reactor, "tcp:0:interface=127.0.0.1").unwrap();
 /// let done = Rc::new(Cell::new(false));
 /// let d = done.clone();
-/// endpoint.listen(factory_fn(|_| Some(Echo))).on_result(move |listening| {
+/// endpoint.listen(factory_fn(|_| Echo)).on_result(move |listening| {
 ///     match listening {
 ///         Ok(port) => println!("listening on {}", port.local_addr()),
 ///         Err(err) => eprintln!("{err}"), // names the address and the cause
 ///     }
 ///     d.set(true);
 /// });
-/// assert!(reactor.run_until(Duration::from_secs(5), || done.get()));
+/// reactor.run_until(Duration::from_secs(5), || done.get()).unwrap();
 /// ```
 pub struct ServerEndpoint {
     spec: Box<dyn ServerSpec>,
@@ -124,7 +124,7 @@ impl ServerEndpoint {
 ///
 /// struct Hello;
 /// impl Protocol for Hello {
-///     fn connection_made(&mut self, t: &Transport) { let _ = t.write(b"hello\n"); }
+///     fn connection_made(&mut self, t: &Transport) { t.write(b"hello\n"); }
 ///     fn data_received(&mut self, _: &Transport, data: &[u8]) {
 ///         print!("{}", String::from_utf8_lossy(data));
 ///     }
@@ -132,7 +132,7 @@ impl ServerEndpoint {
 ///
 /// let reactor = Reactor::current();
 /// let endpoint = client_from_string(&reactor, "tcp:example.org:7:timeout=5").unwrap();
-/// let connecting = endpoint.connect(factory_fn(|_| Some(Hello)));
+/// let connecting = endpoint.connect(factory_fn(|_| Hello));
 /// // `connecting.cancel()` would give up; the Deferred fails on timeout, refusal or an
 /// // unknown host, naming the host and port.
 /// match reactor.run_until_complete(connecting).unwrap() {
@@ -252,7 +252,7 @@ impl ClientEndpoint {
 ///
 /// struct Ping;
 /// impl Protocol for Ping {
-///     fn connection_made(&mut self, t: &Transport) { let _ = t.write(b"PING\r\n"); }
+///     fn connection_made(&mut self, t: &Transport) { t.write(b"PING\r\n"); }
 ///     fn data_received(&mut self, t: &Transport, _: &[u8]) { t.lose_connection(); }
 /// }
 ///

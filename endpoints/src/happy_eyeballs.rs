@@ -638,7 +638,7 @@ fn combine(target: &str, failures: &[(SocketAddr, Error)]) -> Error {
 ///
 /// struct Hello;
 /// impl Protocol for Hello {
-///     fn connection_made(&mut self, t: &Transport) { let _ = t.write(b"hello\n"); }
+///     fn connection_made(&mut self, t: &Transport) { t.write(b"hello\n"); }
 ///     fn data_received(&mut self, _: &Transport, _: &[u8]) {}
 /// }
 ///
@@ -649,7 +649,7 @@ fn combine(target: &str, failures: &[(SocketAddr, Error)]) -> Error {
 ///     RaceOptions::new("chat.example:7000"),
 ///     Deferred::succeed(addresses),
 ///     None,
-///     factory_fn(|_| Some(Hello)),
+///     factory_fn(|_| Hello),
 /// );
 /// let transport = reactor.run_until_complete(connected).unwrap().unwrap();
 /// println!("connected to {}", transport.peer_addr());
@@ -982,7 +982,7 @@ mod tests {
         }
 
         fn error_kind_is(&self, want: fn(&ErrorKind) -> bool) -> bool {
-            matches!(&*self.outcome.borrow(), Some(Err(e)) if want(e.kind()))
+            matches!(&*self.outcome.borrow(), Some(Err(e)) if want(&e.kind()))
         }
     }
 

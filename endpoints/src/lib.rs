@@ -44,12 +44,12 @@
 //!
 //! struct Echo;
 //! impl Protocol for Echo {
-//!     fn data_received(&mut self, t: &Transport, data: &[u8]) { let _ = t.write(data); }
+//!     fn data_received(&mut self, t: &Transport, data: &[u8]) { t.write(data); }
 //! }
 //!
 //! struct Ask(Rc<RefCell<Vec<u8>>>);
 //! impl Protocol for Ask {
-//!     fn connection_made(&mut self, t: &Transport) { let _ = t.write(b"ping"); }
+//!     fn connection_made(&mut self, t: &Transport) { t.write(b"ping"); }
 //!     fn data_received(&mut self, _: &Transport, data: &[u8]) {
 //!         self.0.borrow_mut().extend_from_slice(data);
 //!     }
@@ -60,7 +60,7 @@
 //! let a = answer.clone();
 //! let server = server_from_string(&reactor, "tcp:0:interface=127.0.0.1").unwrap();
 //! server
-//!     .listen(factory_fn(|_| Some(Echo)))
+//!     .listen(factory_fn(|_| Echo))
 //!     .and_then(move |port| {
 //!         // (Dropping the handle does not stop listening; `port.stop_listening()` does.)
 //!         let address = port.local_addr().socket_addr().unwrap();
@@ -72,7 +72,7 @@
 //!         Ok(transport) => println!("connected to {}", transport.peer_addr()),
 //!         Err(err) => eprintln!("{err}"),
 //!     });
-//! assert!(reactor.run_until(Duration::from_secs(10), || answer.borrow().len() == 4));
+//! reactor.run_until(Duration::from_secs(10), || answer.borrow().len() == 4).unwrap();
 //! assert_eq!(*answer.borrow(), b"ping");
 //! ```
 //!

@@ -217,7 +217,7 @@ impl std::fmt::Debug for LineSender {
 fn send_line(transport: &Transport, encoder: &LineEncoder, line: &[u8]) -> Result<(), SendError> {
     let mut buf = BytesMut::new();
     encoder.encode(line, &mut buf)?;
-    transport.write_bytes(buf.freeze())?;
+    transport.try_write_bytes(buf.freeze())?;
     Ok(())
 }
 

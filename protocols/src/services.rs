@@ -54,7 +54,7 @@ impl Echo {
 
 impl Protocol for Echo {
     fn data_received(&mut self, transport: &Transport, data: &[u8]) {
-        let _ = transport.write(data);
+        transport.write(data);
     }
 
     fn pause_writing(&mut self, transport: &Transport) {
@@ -155,7 +155,7 @@ impl ChargenState {
         }
         self.next_line
             .set((first + CHARGEN_LINES_PER_CHUNK) % PRINTABLE);
-        if transport.write_bytes(chunk.into()).is_err() {
+        if transport.try_write_bytes(chunk.into()).is_err() {
             self.done.set(true);
             return;
         }
@@ -370,7 +370,7 @@ impl Daytime {
 impl Protocol for Daytime {
     fn connection_made(&mut self, transport: &Transport) {
         let line = format!("{}\r\n", format_daytime(self.now.get()));
-        let _ = transport.write(line.as_bytes());
+        transport.write(line.as_bytes());
         transport.lose_connection();
     }
 
@@ -426,7 +426,7 @@ impl Time {
 
 impl Protocol for Time {
     fn connection_made(&mut self, transport: &Transport) {
-        let _ = transport.write(&rfc868_time(self.now.get()).to_be_bytes());
+        transport.write(&rfc868_time(self.now.get()).to_be_bytes());
         transport.lose_connection();
     }
 
@@ -465,7 +465,7 @@ impl Qotd {
 
 impl Protocol for Qotd {
     fn connection_made(&mut self, transport: &Transport) {
-        let _ = transport.write(self.quote.as_bytes());
+        transport.write(self.quote.as_bytes());
         transport.lose_connection();
     }
 

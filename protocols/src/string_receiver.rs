@@ -151,7 +151,7 @@ impl StringSender {
     pub fn send_string(&self, s: &[u8]) -> Result<(), SendError> {
         let mut buf = BytesMut::new();
         self.encoder.encode(s, &mut buf)?;
-        self.transport.write_bytes(buf.freeze())?;
+        self.transport.try_write_bytes(buf.freeze())?;
         Ok(())
     }
 

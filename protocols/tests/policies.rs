@@ -59,7 +59,7 @@ impl Protocol for Probe {
         self.log.borrow_mut().push("made".into());
         *self.transport.borrow_mut() = Some(t.clone());
         if !self.greeting.is_empty() {
-            let _ = t.write(self.greeting);
+            t.write(self.greeting);
         }
     }
     fn data_received(&mut self, _: &Transport, data: &[u8]) {
@@ -94,7 +94,7 @@ fn idle_connections_time_out_and_traffic_either_way_resets_the_clock() {
         move |p: &mut Probe, t: &Transport| {
             f.set(f.get() + 1);
             p.log.borrow_mut().push("timeout".into());
-            let _ = t.write(b"idle\r\n");
+            t.write(b"idle\r\n");
         },
     );
     let probe = Probe::new(&log);
@@ -107,7 +107,7 @@ fn idle_connections_time_out_and_traffic_either_way_resets_the_clock() {
     p.data_received(&t.transport(), b"x"); // reading resets
     clock.advance(secs(9));
     // Writing resets, also from outside a callback, through the kept transport.
-    kept.borrow().as_ref().unwrap().write(b"hello").unwrap();
+    kept.borrow().as_ref().unwrap().try_write(b"hello").unwrap();
     clock.advance(secs(9));
     assert_eq!(fired.get(), 0);
     assert!(!t.lose_connection_called());
@@ -254,7 +254,7 @@ impl Protocol for Writer {
     fn connection_made(&mut self, t: &Transport) {
         *self.transport.borrow_mut() = Some(t.clone());
         let data: Vec<u8> = (0..self.n).map(|i| (i % 251) as u8).collect();
-        t.write(&data).unwrap();
+        t.try_write(&data).unwrap();
     }
     fn data_received(&mut self, _: &Transport, _: &[u8]) {}
     fn pause_writing(&mut self, _: &Transport) {
@@ -338,7 +338,7 @@ fn lose_connection_waits_for_held_bytes_and_abort_drops_them() {
     let wrapped = kept.borrow().clone().unwrap();
     wrapped.lose_connection();
     assert!(wrapped.is_closing());
-    assert!(wrapped.write(b"more").is_err());
+    assert!(wrapped.try_write(b"more").is_err());
     assert!(!t.lose_connection_called());
     assert!(t.reading_paused(), "reading stops at once");
     clock.advance(secs(1));
@@ -528,27 +528,28 @@ struct Greeter;
 
 impl Protocol for Greeter {
     fn connection_made(&mut self, t: &Transport) {
-        let _ = t.write(b"hi ");
+        t.write(b"hi ");
     }
     fn data_received(&mut self, t: &Transport, data: &[u8]) {
-        let _ = t.write(data);
+        t.write(data);
     }
 }
 
 fn wait(r: &Reactor, clients: &mut [&mut Client], mut done: impl FnMut(&[&mut Client]) -> bool) {
-    assert!(r.run_until(LONG, || {
+    r.run_until(LONG, || {
         for c in clients.iter_mut() {
             c.poll();
         }
         done(clients)
-    }));
+    })
+    .unwrap();
 }
 
 #[test]
 fn connection_limits_over_loopback() {
     let r = reactor();
     let limit = ConnectionLimit::refuse(2);
-    let (port, addr) = listen(&r, factory_fn(|_| Some(Greeter)).with_policy(limit.clone()));
+    let (port, addr) = listen(&r, factory_fn(|_| Greeter).with_policy(limit.clone()));
     let mut a = Client::connect(addr);
     let mut b = Client::connect(addr);
     wait(&r, &mut [&mut a, &mut b], |c| {
@@ -569,7 +570,7 @@ fn held_connections_over_loopback() {
     let r = reactor();
     let scheduler: Rc<dyn Scheduler> = Rc::new(r.clone());
     let limit = ConnectionLimit::hold(1, 1, scheduler);
-    let (port, addr) = listen(&r, factory_fn(|_| Some(Greeter)).with_policy(limit.clone()));
+    let (port, addr) = listen(&r, factory_fn(|_| Greeter).with_policy(limit.clone()));
     let mut a = Client::connect(addr);
     wait(&r, &mut [&mut a], |c| c[0].got == b"hi ");
     let mut held = Client::connect(addr);
@@ -590,7 +591,7 @@ fn held_connections_over_loopback() {
 fn per_peer_limit_over_loopback() {
     let r = reactor();
     let limit = LimitConnectionsByPeer::new(2);
-    let (port, addr) = listen(&r, factory_fn(|_| Some(Greeter)).with_policy(limit.clone()));
+    let (port, addr) = listen(&r, factory_fn(|_| Greeter).with_policy(limit.clone()));
     let mut a = Client::connect(addr);
     let mut b = Client::connect(addr);
     wait(&r, &mut [&mut a, &mut b], |c| {

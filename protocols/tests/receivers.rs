@@ -263,7 +263,7 @@ impl LineReceiver for Sender {
         match lines.send_line(line) {
             Ok(()) => {}
             Err(SendError::Encode(e)) => {
-                let _ = lines
+                lines
                     .transport()
                     .write(format!("refused: {e:?}\n").as_bytes());
             }
@@ -342,7 +342,7 @@ impl StringReceiver for Strings {
     }
     fn framing_error(&mut self, strings: &StringSender, error: &FramingError) {
         self.errors.push(error.clone());
-        let _ = strings.transport().write(b"bye");
+        strings.transport().write(b"bye");
     }
 }
 
@@ -565,12 +565,13 @@ fn talk(r: &Reactor, addr: SocketAddr, input: Vec<u8>, pieces: usize) -> Vec<u8>
         let _ = tx.send(reader.join().unwrap());
     });
     let mut result = None;
-    assert!(r.run_until(LONG, || {
+    r.run_until(LONG, || {
         if let Ok(out) = rx.try_recv() {
             result = Some(out);
         }
         result.is_some()
-    }));
+    })
+    .unwrap();
     result.unwrap()
 }
 
@@ -594,7 +595,7 @@ impl LineReceiver for Upper {
 #[test]
 fn lines_over_loopback() {
     let r = reactor();
-    let (port, addr) = listen(&r, factory_fn(|_| Some(Lines::new(Upper))));
+    let (port, addr) = listen(&r, factory_fn(|_| Lines::new(Upper)));
     for pieces in [1, 7, 1 << 20] {
         let out = talk(
             &r,
@@ -629,7 +630,7 @@ impl StringReceiver for Echo {
 #[test]
 fn netstrings_over_loopback() {
     let r = reactor();
-    let (port, addr) = listen(&r, factory_fn(|_| Some(Netstrings::new(Echo))));
+    let (port, addr) = listen(&r, factory_fn(|_| Netstrings::new(Echo)));
     let input = b"5:hello,0:,11:hello world,".to_vec();
     assert_eq!(talk(&r, addr, input.clone(), 1), input);
     // Malformed: what came before is answered, then the server closes.
@@ -641,7 +642,7 @@ fn netstrings_over_loopback() {
 #[test]
 fn int32_strings_over_loopback() {
     let r = reactor();
-    let (port, addr) = listen(&r, factory_fn(|_| Some(PrefixedStrings::int32(Echo))));
+    let (port, addr) = listen(&r, factory_fn(|_| PrefixedStrings::int32(Echo)));
     let mut input = Vec::new();
     for len in [0usize, 1, 1000, 99_999] {
         input.extend_from_slice(&(len as u32).to_be_bytes());

@@ -181,10 +181,8 @@ fn chargen_stops_producing_while_the_peer_does_not_read() {
         }),
     );
     let client = small_client(addr);
-    assert!(
-        r.run_until(LONG, || pauses.get() > 0),
-        "chargen was never paused"
-    );
+    r.run_until(LONG, || pauses.get() > 0)
+        .expect("chargen was never paused");
     let server_side = transport.borrow().clone().unwrap();
     // Many more turns of the loop: the buffer stays at the mark plus one chunk.
     let mut most = 0;
@@ -211,7 +209,7 @@ fn chargen_stops_producing_while_the_peer_does_not_read() {
         }
         flag.store(true, Ordering::SeqCst);
     });
-    assert!(r.run_until(LONG, || done.load(Ordering::SeqCst)));
+    r.run_until(LONG, || done.load(Ordering::SeqCst)).unwrap();
     reader.join().unwrap();
     assert_eq!(lines_read.load(Ordering::SeqCst), 40_000);
     assert!(pauses.get() >= 1);
@@ -258,10 +256,8 @@ fn echo_stops_reading_a_peer_that_does_not_read_its_echoes() {
         }
         sent
     });
-    assert!(
-        r.run_until(LONG, || pauses.get() > 0),
-        "echo was never paused"
-    );
+    r.run_until(LONG, || pauses.get() > 0)
+        .expect("echo was never paused");
     let server_side = transport.borrow().clone().unwrap();
     let mut most = 0;
     for _ in 0..300 {
@@ -281,7 +277,7 @@ fn echo_stops_reading_a_peer_that_does_not_read_its_echoes() {
 #[test]
 fn services_over_loopback() {
     let r = reactor();
-    let (port, addr) = listen(&r, factory_fn(|_| Some(Qotd::new("Hello."))));
+    let (port, addr) = listen(&r, factory_fn(|_| Qotd::new("Hello.")));
     let got = Arc::new(std::sync::Mutex::new(None));
     let slot = got.clone();
     std::thread::spawn(move || {
@@ -292,7 +288,7 @@ fn services_over_loopback() {
         let _ = c.write_all(b"late");
         *slot.lock().unwrap() = Some(out);
     });
-    assert!(r.run_until(LONG, || got.lock().unwrap().is_some()));
+    r.run_until(LONG, || got.lock().unwrap().is_some()).unwrap();
     assert_eq!(got.lock().unwrap().as_deref(), Some(&b"Hello.\r\n"[..]));
     port.stop_listening();
 }

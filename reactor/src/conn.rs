@@ -47,6 +47,13 @@ struct State {
     shut_requested: bool,
     write_shut: bool,
     closed: bool,
+    /// Above the high mark, and not yet drained to the low mark (updated at every change
+    /// of the queue; what `is_writing_paused` reports).
+    flow_paused: bool,
+    /// `flow_paused` went up since the protocol was last told: it is told `pause_writing`
+    /// even if the buffer drained meanwhile, so whoever saw `is_writing_paused()` return
+    /// true gets its `resume_writing`.
+    flow_raised: bool,
     /// What the protocol was last told: `pause_writing` (true) or `resume_writing`.
     told_paused: bool,
     flow_scheduled: bool,
@@ -117,6 +124,8 @@ impl<S: Stream> Conn<S> {
                 shut_requested: false,
                 write_shut: false,
                 closed: false,
+                flow_paused: false,
+                flow_raised: false,
                 told_paused: false,
                 flow_scheduled: false,
                 lost_delivered: false,
@@ -399,9 +408,14 @@ impl<S: Stream> Conn<S> {
 
     fn check_flow(&self) {
         let mut st = self.st.borrow_mut();
-        let crossed =
-            (!st.told_paused && st.queued > st.high) || (st.told_paused && st.queued <= st.low);
-        if crossed && !st.flow_scheduled {
+        if !st.flow_paused && st.queued > st.high {
+            st.flow_paused = true;
+            st.flow_raised = true;
+        } else if st.flow_paused && st.queued <= st.low {
+            st.flow_paused = false;
+        }
+        let due = st.flow_paused != st.told_paused || (st.flow_raised && !st.told_paused);
+        if due && !st.flow_scheduled {
             st.flow_scheduled = true;
             drop(st);
             if let Some(me) = self.rc() {
@@ -410,32 +424,27 @@ impl<S: Stream> Conn<S> {
         }
     }
 
-    /// Tells the protocol `pause_writing` or `resume_writing`, by the buffer's state now.
+    /// Tells the protocol `pause_writing` and/or `resume_writing`, so that what it was told
+    /// last matches the buffer's state now, and a pause anyone saw is always followed by a
+    /// resume.
     fn deliver_flow(self: Rc<Self>) {
-        let action = {
+        let (pause, resume) = {
             let mut st = self.st.borrow_mut();
             st.flow_scheduled = false;
             if st.closed {
                 return;
             }
-            if !st.told_paused && st.queued > st.high {
-                st.told_paused = true;
-                Some(true)
-            } else if st.told_paused && st.queued <= st.low {
-                st.told_paused = false;
-                Some(false)
-            } else {
-                None
-            }
+            let pause = !st.told_paused && (st.flow_paused || st.flow_raised);
+            st.flow_raised = false;
+            let resume = (pause || st.told_paused) && !st.flow_paused;
+            st.told_paused = st.flow_paused;
+            (pause, resume)
         };
-        match action {
-            Some(true) => {
-                self.call("pause_writing", |p, t| p.pause_writing(t));
-            }
-            Some(false) => {
-                self.call("resume_writing", |p, t| p.resume_writing(t));
-            }
-            None => {}
+        if pause {
+            self.call("pause_writing", |p, t| p.pause_writing(t));
+        }
+        if resume {
+            self.call("resume_writing", |p, t| p.resume_writing(t));
         }
     }
 
@@ -621,8 +630,26 @@ impl<S: Stream> TransportBackend for Conn<S> {
     }
 
     fn resume_reading(&self) {
-        self.st.borrow_mut().read_paused = false;
+        let was_paused = std::mem::replace(&mut self.st.borrow_mut().read_paused, false);
         self.update_interest();
+        if was_paused {
+            if let Some(me) = self.rc() {
+                self.soon(move || {
+                    if !me.st.borrow().closed {
+                        me.call("reading_resumed", |p, t| p.reading_resumed(t));
+                    }
+                });
+            }
+        }
+    }
+
+    fn is_reading(&self) -> bool {
+        let st = self.st.borrow();
+        !(st.closed || st.read_paused || st.eof || st.closing)
+    }
+
+    fn is_writing_paused(&self) -> bool {
+        self.st.borrow().flow_paused
     }
 
     fn buffer_size(&self) -> usize {

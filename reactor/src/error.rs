@@ -4,7 +4,7 @@ use std::fmt;
 use std::io;
 
 /// What went wrong, as a type a caller can match on.
-#[derive(Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ErrorKind {
     /// An operating-system call failed; see [`Error::io`].
@@ -76,8 +76,8 @@ impl Error {
     }
 
     /// What kind of error this is.
-    pub fn kind(&self) -> &ErrorKind {
-        &self.kind
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
     }
 
     /// The underlying OS error, if any.

@@ -61,7 +61,7 @@ pub use error::{Error, ErrorKind, Result};
 pub use listen::ListeningPort;
 pub use looping::LoopingCall;
 pub use protocol::{
-    Address, BoxedFactory, ConnectionLost, Factory, FnFactory, Protocol, factory_fn,
+    Address, BoxedFactory, ConnectionLost, Factory, FnFactory, MaybeProtocol, Protocol, factory_fn,
 };
 pub use reactor::{DEFAULT_SHUTDOWN_GRACE, Phase, Reactor, SystemEvent, TriggerId};
 pub use reconnect::{Backoff, Reconnecting};

@@ -114,7 +114,7 @@ impl fmt::Display for ConnectionLost {
 ///
 /// impl Protocol for Shout {
 ///     fn data_received(&mut self, transport: &Transport, data: &[u8]) {
-///         let _ = transport.write(&data.to_ascii_uppercase());
+///         transport.write(&data.to_ascii_uppercase());
 ///     }
 /// }
 ///
@@ -157,6 +157,14 @@ pub trait Protocol: 'static {
     fn resume_writing(&mut self, transport: &Transport) {
         let _ = transport;
     }
+
+    /// Reading was resumed ([`Transport::resume_reading`]) after a pause. A protocol that
+    /// holds received bytes it stopped processing while paused (the framing adapters do)
+    /// processes them now: the peer may send nothing more until it gets its answers.
+    /// Called from the loop, after the call that resumed reading has returned.
+    fn reading_resumed(&mut self, transport: &Transport) {
+        let _ = transport;
+    }
 }
 
 impl<P: Protocol + ?Sized> Protocol for Box<P> {
@@ -178,6 +186,9 @@ impl<P: Protocol + ?Sized> Protocol for Box<P> {
     fn resume_writing(&mut self, transport: &Transport) {
         (**self).resume_writing(transport)
     }
+    fn reading_resumed(&mut self, transport: &Transport) {
+        (**self).reading_resumed(transport)
+    }
 }
 
 /// Builds one [`Protocol`] per connection and holds what connections share (a chat room,
@@ -191,7 +202,7 @@ impl<P: Protocol + ?Sized> Protocol for Box<P> {
 /// struct Echo;
 /// impl Protocol for Echo {
 ///     fn data_received(&mut self, t: &Transport, data: &[u8]) {
-///         let _ = t.write(data);
+///         t.write(data);
 ///     }
 /// }
 ///
@@ -294,25 +305,69 @@ impl Factory for BoxedFactory {
     }
 }
 
-/// A factory made from a closure: `factory_fn(|_peer| Some(Echo))`.
+/// What a factory's closure may return: a protocol (the connection is accepted) or an
+/// `Option` of one (`None` refuses the connection). See [`factory_fn`].
+pub trait MaybeProtocol {
+    /// The protocol type.
+    type Protocol: Protocol;
+    /// `Some(protocol)` to accept, `None` to refuse.
+    fn into_option(self) -> Option<Self::Protocol>;
+}
+
+impl<P: Protocol> MaybeProtocol for P {
+    type Protocol = P;
+    fn into_option(self) -> Option<P> {
+        Some(self)
+    }
+}
+
+impl<P: Protocol> MaybeProtocol for Option<P> {
+    type Protocol = P;
+    fn into_option(self) -> Option<P> {
+        self
+    }
+}
+
+/// A factory made from a closure; see [`factory_fn`].
 pub struct FnFactory<F>(F);
 
-/// Makes a [`Factory`] from a closure that builds protocols.
-pub fn factory_fn<P, F>(build: F) -> FnFactory<F>
+/// Makes a [`Factory`] from a closure that builds a protocol for each connection:
+/// `factory_fn(|_peer| Echo)`. The closure may also return an `Option`, `None` refusing
+/// the connection: `factory_fn(|peer| allowed(peer).then_some(Echo))`.
+///
+/// ```
+/// use torsion_reactor::{Address, Factory, Protocol, Transport, factory_fn};
+///
+/// struct Echo;
+/// impl Protocol for Echo {
+///     fn data_received(&mut self, t: &Transport, data: &[u8]) {
+///         t.write(data);
+///     }
+/// }
+///
+/// let everyone = factory_fn(|_| Echo);
+/// let local_only = factory_fn(|peer: &Address| {
+///     peer.socket_addr().is_some_and(|a| a.ip().is_loopback()).then_some(Echo)
+/// });
+/// let far: Address = "192.0.2.7:4000".parse::<std::net::SocketAddr>().unwrap().into();
+/// assert!(everyone.build_protocol(&far).is_some());
+/// assert!(local_only.build_protocol(&far).is_none());
+/// ```
+pub fn factory_fn<M, F>(build: F) -> FnFactory<F>
 where
-    P: Protocol,
-    F: Fn(&Address) -> Option<P> + 'static,
+    M: MaybeProtocol,
+    F: Fn(&Address) -> M + 'static,
 {
     FnFactory(build)
 }
 
-impl<P, F> Factory for FnFactory<F>
+impl<M, F> Factory for FnFactory<F>
 where
-    P: Protocol,
-    F: Fn(&Address) -> Option<P> + 'static,
+    M: MaybeProtocol,
+    F: Fn(&Address) -> M + 'static,
 {
-    type Protocol = P;
-    fn build_protocol(&self, peer: &Address) -> Option<P> {
-        (self.0)(peer)
+    type Protocol = M::Protocol;
+    fn build_protocol(&self, peer: &Address) -> Option<M::Protocol> {
+        (self.0)(peer).into_option()
     }
 }

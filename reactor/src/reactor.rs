@@ -547,17 +547,41 @@ impl Reactor {
         result
     }
 
-    /// Iterates until `done()` is true or `timeout` passes; returns whether `done()` became
-    /// true. The tool for tests that wait for an event "with a generous deadline".
-    /// `done()` is checked after every iteration, and at least every 10 ms, so it may also
-    /// watch things the reactor is not told about (another thread finishing).
-    pub fn run_until<F: FnMut() -> bool>(&self, timeout: Duration, mut done: F) -> bool {
+    /// Iterates until `done()` is true, or fails once `timeout` has passed: the tool for
+    /// tests and scripts that wait for an event with a deadline. `done()` is checked
+    /// before the first iteration, after every iteration, and at least every 10 ms, so it
+    /// may also watch things the reactor is not told about (another thread finishing).
+    ///
+    /// Errors: [`ErrorKind::TimedOut`] if `done()` was still false at the deadline; an
+    /// [`ErrorKind::Io`] error if the poller failed.
+    ///
+    /// ```
+    /// use std::{cell::Cell, rc::Rc, time::Duration};
+    /// use torsion_reactor::{ErrorKind, Reactor};
+    ///
+    /// let reactor = Reactor::current();
+    /// let fired = Rc::new(Cell::new(false));
+    /// let f = fired.clone();
+    /// reactor.call_later(Duration::from_millis(5), move || f.set(true));
+    /// reactor.run_until(Duration::from_secs(10), || fired.get()).expect("the timer fires");
+    ///
+    /// let never = reactor.run_until(Duration::from_millis(20), || false).unwrap_err();
+    /// assert_eq!(never.kind(), ErrorKind::TimedOut);
+    /// ```
+    pub fn run_until<F: FnMut() -> bool>(
+        &self,
+        timeout: Duration,
+        mut done: F,
+    ) -> Result<(), Error> {
         const SLICE: Duration = Duration::from_millis(10);
         let deadline = crate::timer::deadline_after(Instant::now(), timeout);
         while !done() {
             let now = Instant::now();
             if now >= deadline {
-                return false;
+                return Err(Error::new(
+                    ErrorKind::TimedOut,
+                    format!("the awaited condition did not become true within {timeout:?}"),
+                ));
             }
             // Queued work runs at the start of the iteration and may make `done()` true:
             // then the iteration must not go on to block in the poller.
@@ -566,12 +590,9 @@ impl Reactor {
             } else {
                 (deadline - now).min(SLICE)
             };
-            if let Err(err) = self.iterate(wait) {
-                log::error!("{err}");
-                return false;
-            }
+            self.iterate(wait)?;
         }
-        true
+        Ok(())
     }
 
     /// Number of pending timers (diagnostics and leak tests).

@@ -162,13 +162,13 @@ impl Reactor {
     /// struct Echo;
     /// impl Protocol for Echo {
     ///     fn data_received(&mut self, t: &Transport, data: &[u8]) {
-    ///         let _ = t.write(data);
+    ///         t.write(data);
     ///     }
     /// }
     ///
     /// let reactor = Reactor::current();
     /// let port = reactor
-    ///     .listen_tcp("127.0.0.1:0".parse().unwrap(), factory_fn(|_| Some(Echo)), &TcpListenOptions::default())
+    ///     .listen_tcp("127.0.0.1:0".parse().unwrap(), factory_fn(|_| Echo), &TcpListenOptions::default())
     ///     .unwrap();
     /// println!("listening on {}", port.local_addr());
     /// port.stop_listening();

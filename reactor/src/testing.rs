@@ -76,6 +76,10 @@ impl TransportBackend for StringBackend {
     fn buffer_size(&self) -> usize {
         0
     }
+    fn is_reading(&self) -> bool {
+        let r = self.record.borrow();
+        !(r.read_paused || r.lose_called || r.aborted)
+    }
     fn set_write_buffer_limits(&self, high: usize, low: usize) {
         self.record.borrow_mut().limits = Some((high, low));
     }
@@ -96,7 +100,7 @@ impl TransportBackend for StringBackend {
 /// struct Hello;
 /// impl Protocol for Hello {
 ///     fn connection_made(&mut self, t: &Transport) {
-///         let _ = t.write(b"hello\r\n");
+///         t.write(b"hello\r\n");
 ///         t.lose_connection();
 ///     }
 ///     fn data_received(&mut self, _: &Transport, _: &[u8]) {}
@@ -232,6 +236,9 @@ impl TransportBackend for PipeEnd {
     fn buffer_size(&self) -> usize {
         self.outbox.borrow().len()
     }
+    fn is_reading(&self) -> bool {
+        !(self.read_paused.get() || self.closing.get() || self.aborted.get())
+    }
     fn set_write_buffer_limits(&self, _high: usize, _low: usize) {}
     fn write_buffer_limits(&self) -> (usize, usize) {
         (DEFAULT_HIGH_WATER, DEFAULT_LOW_WATER)
@@ -258,11 +265,11 @@ impl Side {
 ///
 /// struct Echo;
 /// impl Protocol for Echo {
-///     fn data_received(&mut self, t: &Transport, d: &[u8]) { let _ = t.write(d); }
+///     fn data_received(&mut self, t: &Transport, d: &[u8]) { t.write(d); }
 /// }
 /// struct Ask(Vec<u8>);
 /// impl Protocol for Ask {
-///     fn connection_made(&mut self, t: &Transport) { let _ = t.write(b"ping"); }
+///     fn connection_made(&mut self, t: &Transport) { t.write(b"ping"); }
 ///     fn data_received(&mut self, _: &Transport, d: &[u8]) { self.0.extend_from_slice(d); }
 /// }
 ///

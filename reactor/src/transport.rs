@@ -50,6 +50,12 @@ pub trait TransportBackend {
     fn resume_reading(&self);
     /// See [`Transport::buffer_size`].
     fn buffer_size(&self) -> usize;
+    /// See [`Transport::is_reading`].
+    fn is_reading(&self) -> bool;
+    /// See [`Transport::is_writing_paused`]. Default: never (a backend without a buffer).
+    fn is_writing_paused(&self) -> bool {
+        false
+    }
     /// See [`Transport::set_write_buffer_limits`].
     fn set_write_buffer_limits(&self, high: usize, low: usize);
     /// See [`Transport::write_buffer_limits`].
@@ -95,8 +101,8 @@ pub struct PeerCredentials {
 /// struct Greeter;
 /// impl Protocol for Greeter {
 ///     fn connection_made(&mut self, t: &Transport) {
-///         let _ = t.write(b"hello, ");
-///         let _ = t.write(t.peer_addr().to_string().as_bytes());
+///         t.write(b"hello, ");
+///         t.write(t.peer_addr().to_string().as_bytes());
 ///         t.lose_connection(); // after the greeting is flushed
 ///     }
 ///     fn data_received(&mut self, _: &Transport, _: &[u8]) {}
@@ -111,20 +117,44 @@ impl Transport {
         Transport(backend)
     }
 
-    /// Queues `data` for sending (sending at once what the socket takes). Errors only if the
-    /// connection is closed or closing; a failure of the socket itself arrives later as
-    /// `connection_lost`.
-    pub fn write(&self, data: &[u8]) -> Result<(), Error> {
-        self.0.write(data)
+    /// Sends `data`, or buffers what the socket does not take at once. Never blocks, never
+    /// drops data, never calls back into a protocol. A write to a connection that is closing
+    /// or closed is ignored (as in Twisted and asyncio); use
+    /// [`try_write`](Transport::try_write) to be told. A failure of the socket itself
+    /// arrives later, as `connection_lost`.
+    ///
+    /// Writes made while a callback runs are gathered and sent together when it returns
+    /// (or, for another connection's writes, before the loop next waits for I/O): a protocol
+    /// that answers sixteen pipelined requests in one `data_received` costs one `send`.
+    pub fn write(&self, data: &[u8]) {
+        let _ = self.0.write(data);
     }
 
     /// Like [`write`](Transport::write), without copying when the bytes must be buffered.
-    pub fn write_bytes(&self, data: Bytes) -> Result<(), Error> {
-        self.0.write_bytes(data)
+    pub fn write_bytes(&self, data: Bytes) {
+        let _ = self.0.write_bytes(data);
     }
 
     /// Writes several pieces in order, in as few system calls as possible.
-    pub fn write_vectored(&self, parts: &[&[u8]]) -> Result<(), Error> {
+    pub fn write_vectored(&self, parts: &[&[u8]]) {
+        let _ = self.0.write_vectored(parts);
+    }
+
+    /// Like [`write`](Transport::write), but says whether the bytes were accepted:
+    /// [`ErrorKind::ConnectionClosed`](crate::ErrorKind) if the connection is closing or
+    /// closed (nothing is written then).
+    pub fn try_write(&self, data: &[u8]) -> Result<(), Error> {
+        self.0.write(data)
+    }
+
+    /// Like [`write_bytes`](Transport::write_bytes), saying whether the bytes were accepted.
+    pub fn try_write_bytes(&self, data: Bytes) -> Result<(), Error> {
+        self.0.write_bytes(data)
+    }
+
+    /// Like [`write_vectored`](Transport::write_vectored), saying whether the bytes were
+    /// accepted.
+    pub fn try_write_vectored(&self, parts: &[&[u8]]) -> Result<(), Error> {
         self.0.write_vectored(parts)
     }
 
@@ -174,6 +204,22 @@ impl Transport {
     /// Bytes written but not yet taken by the socket.
     pub fn buffer_size(&self) -> usize {
         self.0.buffer_size()
+    }
+
+    /// Whether the connection is reading from its peer: not paused with
+    /// [`pause_reading`](Transport::pause_reading), not closing, not at end of file
+    /// (asyncio's `is_reading`).
+    pub fn is_reading(&self) -> bool {
+        self.0.is_reading()
+    }
+
+    /// Whether the write buffer is above its high-water mark, or went above it and has not
+    /// yet drained to the low mark: the state [`Protocol::pause_writing`](crate::Protocol)
+    /// and `resume_writing` report, as of now rather than a loop turn later. When this
+    /// returns `true`, the protocol is sure to be told `resume_writing` later (unless the
+    /// connection is lost first), so a producer may stop here and wait for it.
+    pub fn is_writing_paused(&self) -> bool {
+        self.0.is_writing_paused()
     }
 
     /// Sets the write buffer's high- and low-water marks (defaults

@@ -49,7 +49,8 @@ fn timers_fire_in_deadline_order_fifo_on_ties_and_never_early() {
     r.call_later(Duration::from_millis(10), move || {
         l.borrow_mut().push((100, Instant::now()))
     });
-    assert!(r.run_until(Duration::from_secs(10), || log.borrow().len() == 6));
+    r.run_until(Duration::from_secs(10), || log.borrow().len() == 6)
+        .unwrap();
     let order: Vec<i32> = log.borrow().iter().map(|(i, _)| *i).collect();
     assert_eq!(order, [100, 0, 1, 2, 3, 4]);
     assert!(log.borrow()[0].1 >= start + Duration::from_millis(10));
@@ -191,9 +192,10 @@ fn call_from_many_threads_loses_nothing() {
     for t in threads {
         t.join().unwrap();
     }
-    assert!(r.run_until(Duration::from_secs(10), || {
+    r.run_until(Duration::from_secs(10), || {
         SEEN.with(|s| s.borrow().len()) == 8000
-    }));
+    })
+    .unwrap();
     let mut seen = SEEN.with(|s| s.borrow().clone());
     // Each thread's calls arrive in the order that thread made them.
     for t in 0..8u64 {
@@ -367,7 +369,8 @@ fn add_reader_and_writer_on_a_socket_pair() {
         ErrorKind::AlreadyWatched
     ));
     (&b).write_all(b"ping").unwrap();
-    assert!(r.run_until(Duration::from_secs(10), || got.borrow().len() == 4));
+    r.run_until(Duration::from_secs(10), || got.borrow().len() == 4)
+        .unwrap();
     assert_eq!(&*got.borrow(), b"ping");
     assert_eq!(writes.get(), 1, "the writer removed itself after one call");
     let before = r.registered_sources();

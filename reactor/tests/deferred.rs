@@ -25,10 +25,9 @@ fn collect<T: 'static, E: torsion_reactor::DeferredError>(d: Deferred<T, E>) -> 
 
 /// Runs the reactor until the slot is filled, and returns the result.
 fn wait<T, E>(slot: &Slot<T, E>) -> Result<T, E> {
-    assert!(
-        reactor().run_until(PATIENCE, || slot.borrow().is_some()),
-        "the Deferred did not fire in time"
-    );
+    reactor()
+        .run_until(PATIENCE, || slot.borrow().is_some())
+        .expect("the Deferred did not fire in time");
     slot.borrow_mut().take().unwrap()
 }
 
@@ -63,7 +62,7 @@ fn callbacks_before_and_after_firing_run_in_order_and_never_synchronously() {
         log.borrow().is_empty(),
         "adding to a fired Deferred runs nothing at once"
     );
-    assert!(r.run_until(PATIENCE, || log.borrow().len() == 4));
+    r.run_until(PATIENCE, || log.borrow().len() == 4).unwrap();
     assert_eq!(
         *log.borrow(),
         ["before Some(7)", "after", "finally", "last 7"]
@@ -75,7 +74,7 @@ fn callbacks_before_and_after_firing_run_in_order_and_never_synchronously() {
     let x = ran.clone();
     d.on_result(move |_| x.set(true));
     assert!(!ran.get());
-    assert!(r.run_until(PATIENCE, || ran.get()));
+    r.run_until(PATIENCE, || ran.get()).unwrap();
 }
 
 #[test]
@@ -226,7 +225,9 @@ fn cancel_runs_the_canceller_and_propagates_down_chains() {
         inner
     });
     resolver.callback(1).unwrap();
-    assert!(reactor().run_until(PATIENCE, || keep.borrow().is_some()));
+    reactor()
+        .run_until(PATIENCE, || keep.borrow().is_some())
+        .unwrap();
     end.cancel();
     assert!(inner_cancelled.get());
     let err = wait(&collect(end)).unwrap_err();
@@ -333,7 +334,7 @@ fn unhandled_errors_are_logged_with_their_origin() {
     let s = seen.clone();
     Deferred::<u32>::fail(Error::new(ErrorKind::Other, "unhandled-marker-2"))
         .inspect(move |_| s.set(true));
-    assert!(r.run_until(PATIENCE, || seen.get()));
+    r.run_until(PATIENCE, || seen.get()).unwrap();
     r.iterate(Duration::ZERO).unwrap();
     assert_eq!(logged("unhandled-marker-2").len(), 1);
 
@@ -369,7 +370,7 @@ fn a_panicking_callback_fails_the_next_step_and_the_reactor_goes_on() {
     let after = Rc::new(Cell::new(false));
     let a = after.clone();
     Deferred::<u32>::succeed(2).on_result(move |_| a.set(true));
-    assert!(r.run_until(PATIENCE, || after.get()));
+    r.run_until(PATIENCE, || after.get()).unwrap();
 }
 
 #[test]

@@ -20,7 +20,7 @@ fn idle_and_resetting_peers_leave_no_slots_or_descriptors_behind() {
     let port = r
         .listen_tcp(
             "127.0.0.1:0".parse().unwrap(),
-            factory_fn(|_| Some(Sink)),
+            factory_fn(|_| Sink),
             &TcpListenOptions::default(),
         )
         .unwrap();
@@ -41,9 +41,9 @@ fn idle_and_resetting_peers_leave_no_slots_or_descriptors_behind() {
             }
             clients.push(c);
         }
-        assert!(r.run_until(LONG, || r.open_connections() == 50));
+        r.run_until(LONG, || r.open_connections() == 50).unwrap();
         drop(clients);
-        assert!(r.run_until(LONG, || r.open_connections() == 0));
+        r.run_until(LONG, || r.open_connections() == 0).unwrap();
     }
     assert_eq!(r.registered_sources(), sources, "no registration leaked");
     assert_eq!(open_fds(), fds, "no descriptor leaked");

@@ -90,7 +90,8 @@ fn overrunning_calls_are_counted_on_the_real_reactor_too() {
         Ok(())
     });
     let _done = lc.start(Duration::from_millis(20), true).unwrap();
-    assert!(r.run_until(PATIENCE, || counts.borrow().len() >= 2));
+    r.run_until(PATIENCE, || counts.borrow().len() >= 2)
+        .unwrap();
     lc.stop().unwrap();
     assert!(counts.borrow()[1] >= 3, "{:?}", counts.borrow());
 }
@@ -267,10 +268,8 @@ fn a_long_cooperative_task_leaves_the_loop_responsive() {
     let fired = Rc::new(Cell::new(false));
     let f = fired.clone();
     r.call_later(Duration::from_millis(30), move || f.set(true));
-    assert!(
-        r.run_until(PATIENCE, || fired.get()),
-        "the timer fired meanwhile"
-    );
+    r.run_until(PATIENCE, || fired.get())
+        .expect("the timer fired meanwhile");
     assert!(steps.get() > 0);
     assert_eq!(endless.state(), TaskState::Running);
     let done = collect(endless.when_done());

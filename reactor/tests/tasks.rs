@@ -143,7 +143,8 @@ fn wakers_called_from_other_threads_wake_the_reactor() {
     }));
     // Let the task register its waker, then wake it from a thread while the reactor is
     // blocked in the poller with nothing else to do.
-    assert!(r.run_until(PATIENCE, || signal.state.lock().unwrap().1.is_some()));
+    r.run_until(PATIENCE, || signal.state.lock().unwrap().1.is_some())
+        .unwrap();
     let s = signal.clone();
     let t = std::thread::spawn(move || bump(&s));
     wait(&done).unwrap();
@@ -261,7 +262,8 @@ fn cancelling_a_task_drops_its_future_and_its_timers() {
     let m = me_slot.clone();
     let me = me.inspect(move |r| *m.borrow_mut() = Some(r.is_err()));
     tx.callback(me).unwrap();
-    assert!(r.run_until(PATIENCE, || me_slot.borrow().is_some()));
+    r.run_until(PATIENCE, || me_slot.borrow().is_some())
+        .unwrap();
     assert_eq!(r.pending_tasks(), 0);
 }
 

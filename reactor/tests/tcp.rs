@@ -153,13 +153,13 @@ fn lose_connection_inside_data_received_flushes_then_reports_done_once() {
         factory_fn(move |_| {
             let mut p = Recorder::new(&l);
             p.on_data = Some(Box::new(|t, d| {
-                t.write(b"bye:").unwrap();
-                t.write(d).unwrap();
+                t.try_write(b"bye:").unwrap();
+                t.try_write(d).unwrap();
                 t.lose_connection();
                 t.lose_connection(); // twice is harmless
                 assert!(t.is_closing());
                 assert!(matches!(
-                    t.write(b"x").unwrap_err().kind(),
+                    t.try_write(b"x").unwrap_err().kind(),
                     ErrorKind::ConnectionClosed
                 ));
             }));
@@ -169,7 +169,7 @@ fn lose_connection_inside_data_received_flushes_then_reports_done_once() {
     let mut client = TcpStream::connect(addr).unwrap();
     client.write_all(b"hi").unwrap();
     let reader = std::thread::spawn(move || read_all(client));
-    assert!(r.run_until(LONG, || count_lost(&log) == 1));
+    r.run_until(LONG, || count_lost(&log) == 1).unwrap();
     assert_eq!(reader.join().unwrap(), b"bye:hi");
     // One more turn: nothing else may arrive.
     r.iterate(Duration::from_millis(20)).unwrap();
@@ -220,11 +220,13 @@ fn closing_from_connection_made_a_timer_and_another_connection() {
             let c = TcpStream::connect(addr).unwrap();
             // Accept in order, one at a time.
             let before = logs.borrow().len();
-            assert!(r.run_until(LONG, || logs.borrow().len() == before + 1));
+            r.run_until(LONG, || logs.borrow().len() == before + 1)
+                .unwrap();
             c
         })
         .collect();
-    assert!(r.run_until(LONG, || logs.borrow().iter().all(|l| count_lost(l) == 1)));
+    r.run_until(LONG, || logs.borrow().iter().all(|l| count_lost(l) == 1))
+        .unwrap();
     r.iterate(Duration::from_millis(20)).unwrap();
     let logs = logs.borrow();
     let reasons: Vec<String> = logs
@@ -256,14 +258,15 @@ fn write_over_the_high_mark_defers_pause_writing_and_resume_follows() {
                 t.set_write_buffer_limits(64 * 1024, 16 * 1024);
                 // Far more than the socket takes at once: crosses the high mark inside this
                 // callback; pause_writing must come later, from the loop (the Recorder asserts).
-                t.write(&vec![7u8; 8 * 1024 * 1024]).unwrap();
+                t.try_write(&vec![7u8; 8 * 1024 * 1024]).unwrap();
                 assert!(t.buffer_size() > 64 * 1024);
             }));
             Some(p)
         }),
     );
     let client = TcpStream::connect(addr).unwrap();
-    assert!(r.run_until(LONG, || log.borrow().contains(&Ev::Pause)));
+    r.run_until(LONG, || log.borrow().contains(&Ev::Pause))
+        .unwrap();
     let reader = std::thread::spawn(move || {
         let mut c = client;
         let mut buf = vec![0u8; 1 << 16];
@@ -275,8 +278,9 @@ fn write_over_the_high_mark_defers_pause_writing_and_resume_follows() {
         }
         total
     });
-    assert!(r.run_until(LONG, || log.borrow().contains(&Ev::Resume)));
-    assert!(r.run_until(LONG, || reader.is_finished()));
+    r.run_until(LONG, || log.borrow().contains(&Ev::Resume))
+        .unwrap();
+    r.run_until(LONG, || reader.is_finished()).unwrap();
     assert_eq!(reader.join().unwrap(), 8 * 1024 * 1024);
     let log = log.borrow();
     let p = log.iter().position(|e| *e == Ev::Pause).unwrap();
@@ -311,7 +315,7 @@ fn produce(
         return;
     }
     let n = CHUNK.min(total - sent.get());
-    t.write(&pattern(sent.get(), n)).unwrap();
+    t.try_write(&pattern(sent.get(), n)).unwrap();
     sent.set(sent.get() + n);
     max.set(max.get().max(t.buffer_size()));
     if sent.get() == total {
@@ -404,7 +408,8 @@ fn sixty_four_mib_to_a_slow_reader_arrives_whole_in_order_with_bounded_buffer() 
             total += n;
         }
     });
-    assert!(r.run_until(Duration::from_secs(120), || reader.is_finished()));
+    r.run_until(Duration::from_secs(120), || reader.is_finished())
+        .unwrap();
     assert_eq!(reader.join().unwrap(), TOTAL, "every byte, then FIN");
     assert!(
         pauses.load(Ordering::SeqCst) >= 7,
@@ -427,18 +432,18 @@ fn half_close_delivers_eof_and_the_protocol_can_still_answer() {
         }
         fn eof_received(&mut self, t: &Transport) -> bool {
             let reply = format!("got {} bytes", self.0.len());
-            t.write(reply.as_bytes()).unwrap();
+            t.try_write(reply.as_bytes()).unwrap();
             t.lose_connection();
             true
         }
     }
     let r = reactor();
-    let (_port, addr) = listen(&r, factory_fn(|_| Some(Answer(Vec::new()))));
+    let (_port, addr) = listen(&r, factory_fn(|_| Answer(Vec::new())));
     let mut client = TcpStream::connect(addr).unwrap();
     client.write_all(b"12345").unwrap();
     client.shutdown(Shutdown::Write).unwrap();
     let reader = std::thread::spawn(move || read_all(client));
-    assert!(r.run_until(LONG, || reader.is_finished()));
+    r.run_until(LONG, || reader.is_finished()).unwrap();
     assert_eq!(reader.join().unwrap(), b"got 5 bytes");
 }
 
@@ -452,9 +457,9 @@ fn lose_write_connection_half_closes_and_keeps_reading() {
         factory_fn(move |_| {
             let mut p = Recorder::new(&l);
             p.on_made = Some(Box::new(|t: &Transport| {
-                t.write(b"server done").unwrap();
+                t.try_write(b"server done").unwrap();
                 t.lose_write_connection().unwrap();
-                assert!(t.write(b"more").is_err());
+                assert!(t.try_write(b"more").is_err());
             }));
             Some(p)
         }),
@@ -468,7 +473,7 @@ fn lose_write_connection_half_closes_and_keeps_reading() {
         client.shutdown(Shutdown::Write).unwrap();
         got
     });
-    assert!(r.run_until(LONG, || count_lost(&log) == 1));
+    r.run_until(LONG, || count_lost(&log) == 1).unwrap();
     assert_eq!(reader.join().unwrap(), b"server done");
     let log = log.borrow();
     assert!(log.contains(&Ev::Data(b"still heard".to_vec())));
@@ -491,18 +496,18 @@ fn a_panic_in_data_received_aborts_only_that_connection() {
                 if d == b"boom" {
                     panic!("bad input");
                 }
-                t.write(d).unwrap();
+                t.try_write(d).unwrap();
             }));
             Some(p)
         }),
     );
     let mut good = TcpStream::connect(addr).unwrap();
-    assert!(r.run_until(LONG, || logs.borrow().len() == 1));
+    r.run_until(LONG, || logs.borrow().len() == 1).unwrap();
     let mut bad = TcpStream::connect(addr).unwrap();
-    assert!(r.run_until(LONG, || logs.borrow().len() == 2));
+    r.run_until(LONG, || logs.borrow().len() == 2).unwrap();
     bad.write_all(b"boom").unwrap();
     let bad_log = logs.borrow()[1].clone();
-    assert!(r.run_until(LONG, || count_lost(&bad_log) == 1));
+    r.run_until(LONG, || count_lost(&bad_log) == 1).unwrap();
     assert_eq!(
         bad_log.borrow().last().unwrap(),
         &Ev::Lost("panicked:bad input".into())
@@ -521,7 +526,7 @@ fn a_panic_in_data_received_aborts_only_that_connection() {
         reading.read_exact(&mut buf).unwrap();
         buf
     });
-    assert!(r.run_until(LONG, || reader.is_finished()));
+    r.run_until(LONG, || reader.is_finished()).unwrap();
     assert_eq!(&reader.join().unwrap(), b"fine");
     assert_eq!(
         count_lost(&logs.borrow()[0]),
@@ -549,26 +554,26 @@ fn stale_transports_refuse_writes_and_never_reach_a_new_connection() {
         }),
     );
     let first = TcpStream::connect(addr).unwrap();
-    assert!(r.run_until(LONG, || seen.borrow().len() == 1));
+    r.run_until(LONG, || seen.borrow().len() == 1).unwrap();
     drop(first);
-    assert!(r.run_until(LONG, || r.open_connections() == 0));
+    r.run_until(LONG, || r.open_connections() == 0).unwrap();
     let stale = seen.borrow()[0].clone();
     let mut second = TcpStream::connect(addr).unwrap();
-    assert!(r.run_until(LONG, || seen.borrow().len() == 2));
-    let err = stale.write(b"for the old peer").unwrap_err();
+    r.run_until(LONG, || seen.borrow().len() == 2).unwrap();
+    let err = stale.try_write(b"for the old peer").unwrap_err();
     assert!(matches!(err.kind(), ErrorKind::ConnectionClosed));
     stale.lose_connection();
     stale.abort_connection();
     assert!(stale.is_closing());
     assert!(!stale.same_connection(&seen.borrow()[1]));
-    seen.borrow()[1].write(b"new").unwrap();
+    seen.borrow()[1].try_write(b"new").unwrap();
     second.set_read_timeout(Some(LONG)).unwrap();
     let reader = std::thread::spawn(move || {
         let mut buf = [0u8; 3];
         second.read_exact(&mut buf).unwrap();
         buf
     });
-    assert!(r.run_until(LONG, || reader.is_finished()));
+    r.run_until(LONG, || reader.is_finished()).unwrap();
     assert_eq!(&reader.join().unwrap(), b"new");
 }
 
@@ -603,7 +608,7 @@ fn factory_can_refuse_and_start_stop_are_called_once() {
     let (p2, _) = listen(&r, f.clone());
     assert_eq!(f.starts.get(), 1);
     let mut c = TcpStream::connect(addr).unwrap();
-    assert!(r.run_until(LONG, || f.built.get() == 1));
+    r.run_until(LONG, || f.built.get() == 1).unwrap();
     c.set_read_timeout(Some(LONG)).unwrap();
     let mut buf = [0u8; 1];
     assert_eq!(c.read(&mut buf).unwrap(), 0, "refused: closed at once");
@@ -618,11 +623,11 @@ fn factory_can_refuse_and_start_stop_are_called_once() {
 #[test]
 fn listening_on_a_port_in_use_names_the_address() {
     let r = reactor();
-    let (_port, addr) = listen(&r, factory_fn(|_| Some(torsion_reactor::testing::Sink)));
+    let (_port, addr) = listen(&r, factory_fn(|_| torsion_reactor::testing::Sink));
     let err = r
         .listen_tcp(
             addr,
-            factory_fn(|_| Some(torsion_reactor::testing::Sink)),
+            factory_fn(|_| torsion_reactor::testing::Sink),
             &TcpListenOptions::default(),
         )
         .unwrap_err();
@@ -644,7 +649,7 @@ impl Factory for Client {
     fn build_protocol(&self, _: &Address) -> Option<Recorder> {
         let mut p = Recorder::new(&self.log);
         let msg = self.message.clone();
-        p.on_made = Some(Box::new(move |t: &Transport| t.write(&msg).unwrap()));
+        p.on_made = Some(Box::new(move |t: &Transport| t.try_write(&msg).unwrap()));
         Some(p)
     }
 }
@@ -677,7 +682,7 @@ fn connect_refused_is_reported_to_the_factory() {
         },
         &TcpConnectOptions::default(),
     );
-    assert!(r.run_until(LONG, || !failed.borrow().is_empty()));
+    r.run_until(LONG, || !failed.borrow().is_empty()).unwrap();
     assert_eq!(*failed.borrow(), ["refused"]);
     assert_eq!(c.state(), torsion_reactor::ConnectorState::Disconnected);
     assert_eq!(r.registered_sources(), 0);
@@ -700,10 +705,10 @@ fn a_thousand_clients_echo_correctly() {
     struct Echo;
     impl Protocol for Echo {
         fn data_received(&mut self, t: &Transport, d: &[u8]) {
-            let _ = t.write(d);
+            t.write(d);
         }
     }
-    let (_port, addr) = listen(&r, factory_fn(|_| Some(Echo)));
+    let (_port, addr) = listen(&r, factory_fn(|_| Echo));
     let logs: Vec<Log> = (0..1000).map(|_| Rc::default()).collect();
     let lost = Rc::new(Cell::new(0));
     let mut connectors = Vec::new();
@@ -729,18 +734,20 @@ fn a_thousand_clients_echo_correctly() {
             .flatten()
             .collect()
     };
-    assert!(r.run_until(Duration::from_secs(120), || {
+    r.run_until(Duration::from_secs(120), || {
         logs.iter()
             .enumerate()
             .all(|(i, l)| received(l).len() == format!("client {i} says hello").len())
-    }));
+    })
+    .unwrap();
     for (i, l) in logs.iter().enumerate() {
         assert_eq!(received(l), format!("client {i} says hello").into_bytes());
     }
     for c in &connectors {
         c.disconnect();
     }
-    assert!(r.run_until(LONG, || lost.get() == 1000 && r.open_connections() == 0));
+    r.run_until(LONG, || lost.get() == 1000 && r.open_connections() == 0)
+        .unwrap();
 }
 
 #[test]
@@ -807,7 +814,7 @@ fn reconnecting_factory_retries_until_the_server_appears_and_resets_its_backoff(
             .with_jitter(0.0),
     ));
     let _connector = r.connect_tcp(addr, factory.clone(), &TcpConnectOptions::default());
-    assert!(r.run_until(LONG, || failed.borrow().len() >= 3));
+    r.run_until(LONG, || failed.borrow().len() >= 3).unwrap();
     assert!(factory.retries() >= 3);
     // Now the server appears: the next retry connects and the backoff resets.
     let accepted: Rc<RefCell<Vec<Transport>>> = Rc::default();
@@ -827,7 +834,7 @@ fn reconnecting_factory_retries_until_the_server_appears_and_resets_its_backoff(
             &TcpListenOptions::default(),
         )
         .unwrap();
-    assert!(r.run_until(LONG, || accepted.borrow().len() == 1));
+    r.run_until(LONG, || accepted.borrow().len() == 1).unwrap();
     assert_eq!(
         factory.retries(),
         0,
@@ -835,11 +842,11 @@ fn reconnecting_factory_retries_until_the_server_appears_and_resets_its_backoff(
     );
     // The server drops the connection: the client reconnects by itself.
     accepted.borrow()[0].lose_connection();
-    assert!(r.run_until(LONG, || accepted.borrow().len() == 2));
+    r.run_until(LONG, || accepted.borrow().len() == 2).unwrap();
     assert_eq!(lost.get(), 1);
     factory.stop_trying();
     accepted.borrow()[1].lose_connection();
-    assert!(r.run_until(LONG, || lost.get() == 2));
+    r.run_until(LONG, || lost.get() == 2).unwrap();
     r.iterate(Duration::from_millis(50)).unwrap();
     assert_eq!(accepted.borrow().len(), 2, "no reconnect after stop_trying");
     port.stop_listening();
@@ -864,7 +871,7 @@ fn a_paused_connection_whose_peer_resets_does_not_spin_the_loop() {
         }),
     );
     let c = TcpStream::connect(addr).unwrap();
-    assert!(r.run_until(LONG, || paused.borrow().is_some()));
+    r.run_until(LONG, || paused.borrow().is_some()).unwrap();
     // Unread data plus SO_LINGER 0: the close is a reset, which epoll reports as a
     // hang-up even to a registration that asked for nothing.
     socket2::SockRef::from(&c)
@@ -874,7 +881,7 @@ fn a_paused_connection_whose_peer_resets_does_not_spin_the_loop() {
     drop(c);
     let mut turns = 0;
     let start = std::time::Instant::now();
-    r.run_until(Duration::from_millis(300), || {
+    let _ = r.run_until(Duration::from_millis(300), || {
         turns += 1;
         false
     });
@@ -886,7 +893,7 @@ fn a_paused_connection_whose_peer_resets_does_not_spin_the_loop() {
     );
     // Resuming notices the reset.
     paused.borrow().as_ref().unwrap().resume_reading();
-    assert!(r.run_until(LONG, || r.open_connections() == 0));
+    r.run_until(LONG, || r.open_connections() == 0).unwrap();
 }
 
 #[test]
@@ -900,7 +907,7 @@ fn stop_flushes_every_connection_before_run_returns() {
         factory_fn(move |_| {
             let mut p = Recorder::new(&l);
             p.on_made = Some(Box::new(|t: &Transport| {
-                t.write(&pattern(0, SIZE)).unwrap();
+                t.try_write(&pattern(0, SIZE)).unwrap();
                 // More than the socket takes at once is buffered; stop() must not lose it.
                 Reactor::current().stop().unwrap();
             }));
@@ -928,7 +935,7 @@ fn stop_aborts_connections_that_cannot_flush_within_the_grace_period() {
         factory_fn(move |_| {
             let mut p = Recorder::new(&l);
             p.on_made = Some(Box::new(|t: &Transport| {
-                t.write(&vec![0u8; 64 * 1024 * 1024]).unwrap();
+                t.try_write(&vec![0u8; 64 * 1024 * 1024]).unwrap();
                 Reactor::current().stop().unwrap();
             }));
             Some(p)
@@ -979,7 +986,7 @@ fn a_connect_that_hangs_times_out() {
             bind_addr: None,
         },
     );
-    assert!(r.run_until(LONG, || !failed.borrow().is_empty()));
+    r.run_until(LONG, || !failed.borrow().is_empty()).unwrap();
     assert_eq!(*failed.borrow(), ["timedout"]);
     drop(fillers);
 }
@@ -999,7 +1006,7 @@ fn vectored_writes_keep_their_order_across_partial_sends() {
                 for i in 0..PARTS {
                     let a = pattern(offset, i % 700);
                     let b = pattern(offset + a.len(), 1 + i % 3000);
-                    t.write_vectored(&[&a, &b]).unwrap();
+                    t.try_write_vectored(&[&a, &b]).unwrap();
                     offset += a.len() + b.len();
                 }
                 t.lose_connection();
@@ -1009,7 +1016,7 @@ fn vectored_writes_keep_their_order_across_partial_sends() {
     );
     let client = TcpStream::connect(addr).unwrap();
     let reader = std::thread::spawn(move || read_all(client));
-    assert!(r.run_until(LONG, || reader.is_finished()));
+    r.run_until(LONG, || reader.is_finished()).unwrap();
     let got = reader.join().unwrap();
     let expected: usize = (0..PARTS).map(|i| i % 700 + 1 + i % 3000).sum();
     assert_eq!(got.len(), expected);

@@ -37,7 +37,7 @@ fn defer_to_thread_under_load_delivers_every_result_on_the_reactor_thread() {
         });
     }
     assert!(r.thread_pool_threads() <= 4);
-    assert!(r.run_until(PATIENCE, || received.get() == JOBS));
+    r.run_until(PATIENCE, || received.get() == JOBS).unwrap();
     assert_eq!(sum.get(), JOBS * (JOBS - 1));
     assert!(r.thread_pool_threads() >= 1 && r.thread_pool_threads() <= 4);
 }
@@ -70,7 +70,8 @@ fn a_panic_in_a_thread_job_fails_its_deferred_and_the_pool_goes_on() {
         })
         .unwrap();
     }
-    assert!(r.run_until(PATIENCE, || done.load(Ordering::SeqCst) == 10));
+    r.run_until(PATIENCE, || done.load(Ordering::SeqCst) == 10)
+        .unwrap();
 }
 
 #[test]
@@ -90,7 +91,7 @@ fn call_in_thread_reports_back_through_remote_and_the_pool_is_joined_at_shutdown
         .unwrap();
     }
     let g = GOT.with(|g| g.clone());
-    assert!(r.run_until(PATIENCE, || g.borrow().len() == 8));
+    r.run_until(PATIENCE, || g.borrow().len() == 8).unwrap();
     let mut all = g.borrow().clone();
     all.sort();
     assert_eq!(all, (0..8).collect::<Vec<_>>());

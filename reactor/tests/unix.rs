@@ -53,7 +53,7 @@ struct Echo;
 
 impl Protocol for Echo {
     fn data_received(&mut self, t: &Transport, data: &[u8]) {
-        t.write(data).unwrap();
+        t.try_write(data).unwrap();
     }
 }
 
@@ -70,7 +70,7 @@ struct Client {
 impl Protocol for Client {
     fn connection_made(&mut self, t: &Transport) {
         *self.transport.borrow_mut() = Some(t.clone());
-        t.write(&self.message).unwrap();
+        t.try_write(&self.message).unwrap();
         if self.half_close {
             t.lose_write_connection().unwrap();
         }
@@ -137,17 +137,18 @@ fn connect(r: &Reactor, path: &Path, message: &[u8], half_close: bool) -> (Conne
 fn echo_over_a_unix_socket() {
     let r = reactor();
     let path = TempPath::new("echo");
-    let port = listen(&r, &path.0, factory_fn(|_| Some(Echo)));
+    let port = listen(&r, &path.0, factory_fn(|_| Echo));
     assert_eq!(port.local_addr(), Address::Unix(Some(path.0.clone())));
     let message: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
     let (connector, seen) = connect(&r, &path.0, &message, false);
-    assert!(r.run_until(LONG, || seen.got.borrow().len() >= message.len()));
+    r.run_until(LONG, || seen.got.borrow().len() >= message.len())
+        .unwrap();
     assert!(*seen.got.borrow() == message);
     let t = seen.transport.borrow().clone().expect("connected");
     assert_eq!(t.peer_addr(), Address::Unix(Some(path.0.clone())));
     assert!(connector.transport().is_some());
     connector.disconnect();
-    assert!(r.run_until(LONG, || seen.lost.borrow().is_some()));
+    r.run_until(LONG, || seen.lost.borrow().is_some()).unwrap();
     assert_eq!(seen.lost.borrow().as_deref(), Some("done"));
     port.stop_listening();
 }
@@ -162,7 +163,7 @@ fn half_close_delivers_eof_and_the_server_can_still_answer() {
         fn eof_received(&mut self, t: &Transport) -> bool {
             self.1.set(true);
             let reply = format!("got {} bytes", self.0.len());
-            t.write(reply.as_bytes()).unwrap();
+            t.try_write(reply.as_bytes()).unwrap();
             t.lose_connection();
             true
         }
@@ -177,7 +178,7 @@ fn half_close_delivers_eof_and_the_server_can_still_answer() {
         factory_fn(move |_| Some(Answer(Vec::new(), e.clone()))),
     );
     let (_connector, seen) = connect(&r, &path.0, b"12345", true);
-    assert!(r.run_until(LONG, || seen.lost.borrow().is_some()));
+    r.run_until(LONG, || seen.lost.borrow().is_some()).unwrap();
     assert!(eof.get(), "eof_received was called");
     assert_eq!(*seen.got.borrow(), b"got 5 bytes");
     assert_eq!(seen.lost.borrow().as_deref(), Some("done"));
@@ -194,7 +195,7 @@ fn a_peer_that_does_not_read_pauses_the_writer_and_resumes_it_when_it_reads() {
     impl Protocol for Flood {
         fn connection_made(&mut self, t: &Transport) {
             t.set_write_buffer_limits(64 * 1024, 16 * 1024);
-            t.write(&vec![5u8; 8 * 1024 * 1024]).unwrap();
+            t.try_write(&vec![5u8; 8 * 1024 * 1024]).unwrap();
         }
         fn data_received(&mut self, _: &Transport, _: &[u8]) {}
         fn pause_writing(&mut self, _: &Transport) {
@@ -232,7 +233,7 @@ fn a_peer_that_does_not_read_pauses_the_writer_and_resumes_it_when_it_reads() {
     let got: Rc<RefCell<Vec<u8>>> = Rc::default();
     let client: Rc<RefCell<Option<Transport>>> = Rc::default();
     let _connector = r.connect_unix(&path.0, FnSluggish(got.clone(), client.clone()), Some(LONG));
-    assert!(r.run_until(LONG, || flow.paused.get() == 1));
+    r.run_until(LONG, || flow.paused.get() == 1).unwrap();
     assert_eq!(
         flow.resumed.get(),
         0,
@@ -241,11 +242,10 @@ fn a_peer_that_does_not_read_pauses_the_writer_and_resumes_it_when_it_reads() {
     assert!(got.borrow().is_empty());
     let reader = client.borrow().clone().expect("connected");
     reader.resume_reading();
-    assert!(r.run_until(LONG, || got.borrow().len() == 8 * 1024 * 1024));
-    assert!(
-        r.run_until(LONG, || flow.resumed.get() >= 1),
-        "resume_writing once the peer read"
-    );
+    r.run_until(LONG, || got.borrow().len() == 8 * 1024 * 1024)
+        .unwrap();
+    r.run_until(LONG, || flow.resumed.get() >= 1)
+        .expect("resume_writing once the peer read");
     assert!(got.borrow().iter().all(|&b| b == 5));
 }
 
@@ -264,9 +264,10 @@ fn peer_credentials_name_this_process_on_both_ends() {
     }
     let _port = listen(&r, &path.0, factory_fn(move |_| Some(Keep(s.clone()))));
     let (_connector, seen) = connect(&r, &path.0, b"", false);
-    assert!(r.run_until(LONG, || {
+    r.run_until(LONG, || {
         server_side.borrow().is_some() && seen.transport.borrow().is_some()
-    }));
+    })
+    .unwrap();
     // SAFETY: plain getters without arguments.
     let me = unsafe {
         PeerCredentials {
@@ -293,7 +294,7 @@ fn the_mode_is_applied_and_the_path_is_removed_on_stop() {
         ..UnixListenOptions::default()
     };
     let port = r
-        .listen_unix(&path.0, factory_fn(|_| Some(Echo)), &options)
+        .listen_unix(&path.0, factory_fn(|_| Echo), &options)
         .unwrap();
     let mode = std::fs::metadata(&path.0).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
@@ -310,11 +311,7 @@ fn listening_on_an_existing_path_fails_and_names_it() {
     let path = TempPath::new("taken");
     std::fs::write(&path.0, "not a socket").unwrap();
     let err = r
-        .listen_unix(
-            &path.0,
-            factory_fn(|_| Some(Echo)),
-            &UnixListenOptions::default(),
-        )
+        .listen_unix(&path.0, factory_fn(|_| Echo), &UnixListenOptions::default())
         .unwrap_err();
     let message = err.to_string();
     assert!(
@@ -329,7 +326,8 @@ fn connecting_to_a_missing_socket_fails_and_leaves_nothing_registered() {
     let r = reactor();
     let path = TempPath::new("missing");
     let (connector, seen) = connect(&r, &path.0, b"", false);
-    assert!(r.run_until(LONG, || seen.failed.borrow().is_some()));
+    r.run_until(LONG, || seen.failed.borrow().is_some())
+        .unwrap();
     let failed = seen.failed.borrow().clone().unwrap();
     assert!(failed.contains("no such file"), "{failed}");
     assert_eq!(

@@ -31,12 +31,12 @@
 //! struct Echo;
 //! impl Protocol for Echo {
 //!     fn data_received(&mut self, t: &Transport, data: &[u8]) {
-//!         let _ = t.write(data);
+//!         t.write(data);
 //!     }
 //! }
 //!
 //! let reactor: Rc<dyn Scheduler> = Rc::new(Reactor::current());
-//! let factory = factory_fn(|_| Some(Echo))
+//! let factory = factory_fn(|_| Echo)
 //!     .with_policy(TimeoutPolicy::new(reactor, Duration::from_secs(300)))
 //!     .with_policy(LimitConnectionsByPeer::new(10));
 //! # let _ = factory;
@@ -83,7 +83,7 @@
 //! }
 //!
 //! let counter = CountBytes::default();
-//! let factory = factory_fn(|_| Some(Sink)).with_policy(counter.clone());
+//! let factory = factory_fn(|_| Sink).with_policy(counter.clone());
 //! let mut p = factory.build_protocol(&Address::Other("test".into())).unwrap();
 //! let t = torsion_reactor::testing::StringTransport::new();
 //! p.data_received(&t.transport(), b"12345");
@@ -204,7 +204,7 @@ where
 ///
 /// let reactor: Rc<dyn Scheduler> = Rc::new(Reactor::current());
 /// let factory: ThrottlingFactory<_> = ThrottlingFactory::new(
-///     factory_fn(|_| Some(Sink)),
+///     factory_fn(|_| Sink),
 ///     (
 ///         RateLimit::new(reactor.clone()).read_limit(1 << 20).write_limit(1 << 20),
 ///         ConnectionLimit::hold(100, 50, reactor),

@@ -45,7 +45,7 @@ use super::shared::{guarded, lost_reason};
 /// struct Blurt;
 /// impl Protocol for Blurt {
 ///     fn connection_made(&mut self, t: &Transport) {
-///         let _ = t.write(&[b'x'; 2500]);
+///         t.write(&[b'x'; 2500]);
 ///     }
 ///     fn data_received(&mut self, _: &Transport, _: &[u8]) {}
 /// }
@@ -272,7 +272,7 @@ impl Io {
     fn send(self: &Rc<Self>, data: Bytes) -> Result<(), Error> {
         let inner = self.writable()?;
         let Some(bucket) = &self.write else {
-            return inner.write_bytes(data);
+            return inner.try_write_bytes(data);
         };
         if data.is_empty() {
             return Ok(());
@@ -287,7 +287,7 @@ impl Io {
             0
         };
         if pass > 0 {
-            inner.write_bytes(data.slice(..pass))?;
+            inner.try_write_bytes(data.slice(..pass))?;
         }
         if pass < data.len() {
             let rest = data.slice(pass..);
@@ -345,7 +345,7 @@ impl Io {
             }
             budget -= chunk.len();
             self.held_len.set(self.held_len.get() - chunk.len());
-            if inner.write_bytes(chunk).is_err() {
+            if inner.try_write_bytes(chunk).is_err() {
                 break;
             }
         }
@@ -427,7 +427,7 @@ struct Backend(Rc<Io>);
 impl TransportBackend for Backend {
     fn write(&self, data: &[u8]) -> Result<(), Error> {
         if self.0.write.is_none() {
-            return self.0.writable()?.write(data);
+            return self.0.writable()?.try_write(data);
         }
         self.0.send(Bytes::copy_from_slice(data))
     }
@@ -436,7 +436,7 @@ impl TransportBackend for Backend {
     }
     fn write_vectored(&self, parts: &[&[u8]]) -> Result<(), Error> {
         if self.0.write.is_none() {
-            return self.0.writable()?.write_vectored(parts);
+            return self.0.writable()?.try_write_vectored(parts);
         }
         self.0.send(Bytes::from(parts.concat()))
     }
@@ -491,6 +491,12 @@ impl TransportBackend for Backend {
     }
     fn buffer_size(&self) -> usize {
         self.0.held_len.get() + self.0.inner().map_or(0, |t| t.buffer_size())
+    }
+    fn is_reading(&self) -> bool {
+        !self.0.user_paused.get() && self.0.inner().is_some_and(|t| !t.is_closing())
+    }
+    fn is_writing_paused(&self) -> bool {
+        self.0.inner().is_some_and(|t| t.is_writing_paused())
     }
     fn set_write_buffer_limits(&self, high: usize, low: usize) {
         if let Some(t) = self.0.inner() {

@@ -65,7 +65,7 @@ impl<P, F: Fn(&mut P, &Transport) + 'static> TimeoutHandler<P> for F {
 ///
 /// let clock = Clock::new();
 /// let policy = TimeoutPolicy::new(Rc::new(clock.clone()), Duration::from_secs(60))
-///     .on_timeout(|_: &mut Quiet, t: &Transport| { let _ = t.write(b"idle, bye\r\n"); });
+///     .on_timeout(|_: &mut Quiet, t: &Transport| { t.write(b"idle, bye\r\n"); });
 /// let mut p = policy.wrap(&Address::Other("peer".into()), || Some(Quiet)).unwrap();
 ///
 /// let t = StringTransport::new();
@@ -322,13 +322,13 @@ impl Recording {
 
 impl TransportBackend for Recording {
     fn write(&self, data: &[u8]) -> Result<(), Error> {
-        self.note(self.inner.write(data))
+        self.note(self.inner.try_write(data))
     }
     fn write_bytes(&self, data: Bytes) -> Result<(), Error> {
-        self.note(self.inner.write_bytes(data))
+        self.note(self.inner.try_write_bytes(data))
     }
     fn write_vectored(&self, parts: &[&[u8]]) -> Result<(), Error> {
-        self.note(self.inner.write_vectored(parts))
+        self.note(self.inner.try_write_vectored(parts))
     }
     fn lose_connection(&self) {
         self.inner.lose_connection()
@@ -356,6 +356,12 @@ impl TransportBackend for Recording {
     }
     fn buffer_size(&self) -> usize {
         self.inner.buffer_size()
+    }
+    fn is_reading(&self) -> bool {
+        self.inner.is_reading()
+    }
+    fn is_writing_paused(&self) -> bool {
+        self.inner.is_writing_paused()
     }
     fn set_write_buffer_limits(&self, high: usize, low: usize) {
         self.inner.set_write_buffer_limits(high, low)

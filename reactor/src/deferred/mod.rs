@@ -442,7 +442,7 @@ impl<T, E> Drop for Shared<T, E> {
 /// let err = resolver.callback(2).unwrap_err();
 /// assert!(matches!(err.kind(), ErrorKind::AlreadyFired));
 ///
-/// assert!(reactor.run_until(Duration::from_secs(5), || seen.get() != 0));
+/// reactor.run_until(Duration::from_secs(5), || seen.get() != 0).unwrap();
 /// assert_eq!(seen.get(), 20);
 /// ```
 ///
@@ -979,7 +979,7 @@ impl<T, E> Future for Deferred<T, E> {
 /// let got = Rc::new(Cell::new(0));
 /// let g = got.clone();
 /// defer_later(&reactor, Duration::from_millis(10), || 42).on_result(move |r| g.set(r.unwrap()));
-/// assert!(reactor.run_until(Duration::from_secs(5), || got.get() == 42));
+/// reactor.run_until(Duration::from_secs(5), || got.get() == 42).unwrap();
 /// ```
 #[track_caller]
 pub fn defer_later<T, F>(scheduler: &dyn Scheduler, delay: Duration, f: F) -> Deferred<T>

@@ -69,9 +69,8 @@ pub fn collect<T: 'static>(d: Deferred<T>) -> Slot<T> {
 
 /// Runs the reactor until the slot is filled, and takes the result.
 pub fn wait<T>(slot: &Slot<T>) -> Result<T, Error> {
-    assert!(
-        reactor().run_until(PATIENCE, || slot.borrow().is_some()),
-        "no result in time"
-    );
+    reactor()
+        .run_until(PATIENCE, || slot.borrow().is_some())
+        .expect("no result in time");
     slot.borrow_mut().take().unwrap()
 }
