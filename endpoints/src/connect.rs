@@ -131,7 +131,7 @@ pub(crate) fn tcp_connector(
         timeout: Some(spec.timeout),
         bind_addr: bind,
     };
-    Ok(reactor.connect_tcp(addrs[0], factory, &options))
+    Ok(reactor.connect_tcp_with(addrs[0], factory, &options))
 }
 
 fn lock_path(path: &Path) -> PathBuf {
@@ -181,7 +181,9 @@ pub(crate) fn unix(
         factory,
         None,
         timeout,
-        move |f| reactor.connect_unix(&path, f, timeout),
+        move |f| {
+            reactor.connect_unix_with(&path, f, &torsion_reactor::UnixConnectOptions { timeout })
+        },
     )
 }
 
@@ -192,5 +194,11 @@ pub(crate) fn unix_connector(
     factory: BoxedClientFactory,
 ) -> Result<Connector, Error> {
     check_lock(spec)?;
-    Ok(reactor.connect_unix(&spec.path, factory, Some(spec.timeout)))
+    Ok(reactor.connect_unix_with(
+        &spec.path,
+        factory,
+        &torsion_reactor::UnixConnectOptions {
+            timeout: Some(spec.timeout),
+        },
+    ))
 }

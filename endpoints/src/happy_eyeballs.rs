@@ -686,7 +686,7 @@ pub fn connect_tcp<F: Factory>(
             Some(claim),
             timeout,
             move |f| {
-                let connector = r.connect_tcp(address, f, &options);
+                let connector = r.connect_tcp_with(address, f, &options);
                 k.borrow_mut().push(connector.clone());
                 connector
             },

@@ -53,7 +53,7 @@ pub(crate) fn tcp(
         reuse_port: spec.reuseport,
         ipv6_only: spec.ipv6only,
     };
-    reactor.listen_tcp(addr, factory, &options)
+    reactor.listen_tcp_with(addr, factory, &options)
 }
 
 fn lock_path(address: &Path) -> PathBuf {
@@ -122,7 +122,7 @@ pub(crate) fn unix(
         remove_on_stop: true,
         lock_file: lock_file.clone(),
     };
-    let result = reactor.listen_unix(&spec.address, factory, &options);
+    let result = reactor.listen_unix_with(&spec.address, factory, &options);
     if result.is_err() {
         if let Some(lock) = lock_file {
             let _ = std::fs::remove_file(lock);

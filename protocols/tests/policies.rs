@@ -12,7 +12,7 @@ use torsion_protocols::policy::{
 use torsion_reactor::testing::StringTransport;
 use torsion_reactor::{
     Address, Clock, ConnectionLost, Factory, ListeningPort, Protocol, Reactor, Scheduler,
-    TcpListenOptions, Transport, factory_fn,
+    Transport, factory_fn,
 };
 
 const LONG: Duration = Duration::from_secs(30);
@@ -473,11 +473,7 @@ fn reactor() -> Reactor {
 
 fn listen<F: Factory>(r: &Reactor, factory: F) -> (ListeningPort, SocketAddr) {
     let port = r
-        .listen_tcp(
-            "127.0.0.1:0".parse().unwrap(),
-            factory,
-            &TcpListenOptions::default(),
-        )
+        .listen_tcp("127.0.0.1:0".parse().unwrap(), factory)
         .unwrap();
     let addr = port.local_addr().socket_addr().unwrap();
     (port, addr)

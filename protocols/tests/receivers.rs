@@ -14,9 +14,7 @@ use torsion_protocols::{
     Netstrings, PrefixedStrings, SendError, StringReceiver, StringSender,
 };
 use torsion_reactor::testing::StringTransport;
-use torsion_reactor::{
-    ConnectionLost, Factory, ListeningPort, Protocol, Reactor, TcpListenOptions, factory_fn,
-};
+use torsion_reactor::{ConnectionLost, Factory, ListeningPort, Protocol, Reactor, factory_fn};
 
 const LONG: Duration = Duration::from_secs(30);
 
@@ -530,11 +528,7 @@ fn reactor() -> Reactor {
 
 fn listen<F: Factory>(r: &Reactor, factory: F) -> (ListeningPort, SocketAddr) {
     let port = r
-        .listen_tcp(
-            "127.0.0.1:0".parse().unwrap(),
-            factory,
-            &TcpListenOptions::default(),
-        )
+        .listen_tcp("127.0.0.1:0".parse().unwrap(), factory)
         .unwrap();
     let addr = port.local_addr().socket_addr().unwrap();
     (port, addr)

@@ -15,7 +15,7 @@ use torsion_protocols::services::{
 use torsion_reactor::testing::StringTransport;
 use torsion_reactor::{
     Clock, ConnectionLost, DEFAULT_HIGH_WATER, Factory, ListeningPort, Protocol, Reactor,
-    Scheduler, TcpListenOptions, Transport, factory_fn,
+    Scheduler, Transport, factory_fn,
 };
 
 const LONG: Duration = Duration::from_secs(30);
@@ -113,11 +113,7 @@ fn reactor() -> Reactor {
 
 fn listen<F: Factory>(r: &Reactor, factory: F) -> (ListeningPort, SocketAddr) {
     let port = r
-        .listen_tcp(
-            "127.0.0.1:0".parse().unwrap(),
-            factory,
-            &TcpListenOptions::default(),
-        )
+        .listen_tcp("127.0.0.1:0".parse().unwrap(), factory)
         .unwrap();
     let addr = port.local_addr().socket_addr().unwrap();
     (port, addr)

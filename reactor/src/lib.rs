@@ -73,4 +73,4 @@ pub use timer::{DelayedCall, Scheduler, SchedulerExt, delay_from_secs};
 pub use transport::{
     DEFAULT_HIGH_WATER, DEFAULT_LOW_WATER, PeerCredentials, Transport, TransportBackend,
 };
-pub use unix::UnixListenOptions;
+pub use unix::{UnixConnectOptions, UnixListenOptions};

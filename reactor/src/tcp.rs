@@ -19,7 +19,7 @@ use crate::reactor::Reactor;
 /// one-second SYN retry, so torsion asks for more.)
 pub const DEFAULT_BACKLOG: u32 = 1024;
 
-/// Options for [`Reactor::listen_tcp`].
+/// Options for [`Reactor::listen_tcp_with`].
 #[derive(Clone, Debug)]
 pub struct TcpListenOptions {
     /// Pending-connection queue length (default [`DEFAULT_BACKLOG`]).
@@ -42,7 +42,7 @@ impl Default for TcpListenOptions {
     }
 }
 
-/// Options for [`Reactor::connect_tcp`].
+/// Options for [`Reactor::connect_tcp_with`].
 #[derive(Clone, Debug)]
 pub struct TcpConnectOptions {
     /// Give up after this long (default [`DEFAULT_CONNECT_TIMEOUT`]); `None` waits for the OS.
@@ -157,7 +157,7 @@ impl Reactor {
     /// address already in use`. Pass an `Rc<F>` to share one factory among several ports.
     ///
     /// ```
-    /// use torsion_reactor::{factory_fn, Protocol, Reactor, TcpListenOptions, Transport};
+    /// use torsion_reactor::{factory_fn, Protocol, Reactor, Transport};
     ///
     /// struct Echo;
     /// impl Protocol for Echo {
@@ -168,12 +168,22 @@ impl Reactor {
     ///
     /// let reactor = Reactor::current();
     /// let port = reactor
-    ///     .listen_tcp("127.0.0.1:0".parse().unwrap(), factory_fn(|_| Echo), &TcpListenOptions::default())
+    ///     .listen_tcp("127.0.0.1:0".parse().unwrap(), factory_fn(|_| Echo))
     ///     .unwrap();
     /// println!("listening on {}", port.local_addr());
     /// port.stop_listening();
     /// ```
     pub fn listen_tcp<F: Factory>(
+        &self,
+        addr: SocketAddr,
+        factory: F,
+    ) -> Result<ListeningPort, Error> {
+        self.listen_tcp_with(addr, factory, &TcpListenOptions::default())
+    }
+
+    /// [`listen_tcp`](Reactor::listen_tcp) with options (backlog, `SO_REUSEPORT`,
+    /// `IPV6_V6ONLY`).
+    pub fn listen_tcp_with<F: Factory>(
         &self,
         addr: SocketAddr,
         factory: F,
@@ -204,9 +214,16 @@ impl Reactor {
         Ok(ListeningPort { port: listener })
     }
 
-    /// Connects to `addr`; when connected, `factory` builds the protocol. The returned
-    /// [`Connector`] can stop the attempt, disconnect, or connect again.
-    pub fn connect_tcp<F: ClientFactory>(
+    /// Connects to `addr`, giving up after [`DEFAULT_CONNECT_TIMEOUT`]; when connected,
+    /// `factory` builds the protocol. The returned [`Connector`] can stop the attempt,
+    /// disconnect, or connect again. (To connect to a host name, use a `tcp:` client
+    /// endpoint: it resolves names off the reactor thread and tries every address.)
+    pub fn connect_tcp<F: ClientFactory>(&self, addr: SocketAddr, factory: F) -> Connector {
+        self.connect_tcp_with(addr, factory, &TcpConnectOptions::default())
+    }
+
+    /// [`connect_tcp`](Reactor::connect_tcp) with options (timeout, local address).
+    pub fn connect_tcp_with<F: ClientFactory>(
         &self,
         addr: SocketAddr,
         factory: F,

@@ -17,7 +17,7 @@ use crate::listen::{Acceptor, Listener, ListeningPort};
 use crate::protocol::{Address, Factory};
 use crate::reactor::Reactor;
 
-/// Options for [`Reactor::listen_unix`].
+/// Options for [`Reactor::listen_unix_with`].
 #[derive(Clone, Debug)]
 pub struct UnixListenOptions {
     /// Pending-connection queue length (default [`DEFAULT_BACKLOG`](crate::DEFAULT_BACKLOG)).
@@ -37,6 +37,22 @@ impl Default for UnixListenOptions {
             mode: 0o666,
             remove_on_stop: true,
             lock_file: None,
+        }
+    }
+}
+
+/// Options for [`Reactor::connect_unix_with`].
+#[derive(Clone, Debug)]
+pub struct UnixConnectOptions {
+    /// Give up after this long (default
+    /// [`DEFAULT_CONNECT_TIMEOUT`](crate::DEFAULT_CONNECT_TIMEOUT)); `None` waits for the OS.
+    pub timeout: Option<Duration>,
+}
+
+impl Default for UnixConnectOptions {
+    fn default() -> Self {
+        UnixConnectOptions {
+            timeout: Some(crate::DEFAULT_CONNECT_TIMEOUT),
         }
     }
 }
@@ -112,6 +128,16 @@ impl Reactor {
         &self,
         path: impl AsRef<Path>,
         factory: F,
+    ) -> Result<ListeningPort, Error> {
+        self.listen_unix_with(path, factory, &UnixListenOptions::default())
+    }
+
+    /// [`listen_unix`](Reactor::listen_unix) with options (backlog, mode, removal of the
+    /// path and a lock file on stop).
+    pub fn listen_unix_with<F: Factory>(
+        &self,
+        path: impl AsRef<Path>,
+        factory: F,
         options: &UnixListenOptions,
     ) -> Result<ListeningPort, Error> {
         let path = path.as_ref().to_path_buf();
@@ -163,17 +189,23 @@ impl Reactor {
         Ok(ListeningPort { port: listener })
     }
 
-    /// Connects to the Unix socket at `path`, giving up after `timeout` if one is given.
-    pub fn connect_unix<F: ClientFactory>(
+    /// Connects to the Unix socket at `path`, giving up after
+    /// [`DEFAULT_CONNECT_TIMEOUT`](crate::DEFAULT_CONNECT_TIMEOUT).
+    pub fn connect_unix<F: ClientFactory>(&self, path: impl AsRef<Path>, factory: F) -> Connector {
+        self.connect_unix_with(path, factory, &UnixConnectOptions::default())
+    }
+
+    /// [`connect_unix`](Reactor::connect_unix) with options (timeout).
+    pub fn connect_unix_with<F: ClientFactory>(
         &self,
         path: impl AsRef<Path>,
         factory: F,
-        timeout: Option<Duration>,
+        options: &UnixConnectOptions,
     ) -> Connector {
         let dial = UnixDial {
             path: path.as_ref().to_path_buf(),
         };
-        let connector = ConnectorImpl::new(&self.inner, dial, Rc::new(factory), timeout);
+        let connector = ConnectorImpl::new(&self.inner, dial, Rc::new(factory), options.timeout);
         let handle = Connector(connector);
         handle.connect();
         handle

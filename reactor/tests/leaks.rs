@@ -5,7 +5,7 @@ use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use torsion_reactor::{Reactor, TcpListenOptions, factory_fn, testing::Sink};
+use torsion_reactor::{Reactor, factory_fn, testing::Sink};
 
 const LONG: Duration = Duration::from_secs(30);
 
@@ -18,11 +18,7 @@ fn idle_and_resetting_peers_leave_no_slots_or_descriptors_behind() {
     let r = Reactor::current();
     r.set_handle_signals(false);
     let port = r
-        .listen_tcp(
-            "127.0.0.1:0".parse().unwrap(),
-            factory_fn(|_| Sink),
-            &TcpListenOptions::default(),
-        )
+        .listen_tcp("127.0.0.1:0".parse().unwrap(), factory_fn(|_| Sink))
         .unwrap();
     let addr: SocketAddr = port.local_addr().socket_addr().unwrap();
     r.iterate(Duration::ZERO).unwrap();

@@ -24,11 +24,7 @@ fn reactor() -> Reactor {
 
 fn listen<F: Factory>(r: &Reactor, factory: F) -> (ListeningPort, SocketAddr) {
     let port = r
-        .listen_tcp(
-            "127.0.0.1:0".parse().unwrap(),
-            factory,
-            &TcpListenOptions::default(),
-        )
+        .listen_tcp("127.0.0.1:0".parse().unwrap(), factory)
         .unwrap();
     let addr = port.local_addr().socket_addr().unwrap();
     (port, addr)
@@ -625,11 +621,7 @@ fn listening_on_a_port_in_use_names_the_address() {
     let r = reactor();
     let (_port, addr) = listen(&r, factory_fn(|_| torsion_reactor::testing::Sink));
     let err = r
-        .listen_tcp(
-            addr,
-            factory_fn(|_| torsion_reactor::testing::Sink),
-            &TcpListenOptions::default(),
-        )
+        .listen_tcp(addr, factory_fn(|_| torsion_reactor::testing::Sink))
         .unwrap_err();
     assert_eq!(
         err.to_string(),
@@ -680,7 +672,6 @@ fn connect_refused_is_reported_to_the_factory() {
             lost: Rc::default(),
             message: vec![],
         },
-        &TcpConnectOptions::default(),
     );
     r.run_until(LONG, || !failed.borrow().is_empty()).unwrap();
     assert_eq!(*failed.borrow(), ["refused"]);
@@ -721,7 +712,6 @@ fn a_thousand_clients_echo_correctly() {
                 lost: lost.clone(),
                 message: format!("client {i} says hello").into_bytes(),
             },
-            &TcpConnectOptions::default(),
         ));
     }
     let received = |log: &Log| -> Vec<u8> {
@@ -813,14 +803,14 @@ fn reconnecting_factory_retries_until_the_server_appears_and_resets_its_backoff(
             .with_max(Duration::from_millis(20))
             .with_jitter(0.0),
     ));
-    let _connector = r.connect_tcp(addr, factory.clone(), &TcpConnectOptions::default());
+    let _connector = r.connect_tcp(addr, factory.clone());
     r.run_until(LONG, || failed.borrow().len() >= 3).unwrap();
     assert!(factory.retries() >= 3);
     // Now the server appears: the next retry connects and the backoff resets.
     let accepted: Rc<RefCell<Vec<Transport>>> = Rc::default();
     let acc = accepted.clone();
     let port = r
-        .listen_tcp(
+        .listen_tcp_with(
             addr,
             factory_fn(move |_| {
                 let log: Log = Rc::default();
@@ -973,7 +963,7 @@ fn a_connect_that_hangs_times_out() {
         fillers.push(s);
     }
     let failed: Rc<RefCell<Vec<String>>> = Rc::default();
-    let _c = r.connect_tcp(
+    let _c = r.connect_tcp_with(
         addr,
         Client {
             log: Rc::default(),

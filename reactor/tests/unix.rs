@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use torsion_reactor::{
     Address, ClientFactory, ConnectionLost, Connector, Factory, ListeningPort, PeerCredentials,
-    Protocol, Reactor, Transport, UnixListenOptions, factory_fn,
+    Protocol, Reactor, Transport, UnixConnectOptions, UnixListenOptions, factory_fn,
 };
 
 const LONG: Duration = Duration::from_secs(30);
@@ -45,8 +45,7 @@ impl Drop for TempPath {
 }
 
 fn listen<F: Factory>(r: &Reactor, path: &Path, factory: F) -> ListeningPort {
-    r.listen_unix(path, factory, &UnixListenOptions::default())
-        .expect("listens")
+    r.listen_unix(path, factory).expect("listens")
 }
 
 struct Echo;
@@ -121,14 +120,16 @@ impl ClientFactory for ClientMaker {
 
 fn connect(r: &Reactor, path: &Path, message: &[u8], half_close: bool) -> (Connector, Seen) {
     let seen = Seen::default();
-    let connector = r.connect_unix(
+    let connector = r.connect_unix_with(
         path,
         ClientMaker {
             seen: seen.clone(),
             message: message.to_vec(),
             half_close,
         },
-        Some(LONG),
+        &UnixConnectOptions {
+            timeout: Some(LONG),
+        },
     );
     (connector, seen)
 }
@@ -232,7 +233,13 @@ fn a_peer_that_does_not_read_pauses_the_writer_and_resumes_it_when_it_reads() {
     let _port = listen(&r, &path.0, factory_fn(move |_| Some(Flood(f.clone()))));
     let got: Rc<RefCell<Vec<u8>>> = Rc::default();
     let client: Rc<RefCell<Option<Transport>>> = Rc::default();
-    let _connector = r.connect_unix(&path.0, FnSluggish(got.clone(), client.clone()), Some(LONG));
+    let _connector = r.connect_unix_with(
+        &path.0,
+        FnSluggish(got.clone(), client.clone()),
+        &UnixConnectOptions {
+            timeout: Some(LONG),
+        },
+    );
     r.run_until(LONG, || flow.paused.get() == 1).unwrap();
     assert_eq!(
         flow.resumed.get(),
@@ -294,7 +301,7 @@ fn the_mode_is_applied_and_the_path_is_removed_on_stop() {
         ..UnixListenOptions::default()
     };
     let port = r
-        .listen_unix(&path.0, factory_fn(|_| Echo), &options)
+        .listen_unix_with(&path.0, factory_fn(|_| Echo), &options)
         .unwrap();
     let mode = std::fs::metadata(&path.0).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
@@ -310,9 +317,7 @@ fn listening_on_an_existing_path_fails_and_names_it() {
     let r = reactor();
     let path = TempPath::new("taken");
     std::fs::write(&path.0, "not a socket").unwrap();
-    let err = r
-        .listen_unix(&path.0, factory_fn(|_| Echo), &UnixListenOptions::default())
-        .unwrap_err();
+    let err = r.listen_unix(&path.0, factory_fn(|_| Echo)).unwrap_err();
     let message = err.to_string();
     assert!(
         message.contains(&path.0.display().to_string()) && message.contains("in use"),
