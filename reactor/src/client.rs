@@ -36,6 +36,12 @@ pub trait ClientFactory: Factory {
         let _ = (connector, reason);
     }
 
+    /// The connection is established and its protocol's `connection_made` has run
+    /// (called from the loop right after it): `transport` is the new connection's.
+    fn client_connection_made(&self, connector: &Connector, transport: &Transport) {
+        let _ = (connector, transport);
+    }
+
     /// An established connection ended.
     fn client_connection_lost(&self, connector: &Connector, reason: &ConnectionLost) {
         let _ = (connector, reason);
@@ -48,6 +54,9 @@ impl<F: ClientFactory> ClientFactory for Rc<F> {
     }
     fn client_connection_failed(&self, connector: &Connector, reason: &ConnectionLost) {
         (**self).client_connection_failed(connector, reason)
+    }
+    fn client_connection_made(&self, connector: &Connector, transport: &Transport) {
+        (**self).client_connection_made(connector, transport)
     }
     fn client_connection_lost(&self, connector: &Connector, reason: &ConnectionLost) {
         (**self).client_connection_lost(connector, reason)
@@ -65,6 +74,7 @@ trait ErasedClientFactory {
     fn id(&self) -> usize;
     fn started(&self, connector: &Connector);
     fn failed(&self, connector: &Connector, reason: &ConnectionLost);
+    fn made(&self, connector: &Connector, transport: &Transport);
     fn lost(&self, connector: &Connector, reason: &ConnectionLost);
 }
 
@@ -87,6 +97,9 @@ impl<F: ClientFactory> ErasedClientFactory for F {
     }
     fn failed(&self, connector: &Connector, reason: &ConnectionLost) {
         self.client_connection_failed(connector, reason)
+    }
+    fn made(&self, connector: &Connector, transport: &Transport) {
+        self.client_connection_made(connector, transport)
     }
     fn lost(&self, connector: &Connector, reason: &ConnectionLost) {
         self.client_connection_lost(connector, reason)
@@ -123,6 +136,9 @@ impl ClientFactory for BoxedClientFactory {
     fn client_connection_failed(&self, connector: &Connector, reason: &ConnectionLost) {
         self.0.failed(connector, reason)
     }
+    fn client_connection_made(&self, connector: &Connector, transport: &Transport) {
+        self.0.made(connector, transport)
+    }
     fn client_connection_lost(&self, connector: &Connector, reason: &ConnectionLost) {
         self.0.lost(connector, reason)
     }
@@ -149,12 +165,22 @@ pub(crate) trait Dial: 'static {
     fn local_of(&self, stream: &Self::Stream) -> Address;
 }
 
-pub(crate) trait ConnectorOps {
+/// What a [`Connector`] does; implemented by the reactor's TCP and Unix connectors, and by
+/// anything else that makes one outgoing connection at a time and can make it again (the
+/// endpoints crate's name-resolving, Happy-Eyeballs connector). Applications use
+/// [`Connector`].
+pub trait ConnectorBackend {
+    /// See [`Connector::connect`].
     fn connect(&self);
+    /// See [`Connector::stop_connecting`].
     fn stop_connecting(&self);
+    /// See [`Connector::disconnect`].
     fn disconnect(&self);
+    /// See [`Connector::state`].
     fn state(&self) -> ConnectorState;
+    /// See [`Connector::destination`].
     fn destination(&self) -> Address;
+    /// See [`Connector::transport`].
     fn transport(&self) -> Option<Transport>;
 }
 
@@ -162,9 +188,14 @@ pub(crate) trait ConnectorOps {
 /// `connect_tcp`/`connect_unix` return and what client factories are handed (a
 /// reconnecting policy calls [`connect`](Connector::connect) after a delay).
 #[derive(Clone)]
-pub struct Connector(pub(crate) Rc<dyn ConnectorOps>);
+pub struct Connector(pub(crate) Rc<dyn ConnectorBackend>);
 
 impl Connector {
+    /// Wraps a backend.
+    pub fn new(backend: Rc<dyn ConnectorBackend>) -> Connector {
+        Connector(backend)
+    }
+
     /// Starts a new attempt if disconnected; does nothing otherwise.
     pub fn connect(&self) {
         self.0.connect()
@@ -241,7 +272,7 @@ impl<D: Dial, F: ClientFactory> ConnectorImpl<D, F> {
     fn handle(&self) -> Option<Connector> {
         self.me
             .upgrade()
-            .map(|me| Connector(me as Rc<dyn ConnectorOps>))
+            .map(|me| Connector(me as Rc<dyn ConnectorBackend>))
     }
 
     /// Tells the factory the attempt failed (always from the loop, never from the caller's
@@ -298,7 +329,14 @@ impl<D: Dial, F: ClientFactory> ConnectorImpl<D, F> {
         ) {
             Ok(conn) => {
                 let transport = Transport::new(conn as Rc<dyn crate::transport::TransportBackend>);
-                *self.transport.borrow_mut() = Some(transport);
+                *self.transport.borrow_mut() = Some(transport.clone());
+                if let Some(connector) = self.handle() {
+                    if let Err(msg) =
+                        guard(|| self.factory.client_connection_made(&connector, &transport))
+                    {
+                        log::error!("client_connection_made panicked: {msg}");
+                    }
+                }
             }
             Err(err) => {
                 log::error!("{err}");
@@ -309,7 +347,7 @@ impl<D: Dial, F: ClientFactory> ConnectorImpl<D, F> {
     }
 }
 
-impl<D: Dial, F: ClientFactory> ConnectorOps for ConnectorImpl<D, F> {
+impl<D: Dial, F: ClientFactory> ConnectorBackend for ConnectorImpl<D, F> {
     fn connect(&self) {
         if self.state.get() != ConnectorState::Disconnected {
             return;

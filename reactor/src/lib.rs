@@ -51,7 +51,8 @@ mod unix;
 pub mod testing;
 
 pub use client::{
-    BoxedClientFactory, ClientFactory, Connector, ConnectorState, DEFAULT_CONNECT_TIMEOUT,
+    BoxedClientFactory, ClientFactory, Connector, ConnectorBackend, ConnectorState,
+    DEFAULT_CONNECT_TIMEOUT,
 };
 pub use clock::Clock;
 pub use cooperate::{CooperativeTask, Cooperator, DEFAULT_TIME_SLICE, TaskState, cooperate};

@@ -231,6 +231,10 @@ impl<F: ClientFactory> ClientFactory for Reconnecting<F> {
         self.retry_later(connector);
     }
 
+    fn client_connection_made(&self, connector: &Connector, transport: &crate::Transport) {
+        self.factory.client_connection_made(connector, transport)
+    }
+
     fn client_connection_lost(&self, connector: &Connector, reason: &ConnectionLost) {
         self.factory.client_connection_lost(connector, reason);
         self.retry_later(connector);
