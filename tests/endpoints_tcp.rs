@@ -19,7 +19,8 @@ use torsion::endpoints::{
     server_from_string,
 };
 use torsion::reactor::{
-    Address, Deferred, Error, ErrorKind, Factory, ListeningPort, Reactor, Transport, factory_fn,
+    Address, Deferred, Error, ErrorKind, Factory, ListeningPort, Reactor, SharedFactory, Transport,
+    factory_fn,
 };
 
 const LONG: Duration = Duration::from_secs(30);
@@ -169,7 +170,7 @@ fn happy_eyeballs_falls_back_from_a_refused_address_and_starts_the_factory_once(
     let (_port, addr) = echo_server(&r, "tcp:0:interface=127.0.0.1");
     let refused4: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let v6: SocketAddr = format!("[::1]:{}", addr.port()).parse().unwrap();
-    let factory = Rc::new(Counting::default());
+    let factory = SharedFactory::new(Counting::default());
     let t0 = Instant::now();
     let connecting = happy_eyeballs::connect_tcp(
         &r,
@@ -193,7 +194,7 @@ fn happy_eyeballs_falls_back_from_a_refused_address_and_starts_the_factory_once(
     r.run_until(LONG, || factory.stopped.get() == 1).unwrap();
     assert_eq!(factory.started.get(), 1);
     // Nothing of the race is left: no timer, no socket, no reference to the factory.
-    r.run_until(LONG, || Rc::strong_count(&factory) == 1)
+    r.run_until(LONG, || SharedFactory::handle_count(&factory) == 1)
         .unwrap();
     assert_eq!(r.pending_timers(), 0);
     assert_eq!(r.registered_sources(), 1, "only the listener");

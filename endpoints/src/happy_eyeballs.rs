@@ -777,10 +777,6 @@ impl Factory for AttemptFactory {
     fn stop_factory(&self) {
         self.user.stop_factory()
     }
-
-    fn factory_id(&self) -> usize {
-        self.user.factory_id()
-    }
 }
 
 impl ClientFactory for AttemptFactory {

@@ -23,6 +23,12 @@ pub enum ErrorKind {
     ConnectionClosed,
     /// The reactor this handle belongs to no longer exists (its thread ended).
     ReactorGone,
+    /// The reactor was closed ([`Reactor::close`](crate::Reactor::close)).
+    ReactorClosed,
+    /// The object is in use by a callback of its own right now.
+    Busy,
+    /// This kind of object cannot do that (a test double without a descriptor).
+    Unsupported,
     /// A descriptor is already watched for this direction.
     AlreadyWatched,
     /// The operation timed out.

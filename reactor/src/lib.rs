@@ -20,58 +20,59 @@
 //! reactor.call_later(Duration::from_millis(5), || Reactor::current().stop().unwrap());
 //! reactor.run().unwrap();
 //! ```
+//!
+//! # Where things are
+//!
+//! | module | holds |
+//! |---|---|
+//! | `event_loop` | the [`Reactor`], its run queues and the phases of one iteration (listed in [`Reactor`]'s module docs), [`Remote`], signals, startup/shutdown triggers |
+//! | `io` | registration of descriptors with the poller (one owned `Registration` type for every source), the OS backends (epoll, `polling`), `add_reader`/`add_writer` |
+//! | `time` | [`Scheduler`], timers and [`DelayedCall`], [`Clock`], [`sleep`], [`timeout`] |
+//! | `net` | [`Protocol`], [`Factory`], [`Transport`], connections (a state machine per connection), listening ports, connectors, TCP and Unix sockets, reconnecting clients |
+//! | `defer` | [`Deferred`], tasks, [`LoopingCall`], [`cooperate`], the thread pool |
+//! | [`testing`] | test doubles: `StringTransport`, `Loopback`, and the test-support helpers |
+//!
+//! Where a byte goes from the socket to `data_received`: `io/poller` reports the socket
+//! readable → `event_loop/phases.rs` (`wait_and_dispatch_io`) hands the event to the
+//! connection's registration → `net/conn/mod.rs` (`Conn::on_readable`) reads into the
+//! reactor's shared buffer and calls the protocol.
 #![deny(missing_docs)]
 
-mod callback;
-mod client;
-mod clock;
-mod conn;
-mod cooperate;
-mod deferred;
+mod defer;
 mod error;
-mod fd;
-mod listen;
-mod looping;
-mod poll;
-mod poller;
-mod protocol;
-mod reactor;
-mod reconnect;
-mod remote;
-mod signals;
-mod stream;
-mod sys;
-mod task;
-mod tcp;
-mod threads;
-mod timer;
-mod transport;
-mod unix;
+mod event_loop;
+mod io;
+mod keyed;
+mod net;
+mod time;
 
 pub mod testing;
 
-pub use client::{
+pub use defer::cooperate::{CooperativeTask, Cooperator, DEFAULT_TIME_SLICE, TaskState, cooperate};
+pub use defer::deferred::combinators::{first, gather, race, settle};
+pub use defer::deferred::{DRAIN_BUDGET, Deferred, DeferredError, Resolver, defer_later};
+pub use defer::looping::LoopingCall;
+pub use defer::threads::DEFAULT_THREAD_POOL_SIZE;
+pub use error::{Error, ErrorKind, Result};
+pub use event_loop::{
+    Caught, CaughtKind, DEFAULT_SHUTDOWN_GRACE, Phase, Reactor, Remote, SystemEvent, TriggerId,
+};
+pub use net::client::{
     BoxedClientFactory, ClientFactory, Connector, ConnectorBackend, ConnectorState,
     DEFAULT_CONNECT_TIMEOUT,
 };
-pub use clock::Clock;
-pub use cooperate::{CooperativeTask, Cooperator, DEFAULT_TIME_SLICE, TaskState, cooperate};
-pub use deferred::combinators::{first, gather, race, settle};
-pub use deferred::{DRAIN_BUDGET, Deferred, DeferredError, Resolver, defer_later};
-pub use error::{Error, ErrorKind, Result};
-pub use listen::ListeningPort;
-pub use looping::LoopingCall;
-pub use protocol::{
-    Address, BoxedFactory, ConnectionLost, Factory, FnFactory, MaybeProtocol, Protocol, factory_fn,
+pub use net::factory::{
+    BoxedFactory, Factory, FnFactory, MaybeProtocol, SharedFactory, factory_fn,
 };
-pub use reactor::{DEFAULT_SHUTDOWN_GRACE, Phase, Reactor, SystemEvent, TriggerId};
-pub use reconnect::{Backoff, Reconnecting};
-pub use remote::Remote;
-pub use task::{Sleep, Timeout, sleep, sleep_on, timeout, timeout_on};
-pub use tcp::{DEFAULT_BACKLOG, TcpConnectOptions, TcpListenOptions};
-pub use threads::DEFAULT_THREAD_POOL_SIZE;
-pub use timer::{DelayedCall, Scheduler, SchedulerExt, delay_from_secs};
-pub use transport::{
+pub use net::listen::ListeningPort;
+pub use net::protocol::{Address, ConnectionLost, Protocol};
+pub use net::reconnect::{Backoff, Reconnecting};
+pub use net::tcp::{DEFAULT_BACKLOG, TcpConnectOptions, TcpListenOptions};
+pub use net::transport::{
     DEFAULT_HIGH_WATER, DEFAULT_LOW_WATER, PeerCredentials, Transport, TransportBackend,
 };
-pub use unix::{UnixConnectOptions, UnixListenOptions};
+pub use net::unix::{UnixConnectOptions, UnixListenOptions};
+pub use time::{
+    Clock, DelayedCall, Scheduler, SchedulerExt, Sleep, Timeout, delay_from_secs, sleep, sleep_on,
+    timeout, timeout_on,
+};

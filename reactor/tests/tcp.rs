@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use torsion_reactor::{
     Address, ClientFactory, ConnectionLost, Connector, ErrorKind, Factory, ListeningPort, Protocol,
-    Reactor, TcpConnectOptions, TcpListenOptions, Transport, factory_fn,
+    Reactor, SharedFactory, TcpConnectOptions, TcpListenOptions, Transport, factory_fn,
 };
 
 const LONG: Duration = Duration::from_secs(30);
@@ -595,7 +595,7 @@ fn factory_can_refuse_and_start_stop_are_called_once() {
         }
     }
     let r = reactor();
-    let f = Rc::new(Picky {
+    let f = SharedFactory::new(Picky {
         starts: Cell::new(0),
         stops: Cell::new(0),
         built: Cell::new(0),
@@ -791,7 +791,7 @@ fn reconnecting_factory_retries_until_the_server_appears_and_resets_its_backoff(
     let failed: Rc<RefCell<Vec<String>>> = Rc::default();
     let log: Log = Rc::default();
     let lost = Rc::new(Cell::new(0));
-    let factory = Rc::new(Reconnecting::new(
+    let factory = SharedFactory::new(Reconnecting::new(
         Client {
             log: log.clone(),
             failed: failed.clone(),

@@ -1,0 +1,150 @@
+//! The part of a reactor other threads can reach: [`Remote`] (calls from other threads)
+//! and the queue of woken tasks (a task's waker may be called from any thread).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::error::{Error, ErrorKind};
+use crate::io::poller::Poller;
+use crate::keyed::Key;
+
+type RemoteJob = Box<dyn FnOnce() + Send>;
+
+struct Queue {
+    jobs: Vec<RemoteJob>,
+    /// False once the reactor is gone: later calls are refused, not silently dropped.
+    open: bool,
+}
+
+pub(crate) struct RemoteShared {
+    queue: Mutex<Queue>,
+    pending: AtomicBool,
+    /// Tasks woken since the last task phase (keys into the reactor's task table).
+    woken: Mutex<Vec<Key>>,
+    woken_pending: AtomicBool,
+    poller: Arc<Poller>,
+}
+
+impl RemoteShared {
+    pub(crate) fn new(poller: Arc<Poller>) -> Arc<RemoteShared> {
+        Arc::new(RemoteShared {
+            queue: Mutex::new(Queue {
+                jobs: Vec::new(),
+                open: true,
+            }),
+            pending: AtomicBool::new(false),
+            woken: Mutex::new(Vec::new()),
+            woken_pending: AtomicBool::new(false),
+            poller,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        // A panic while holding this lock cannot leave the queue inconsistent (push/take only).
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether anything is queued (cheap; no lock).
+    pub(crate) fn has_pending(&self) -> bool {
+        self.pending.load(Ordering::Acquire)
+    }
+
+    /// Takes everything queued so far.
+    pub(crate) fn take(&self, into: &mut Vec<RemoteJob>) {
+        if !self.pending.swap(false, Ordering::AcqRel) {
+            return;
+        }
+        let mut q = self.lock();
+        into.append(&mut q.jobs);
+    }
+
+    /// Refuses further calls and drops what was queued (the reactor is closed or dropped).
+    pub(crate) fn close(&self) {
+        let jobs = {
+            let mut q = self.lock();
+            q.open = false;
+            std::mem::take(&mut q.jobs)
+        };
+        drop(jobs);
+    }
+
+    /// Queues a woken task; from another thread, also wakes the poller.
+    pub(crate) fn wake_task(&self, key: Key, from_other_thread: bool) {
+        // A poisoned lock still holds a consistent list (push/take only).
+        self.woken
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(key);
+        self.woken_pending.store(true, Ordering::Release);
+        if from_other_thread {
+            self.wake();
+        }
+    }
+
+    /// Whether a task was woken since the last [`take_woken`](RemoteShared::take_woken).
+    pub(crate) fn has_woken(&self) -> bool {
+        self.woken_pending.load(Ordering::Acquire)
+    }
+
+    /// Takes the tasks woken so far.
+    pub(crate) fn take_woken(&self, into: &mut Vec<Key>) {
+        if !self.woken_pending.swap(false, Ordering::AcqRel) {
+            return;
+        }
+        let mut woken = self.woken.lock().unwrap_or_else(|p| p.into_inner());
+        std::mem::swap(&mut *woken, into);
+    }
+
+    pub(crate) fn wake(&self) {
+        if let Err(err) = self.poller.notify() {
+            log::warn!("cannot wake the reactor: {err}");
+        }
+    }
+}
+
+/// A `Send + Sync + Clone` handle that runs closures on the reactor's thread.
+///
+/// Everything queued is run, in order, at the start of a reactor iteration; if the reactor is
+/// waiting for I/O it is woken. Calls made before `run()` or while the reactor is stopped stay
+/// queued until it runs again. Only once the reactor itself is dropped (its thread ended) are
+/// calls refused, with [`ErrorKind::ReactorGone`].
+///
+/// ```
+/// use torsion_reactor::Reactor;
+///
+/// let reactor = Reactor::current();
+/// let remote = reactor.remote();
+/// std::thread::spawn(move || {
+///     remote.call_from_thread(|| Reactor::current().stop().unwrap()).unwrap();
+/// });
+/// reactor.run().unwrap(); // returns once the other thread's call has run
+/// ```
+#[derive(Clone)]
+pub struct Remote {
+    pub(crate) shared: Arc<RemoteShared>,
+}
+
+impl Remote {
+    /// Queues `f` to run on the reactor's thread and wakes the reactor.
+    pub fn call_from_thread<F: FnOnce() + Send + 'static>(&self, f: F) -> Result<(), Error> {
+        {
+            let mut q = self.shared.lock();
+            if !q.open {
+                return Err(Error::new(
+                    ErrorKind::ReactorGone,
+                    "call_from_thread: the reactor's thread has ended; the call was not queued",
+                ));
+            }
+            q.jobs.push(Box::new(f));
+        }
+        self.shared.pending.store(true, Ordering::Release);
+        self.shared.wake();
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for Remote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Remote")
+    }
+}

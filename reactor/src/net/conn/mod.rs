@@ -1,0 +1,696 @@
+//! One stream connection (TCP or Unix): its socket, its write queue, its state machine
+//! and its protocol.
+//!
+//! Where a byte goes: the poller reports the socket readable → the loop calls
+//! [`Source::ready`] on the connection → [`Conn::on_readable`] reads into the reactor's
+//! shared buffer → the protocol's `data_received` gets a slice of it.
+//!
+//! Writes made while user code runs are gathered in the write queue and sent with one
+//! (vectored) `send`: a connection's own writes when its callback returns, writes from
+//! elsewhere (a timer, another connection's callback) in the loop's gathered-writes phase,
+//! before it waits. Outside the loop, and for large writes, bytes go to the socket at once.
+//! What the socket does not take waits for writability (write interest is on only then).
+
+mod queue;
+mod state;
+
+use std::cell::{Cell, RefCell};
+use std::io::{self, IoSlice};
+use std::os::fd::BorrowedFd;
+use std::panic::Location;
+use std::rc::{Rc, Weak};
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::protocol::{Address, ConnectionLost, Protocol};
+use super::stream::Stream;
+use super::transport::{
+    DEFAULT_HIGH_WATER, DEFAULT_LOW_WATER, PeerCredentials, Transport, TransportBackend,
+};
+use crate::error::{Error, ErrorKind};
+use crate::event_loop::Inner;
+use crate::event_loop::callback::{self, Job};
+use crate::event_loop::queues::Flush;
+use crate::io::{Readiness, Registration, Sharing, Source, Wind};
+use queue::{COPY_MAX, MAX_IOVECS, WriteQueue};
+use state::{Actions, ConnState};
+
+/// Reads per readiness event while each read fills the whole buffer: enough to stream
+/// quickly, bounded so one fast peer cannot starve the others.
+const READS_PER_EVENT: usize = 4;
+
+pub(crate) type LostHook = Box<dyn FnOnce(&ConnectionLost)>;
+
+/// What changes together, behind one borrow per entry point.
+struct Core {
+    state: ConnState,
+    queue: WriteQueue,
+    /// The last send was short or would block: wait for writability, do not try again.
+    blocked: bool,
+    /// Bytes were gathered during this connection's own callback: flush when it returns.
+    flush_due: bool,
+    /// On the reactor's list of connections to flush before it waits.
+    listed: bool,
+}
+
+pub(crate) struct Conn<S: Stream> {
+    me: Weak<Conn<S>>,
+    reactor: Weak<Inner>,
+    /// The socket; `None` once closed.
+    io: RefCell<Option<Registration<S>>>,
+    core: RefCell<Core>,
+    /// Out of its slot while one of its callbacks runs; gone once `connection_lost` ran.
+    protocol: Cell<Option<Box<dyn Protocol>>>,
+    /// Set by `set_protocol` during a callback: takes over when the callback returns.
+    replacement: Cell<Option<Box<dyn Protocol>>>,
+    in_callback: Cell<bool>,
+    peer: Address,
+    local: Address,
+    /// Run after `connection_lost` (a client connector's `client_connection_lost`).
+    on_lost: Cell<Option<LostHook>>,
+}
+
+fn closed_error() -> Error {
+    Error::new(
+        ErrorKind::ConnectionClosed,
+        "cannot write: the connection is closed or closing",
+    )
+}
+
+impl Actions {
+    /// Both sets of actions (the first close wins).
+    fn and(mut self, other: Actions) -> Actions {
+        self.close = self.close.or(other.close);
+        self.shutdown_write |= other.shutdown_write;
+        self.notify_flow |= other.notify_flow;
+        self.notify_resumed |= other.notify_resumed;
+        self
+    }
+}
+
+impl<S: Stream> Conn<S> {
+    /// Registers `io` with the reactor and calls the protocol's `connection_made`.
+    pub(crate) fn start(
+        inner: &Rc<Inner>,
+        io: S,
+        protocol: Box<dyn Protocol>,
+        peer: Address,
+        local: Address,
+        on_lost: Option<LostHook>,
+    ) -> Result<Rc<Conn<S>>, Error> {
+        let conn = Rc::new_cyclic(|me| Conn {
+            me: me.clone(),
+            reactor: Rc::downgrade(inner),
+            io: RefCell::new(None),
+            core: RefCell::new(Core {
+                state: ConnState::new(DEFAULT_HIGH_WATER, DEFAULT_LOW_WATER),
+                queue: WriteQueue::default(),
+                blocked: false,
+                flush_due: false,
+                listed: false,
+            }),
+            protocol: Cell::new(Some(protocol)),
+            replacement: Cell::new(None),
+            in_callback: Cell::new(false),
+            peer,
+            local,
+            on_lost: Cell::new(on_lost),
+        });
+        let interest = conn.core.borrow().state.interest(false);
+        let registration = Registration::new(inner, io, interest, conn.clone(), Sharing::Exclusive)
+            .map_err(|(e, _)| {
+                Error::io(format!("cannot watch the connection from {}", conn.peer), e)
+            })?;
+        *conn.io.borrow_mut() = Some(registration);
+        inner.connections.set(inner.connections.get() + 1);
+        conn.call("connection_made", |p, t| p.connection_made(t));
+        Ok(conn)
+    }
+
+    fn transport(self: &Rc<Self>) -> Transport {
+        Transport::new(Rc::clone(self) as Rc<dyn TransportBackend>)
+    }
+
+    #[track_caller]
+    fn soon(&self, f: impl FnOnce() + 'static) {
+        if let Some(inner) = self.reactor.upgrade() {
+            inner.call_soon_job(Job {
+                f: Box::new(f),
+                origin: Location::caller(),
+            });
+        }
+    }
+
+    /// Calls into the protocol with it taken out of its slot; its own writes are sent when
+    /// it returns; a panic aborts the connection.
+    fn call<R>(
+        self: &Rc<Self>,
+        what: &str,
+        f: impl FnOnce(&mut dyn Protocol, &Transport) -> R,
+    ) -> Option<R> {
+        let mut protocol = self.protocol.take()?;
+        let transport = self.transport();
+        self.in_callback.set(true);
+        let result = callback::guard(|| f(&mut *protocol, &transport));
+        self.in_callback.set(false);
+        match self.replacement.take() {
+            Some(new) => {
+                self.protocol.set(Some(new));
+                drop(protocol);
+            }
+            None => self.protocol.set(Some(protocol)),
+        }
+        if self.core.borrow().flush_due {
+            self.flush();
+        }
+        match result {
+            Ok(r) => Some(r),
+            Err(msg) => {
+                callback::report_panic(
+                    &format!(
+                        "the protocol's {what} on the connection from {} to {} \
+                         (the connection is aborted)",
+                        self.peer, self.local
+                    ),
+                    None,
+                    msg.clone(),
+                );
+                let actions = self
+                    .core
+                    .borrow_mut()
+                    .state
+                    .close(ConnectionLost::Panicked(msg));
+                self.apply(actions);
+                None
+            }
+        }
+    }
+
+    /// Carries out what a transition asked for.
+    fn apply(self: &Rc<Self>, actions: Actions) {
+        if actions.shutdown_write {
+            let result = match &*self.io.borrow() {
+                Some(io) => io.get().shutdown_write(),
+                None => Ok(()),
+            };
+            if let Err(e) = result {
+                if e.kind() != io::ErrorKind::NotConnected {
+                    let failed = self.core.borrow_mut().state.fail(e);
+                    return self.apply(failed);
+                }
+            }
+        }
+        if let Some(reason) = actions.close {
+            return self.finish_close(reason);
+        }
+        if actions.notify_flow {
+            let me = Rc::clone(self);
+            self.soon(move || me.deliver_flow());
+        }
+        if actions.notify_resumed {
+            let me = Rc::clone(self);
+            self.soon(move || {
+                if !me.core.borrow().state.is_closed() {
+                    me.call("reading_resumed", |p, t| p.reading_resumed(t));
+                }
+            });
+        }
+        self.update_interest();
+    }
+
+    fn update_interest(&self) {
+        let interest = {
+            let core = self.core.borrow();
+            core.state.interest(core.blocked && !core.queue.is_empty())
+        };
+        if let Some(io) = &*self.io.borrow() {
+            io.set_interest(interest);
+        }
+    }
+
+    /// Closes the socket now (deregistering it) and schedules `connection_lost`.
+    fn finish_close(self: &Rc<Self>, reason: ConnectionLost) {
+        self.core.borrow_mut().queue.clear();
+        let io = self.io.borrow_mut().take();
+        drop(io);
+        if let Some(inner) = self.reactor.upgrade() {
+            inner
+                .connections
+                .set(inner.connections.get().saturating_sub(1));
+        }
+        let me = Rc::clone(self);
+        self.soon(move || me.deliver_lost(reason));
+    }
+
+    fn deliver_lost(self: Rc<Self>, reason: ConnectionLost) {
+        let Some(mut protocol) = self.protocol.take() else {
+            return; // delivered already
+        };
+        callback::contain(
+            &format!(
+                "the protocol's connection_lost on the connection from {}",
+                self.peer
+            ),
+            None,
+            || protocol.connection_lost(&reason),
+        );
+        drop(protocol);
+        if let Some(hook) = self.on_lost.take() {
+            callback::contain("client_connection_lost", None, || hook(&reason));
+        }
+    }
+
+    fn on_readable(self: &Rc<Self>, inner: &Rc<Inner>) {
+        // No loop runs inside a callback, so the shared buffer is never in use here.
+        let mut buf = inner.read_buf.borrow_mut();
+        for _ in 0..READS_PER_EVENT {
+            if !self.core.borrow().state.is_reading() {
+                break;
+            }
+            let result = match &*self.io.borrow() {
+                Some(io) => io.get().read(&mut buf),
+                None => break,
+            };
+            match result {
+                Ok(0) => {
+                    self.on_eof();
+                    break;
+                }
+                Ok(n) => {
+                    self.call("data_received", |p, t| p.data_received(t, &buf[..n]));
+                    if n < buf.len() {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    let failed = self.core.borrow_mut().state.fail(e);
+                    self.apply(failed);
+                    break;
+                }
+            }
+        }
+    }
+
+    fn on_eof(self: &Rc<Self>) {
+        let ask = self.core.borrow_mut().state.read_eof();
+        self.update_interest();
+        if !ask {
+            return;
+        }
+        let keep_open = self
+            .call("eof_received", |p, t| p.eof_received(t))
+            .unwrap_or(false);
+        let actions = {
+            let mut core = self.core.borrow_mut();
+            let queued = !core.queue.is_empty();
+            core.state.eof_answered(keep_open, queued)
+        };
+        self.apply(actions);
+    }
+
+    /// Sends what is queued, then `extra` (parts of a write not yet queued), in as few
+    /// `writev`s as the socket takes; returns how many bytes of `extra` went out.
+    fn send(core: &mut Core, io: &S, extra: &[&[u8]]) -> io::Result<usize> {
+        let extra_total: usize = extra.iter().map(|p| p.len()).sum();
+        let mut extra_sent = 0;
+        loop {
+            let mut slices: Vec<IoSlice<'_>> = Vec::new();
+            core.queue.slices(&mut slices);
+            let from_queue: usize = slices.iter().map(|s| s.len()).sum();
+            let mut skip = extra_sent;
+            for part in extra {
+                if slices.len() >= MAX_IOVECS {
+                    break;
+                }
+                if skip >= part.len() {
+                    skip -= part.len();
+                    continue;
+                }
+                slices.push(IoSlice::new(&part[skip..]));
+                skip = 0;
+            }
+            if slices.is_empty() {
+                return Ok(extra_sent);
+            }
+            let want: usize = slices.iter().map(|s| s.len()).sum();
+            let result = io.write_vectored(&slices);
+            drop(slices);
+            match result {
+                Ok(n) => {
+                    core.queue.consume(n.min(from_queue));
+                    extra_sent += n.saturating_sub(from_queue);
+                    if n < want {
+                        // The socket buffer is full: trying again now would only cost a
+                        // system call that returns EAGAIN.
+                        core.blocked = true;
+                        return Ok(extra_sent);
+                    }
+                    if core.queue.is_empty() && extra_sent == extra_total {
+                        return Ok(extra_sent);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    core.blocked = true;
+                    return Ok(extra_sent);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Sends what is queued (gathered writes, or the rest once the socket is writable).
+    fn flush(self: &Rc<Self>) {
+        let actions = {
+            let mut core = self.core.borrow_mut();
+            core.flush_due = false;
+            if core.state.is_closed() || core.queue.is_empty() {
+                return;
+            }
+            let io = self.io.borrow();
+            let Some(io) = io.as_ref() else { return };
+            core.blocked = false;
+            match Self::send(&mut core, io.get(), &[]) {
+                Ok(_) => {
+                    let queued = core.queue.len();
+                    let actions = core.state.queue_changed(queued);
+                    if queued == 0 {
+                        actions.and(core.state.drained())
+                    } else {
+                        actions
+                    }
+                }
+                Err(e) => core.state.fail(e),
+            }
+        };
+        self.apply(actions);
+    }
+
+    fn write_parts(self: &Rc<Self>, parts: &[&[u8]], owned: Option<Bytes>) -> Result<(), Error> {
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        let mut core = self.core.borrow_mut();
+        if !core.state.accepts_writes() {
+            return Err(closed_error());
+        }
+        if total == 0 {
+            return Ok(());
+        }
+        let own_callback = self.in_callback.get();
+        let gathering = own_callback || self.reactor.upgrade().is_some_and(|r| r.is_dispatching());
+        let small = core.queue.len() + total <= COPY_MAX;
+        if core.blocked || (gathering && small) {
+            match owned {
+                Some(bytes) => core.queue.push_bytes(bytes),
+                None => parts.iter().for_each(|p| core.queue.push_slice(p)),
+            }
+            let mut schedule_flush = false;
+            if !core.blocked {
+                if own_callback {
+                    core.flush_due = true;
+                } else if !core.listed {
+                    core.listed = true;
+                    schedule_flush = true;
+                }
+            }
+            let queued = core.queue.len();
+            let actions = core.state.queue_changed(queued);
+            drop(core);
+            if schedule_flush {
+                if let (Some(inner), Some(me)) = (self.reactor.upgrade(), self.me.upgrade()) {
+                    inner.queues.push_flush(me);
+                }
+            }
+            self.apply(actions);
+            return Ok(());
+        }
+        // Outside the loop, or a large write: to the socket now, after what is queued.
+        let registration = self.io.borrow();
+        let Some(io) = registration.as_ref() else {
+            return Err(closed_error());
+        };
+        let actions = match Self::send(&mut core, io.get(), parts) {
+            Ok(sent) if sent == total => {
+                let queued = core.queue.len();
+                core.state.queue_changed(queued)
+            }
+            Ok(sent) => {
+                match owned {
+                    Some(bytes) => core.queue.push_bytes(bytes.slice(sent..)),
+                    None => unsent(parts, sent).for_each(|p| core.queue.push_slice(p)),
+                }
+                let queued = core.queue.len();
+                core.state.queue_changed(queued)
+            }
+            Err(e) => core.state.fail(e),
+        };
+        drop(registration);
+        drop(core);
+        self.apply(actions);
+        Ok(())
+    }
+}
+
+/// What is left of `parts` once the first `sent` bytes have gone out.
+fn unsent<'a>(parts: &'a [&'a [u8]], sent: usize) -> impl Iterator<Item = &'a [u8]> + 'a {
+    let mut skip = sent;
+    parts.iter().filter_map(move |p| {
+        if skip >= p.len() {
+            skip -= p.len();
+            None
+        } else {
+            let rest = &p[skip..];
+            skip = 0;
+            Some(rest)
+        }
+    })
+}
+
+impl<S: Stream> Conn<S> {
+    /// Tells the protocol `pause_writing` and/or `resume_writing` (see the state machine).
+    fn deliver_flow(self: Rc<Self>) {
+        let notice = self.core.borrow_mut().state.take_flow_notice();
+        if notice.pause {
+            self.call("pause_writing", |p, t| p.pause_writing(t));
+        }
+        if notice.resume {
+            self.call("resume_writing", |p, t| p.resume_writing(t));
+        }
+    }
+}
+
+impl<S: Stream> Source for Conn<S> {
+    fn ready(self: Rc<Self>, inner: &Rc<Inner>, readiness: Readiness) {
+        if readiness.writable {
+            self.flush();
+        }
+        if readiness.readable {
+            self.on_readable(inner);
+        }
+    }
+
+    fn wind_down(self: Rc<Self>, _inner: &Rc<Inner>, how: Wind) {
+        match how {
+            Wind::Graceful => self.lose_connection(),
+            Wind::Abort => self.abort_connection(),
+        }
+    }
+}
+
+impl<S: Stream> Flush for Conn<S> {
+    fn flush_gathered(self: Rc<Self>) {
+        self.core.borrow_mut().listed = false;
+        self.flush();
+    }
+}
+
+impl<S: Stream> Conn<S> {
+    fn me(&self) -> Option<Rc<Self>> {
+        self.me.upgrade()
+    }
+
+    fn with_me(&self, f: impl FnOnce(&Rc<Self>)) {
+        if let Some(me) = self.me() {
+            f(&me)
+        }
+    }
+}
+
+impl<S: Stream> TransportBackend for Conn<S> {
+    fn write(&self, data: &[u8]) -> Result<(), Error> {
+        let me = self.me().ok_or_else(closed_error)?;
+        me.write_parts(&[data], None)
+    }
+
+    fn write_bytes(&self, data: Bytes) -> Result<(), Error> {
+        let me = self.me().ok_or_else(closed_error)?;
+        let view = data.clone();
+        me.write_parts(&[&view], Some(data))
+    }
+
+    fn write_vectored(&self, parts: &[&[u8]]) -> Result<(), Error> {
+        let me = self.me().ok_or_else(closed_error)?;
+        me.write_parts(parts, None)
+    }
+
+    fn lose_connection(&self) {
+        self.with_me(|me| {
+            let actions = {
+                let mut core = me.core.borrow_mut();
+                let queued = !core.queue.is_empty();
+                core.state.lose(queued)
+            };
+            me.apply(actions);
+        });
+    }
+
+    fn abort_connection(&self) {
+        self.with_me(|me| {
+            let actions = me.core.borrow_mut().state.abort();
+            me.apply(actions);
+        });
+    }
+
+    fn lose_write_connection(&self) -> Result<(), Error> {
+        let me = self.me().ok_or_else(closed_error)?;
+        let actions = {
+            let mut core = me.core.borrow_mut();
+            let queued = !core.queue.is_empty();
+            core.state.lose_write(queued).map_err(|()| closed_error())?
+        };
+        me.apply(actions);
+        Ok(())
+    }
+
+    fn peer_addr(&self) -> Address {
+        self.peer.clone()
+    }
+
+    fn local_addr(&self) -> Address {
+        self.local.clone()
+    }
+
+    fn is_closing(&self) -> bool {
+        self.core.borrow().state.is_closing()
+    }
+
+    fn is_reading(&self) -> bool {
+        self.core.borrow().state.is_reading()
+    }
+
+    fn pause_reading(&self) {
+        self.core.borrow_mut().state.pause_reading();
+        self.update_interest();
+    }
+
+    fn resume_reading(&self) {
+        self.with_me(|me| {
+            let actions = me.core.borrow_mut().state.resume_reading();
+            me.apply(actions);
+        });
+    }
+
+    fn buffer_size(&self) -> usize {
+        self.core.borrow().queue.len()
+    }
+
+    fn is_writing_paused(&self) -> bool {
+        self.core.borrow_mut().state.observe_paused()
+    }
+
+    fn set_write_buffer_limits(&self, high: usize, low: usize) {
+        self.with_me(|me| {
+            let actions = {
+                let mut core = me.core.borrow_mut();
+                let queued = core.queue.len();
+                core.state.set_marks(high, low, queued)
+            };
+            me.apply(actions);
+        });
+    }
+
+    fn write_buffer_limits(&self) -> (usize, usize) {
+        let flow = self.core.borrow().state.flow;
+        (flow.high, flow.low)
+    }
+
+    fn set_nodelay(&self, on: bool) -> Result<(), Error> {
+        match &*self.io.borrow() {
+            Some(io) => io
+                .get()
+                .set_nodelay(on)
+                .map_err(|e| Error::io("cannot set TCP_NODELAY", e)),
+            None => Err(closed_error()),
+        }
+    }
+
+    fn set_keepalive(&self, idle: Option<Duration>) -> Result<(), Error> {
+        match &*self.io.borrow() {
+            Some(io) => io
+                .get()
+                .set_keepalive(idle)
+                .map_err(|e| Error::io("cannot set TCP keepalive", e)),
+            None => Err(closed_error()),
+        }
+    }
+
+    fn peer_credentials(&self) -> Option<PeerCredentials> {
+        self.io
+            .borrow()
+            .as_ref()
+            .and_then(|io| io.get().peer_credentials())
+    }
+
+    fn with_fd(&self, f: &mut dyn FnMut(BorrowedFd<'_>)) -> Result<(), Error> {
+        match &*self.io.borrow() {
+            Some(io) => {
+                f(io.get().as_fd());
+                Ok(())
+            }
+            None => Err(closed_error()),
+        }
+    }
+
+    fn set_protocol(&self, protocol: Box<dyn Protocol>) -> Result<(), Error> {
+        if self.core.borrow().state.is_closed() {
+            return Err(Error::new(
+                ErrorKind::ConnectionClosed,
+                "cannot set the protocol of a closed connection",
+            ));
+        }
+        if self.in_callback.get() {
+            // Takes over when the running callback returns; the old one is dropped then.
+            self.replacement.set(Some(protocol));
+        } else {
+            let old = self.protocol.replace(Some(protocol));
+            drop(old);
+        }
+        Ok(())
+    }
+
+    fn with_protocol(&self, f: &mut dyn FnMut(&mut dyn Protocol)) -> Result<(), Error> {
+        let Some(mut protocol) = self.protocol.take() else {
+            return Err(if self.in_callback.get() {
+                Error::new(
+                    ErrorKind::Busy,
+                    "the protocol is running one of its own callbacks: use `self` there",
+                )
+            } else {
+                Error::new(
+                    ErrorKind::ConnectionClosed,
+                    "the connection is closed and its protocol gone",
+                )
+            });
+        };
+        let result = callback::guard(|| f(&mut *protocol));
+        self.protocol.set(Some(protocol));
+        result.map_err(|msg| {
+            Error::new(
+                ErrorKind::Panicked,
+                format!("the function given to with_protocol panicked: {msg}"),
+            )
+        })
+    }
+}

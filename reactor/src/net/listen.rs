@@ -1,0 +1,214 @@
+//! Listening sockets (TCP and Unix): accept, build a protocol, start a connection.
+
+use std::cell::{Cell, RefCell};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::rc::{Rc, Weak};
+use std::time::Duration;
+
+use super::conn::Conn;
+use super::factory::BoxedFactory;
+use super::protocol::Address;
+use super::stream::Stream;
+use crate::error::Error;
+use crate::event_loop::Inner;
+use crate::event_loop::callback::{Caught, CaughtKind, report};
+use crate::io::{Interest, Readiness, Registration, Sharing, Source, Wind};
+use crate::time::timer::DelayedCall;
+
+/// Connections accepted per readiness event before the loop moves on.
+const ACCEPTS_PER_EVENT: usize = 64;
+/// How long a listener stops accepting after running out of descriptors.
+const FD_BACKOFF: Duration = Duration::from_millis(100);
+
+/// A listening socket the reactor can accept from.
+pub(crate) trait Acceptor: AsRawFd + 'static {
+    type Stream: Stream;
+    fn accept(&self) -> io::Result<(Self::Stream, Address)>;
+    fn local(&self) -> Address;
+    /// Called after the socket is closed (a Unix listener removes its path).
+    fn cleanup(&self) {}
+}
+
+pub(crate) trait Port {
+    fn local(&self) -> Address;
+    fn stop(&self);
+    fn is_listening(&self) -> bool;
+}
+
+pub(crate) struct Listener<A: Acceptor> {
+    me: Weak<Listener<A>>,
+    /// `None` once stopped.
+    socket: RefCell<Option<Registration<A>>>,
+    factory: BoxedFactory,
+    local: Address,
+    backoff: RefCell<Option<DelayedCall>>,
+    warned: Cell<bool>,
+}
+
+impl<A: Acceptor> Listener<A> {
+    pub(crate) fn start(
+        inner: &Rc<Inner>,
+        socket: A,
+        factory: BoxedFactory,
+    ) -> Result<Rc<Listener<A>>, Error> {
+        let local = socket.local();
+        let listener = Rc::new_cyclic(|me| Listener {
+            me: me.clone(),
+            socket: RefCell::new(None),
+            factory,
+            local,
+            backoff: RefCell::new(None),
+            warned: Cell::new(false),
+        });
+        let registration = Registration::new(
+            inner,
+            socket,
+            Interest::READ,
+            listener.clone(),
+            Sharing::Exclusive,
+        )
+        .map_err(|(e, socket)| {
+            socket.cleanup();
+            Error::io(
+                format!("cannot watch the listening socket {}", listener.local),
+                e,
+            )
+        })?;
+        *listener.socket.borrow_mut() = Some(registration);
+        listener.factory.started();
+        Ok(listener)
+    }
+
+    fn accept_some(&self, inner: &Rc<Inner>) {
+        for _ in 0..ACCEPTS_PER_EVENT {
+            let accepted = match &*self.socket.borrow() {
+                Some(socket) => socket.get().accept(),
+                None => return,
+            };
+            match accepted {
+                Ok((stream, peer)) => {
+                    let Some(protocol) = self.factory.build(&peer) else {
+                        log::debug!("factory refused the connection from {peer}");
+                        continue; // dropping `stream` closes it
+                    };
+                    if let Err(err) =
+                        Conn::start(inner, stream, protocol, peer, self.local.clone(), None)
+                    {
+                        report(Caught::new(
+                            CaughtKind::IoError,
+                            format!("accepting on {}", self.local),
+                            err.to_string(),
+                        ));
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if crate::io::sys::is_fd_exhaustion(&e) => {
+                    self.back_off(inner, e);
+                    return;
+                }
+                // The peer gave up before we accepted (ECONNABORTED and the like).
+                Err(e) => log::debug!("accept on {} failed: {e}", self.local),
+            }
+        }
+    }
+
+    fn set_interest(&self, interest: Interest) {
+        if let Some(socket) = &*self.socket.borrow() {
+            socket.set_interest(interest);
+        }
+    }
+
+    /// Out of descriptors: stop accepting for a moment instead of spinning on a listener
+    /// that stays readable, then try again.
+    fn back_off(&self, inner: &Rc<Inner>, err: io::Error) {
+        if !self.warned.replace(true) {
+            log::warn!(
+                "cannot accept connections on {}: {}; pausing accepts and retrying every {} ms",
+                self.local,
+                crate::error::describe_io(&err),
+                FD_BACKOFF.as_millis()
+            );
+        }
+        self.set_interest(Interest::NONE);
+        let me = self.me.clone();
+        let call = inner.reactor().call_later(FD_BACKOFF, move || {
+            if let Some(me) = me.upgrade() {
+                me.backoff.borrow_mut().take();
+                me.set_interest(Interest::READ);
+            }
+        });
+        *self.backoff.borrow_mut() = Some(call);
+    }
+}
+
+impl<A: Acceptor> Source for Listener<A> {
+    fn ready(self: Rc<Self>, inner: &Rc<Inner>, _readiness: Readiness) {
+        self.accept_some(inner);
+    }
+
+    fn wind_down(self: Rc<Self>, _inner: &Rc<Inner>, _how: Wind) {
+        self.stop();
+    }
+}
+
+impl<A: Acceptor> Port for Listener<A> {
+    fn local(&self) -> Address {
+        self.local.clone()
+    }
+
+    fn stop(&self) {
+        let Some(registration) = self.socket.borrow_mut().take() else {
+            return;
+        };
+        if let Some(call) = self.backoff.borrow_mut().take() {
+            let _ = call.cancel();
+        }
+        // Deregisters and closes the socket; then the path (Unix) can go.
+        let socket = registration.into_inner();
+        socket.cleanup();
+        drop(socket);
+        self.factory.stopped();
+    }
+
+    fn is_listening(&self) -> bool {
+        self.socket.borrow().is_some()
+    }
+}
+
+/// A port the reactor is listening on, returned by `listen_tcp` / `listen_unix`.
+///
+/// Dropping the handle does not stop listening; call
+/// [`stop_listening`](ListeningPort::stop_listening) (the reactor's shutdown also does).
+#[derive(Clone)]
+pub struct ListeningPort {
+    pub(crate) port: Rc<dyn Port>,
+}
+
+impl ListeningPort {
+    /// The address the port is bound to (with the real port number when port 0 was asked).
+    pub fn local_addr(&self) -> Address {
+        self.port.local()
+    }
+
+    /// Stops accepting and closes the listening socket. Open connections are not affected.
+    /// Calling it again does nothing.
+    pub fn stop_listening(&self) {
+        self.port.stop();
+    }
+
+    /// Whether the port is still accepting.
+    pub fn is_listening(&self) -> bool {
+        self.port.is_listening()
+    }
+}
+
+impl std::fmt::Debug for ListeningPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ListeningPort")
+            .field("local_addr", &self.local_addr())
+            .field("listening", &self.is_listening())
+            .finish()
+    }
+}

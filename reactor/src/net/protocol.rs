@@ -1,0 +1,203 @@
+//! What a user writes for each connection: a [`Protocol`]; and what it is told: the peer's
+//! [`Address`], and why the connection ended ([`ConnectionLost`]).
+
+use std::any::Any;
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::transport::Transport;
+
+/// Where a connection's end is: a TCP address or a Unix socket path.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Address {
+    /// An IPv4 or IPv6 address and port.
+    Tcp(SocketAddr),
+    /// A Unix socket path; `None` for an unnamed socket (a client that did not bind).
+    Unix(Option<PathBuf>),
+    /// Anything else (test doubles, in-memory transports), described for humans.
+    Other(String),
+}
+
+impl Address {
+    /// The IP address and port, for TCP addresses.
+    pub fn socket_addr(&self) -> Option<SocketAddr> {
+        match self {
+            Address::Tcp(addr) => Some(*addr),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Address::Tcp(addr) => write!(f, "{addr}"),
+            Address::Unix(Some(path)) => write!(f, "{}", path.display()),
+            Address::Unix(None) => f.write_str("(unnamed unix socket)"),
+            Address::Other(s) => f.write_str(s),
+        }
+    }
+}
+
+impl From<SocketAddr> for Address {
+    fn from(addr: SocketAddr) -> Address {
+        Address::Tcp(addr)
+    }
+}
+
+/// Why a connection ended (or, for clients, never started). Passed to
+/// [`Protocol::connection_lost`] and the client factory's callbacks.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum ConnectionLost {
+    /// Closed cleanly: by `lose_connection`, or by the peer's orderly close.
+    Done,
+    /// The peer reset the connection, or a read or write failed.
+    Reset(Arc<io::Error>),
+    /// Closed locally with `abort_connection` (or by a shutdown that ran out of time).
+    Aborted,
+    /// A timeout closed it (connect timeout, idle timeout).
+    TimedOut,
+    /// A client could not connect: refused, unreachable, or another connect error.
+    Refused(Arc<io::Error>),
+    /// A client's connection attempt was cancelled with `stop_connecting`.
+    Cancelled,
+    /// The protocol panicked in a callback; the message is the panic's.
+    Panicked(String),
+}
+
+impl ConnectionLost {
+    /// Whether this is a clean close ([`ConnectionLost::Done`]).
+    pub fn is_clean(&self) -> bool {
+        matches!(self, ConnectionLost::Done)
+    }
+}
+
+impl fmt::Display for ConnectionLost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConnectionLost::Done => f.write_str("the connection was closed cleanly"),
+            ConnectionLost::Reset(e) => write!(
+                f,
+                "the connection was lost: {}",
+                crate::error::describe_io(e)
+            ),
+            ConnectionLost::Aborted => f.write_str("the connection was aborted locally"),
+            ConnectionLost::TimedOut => f.write_str("the connection timed out"),
+            ConnectionLost::Refused(e) => {
+                write!(f, "could not connect: {}", crate::error::describe_io(e))
+            }
+            ConnectionLost::Cancelled => f.write_str("the connection attempt was cancelled"),
+            ConnectionLost::Panicked(msg) => write!(f, "the protocol panicked: {msg}"),
+        }
+    }
+}
+
+/// The code that runs one connection: told when it is made, when bytes arrive, when the peer
+/// half-closes, when the write buffer fills and drains, and (exactly once) when it is lost.
+///
+/// The reactor never calls a protocol again while one of its methods is running: calls a
+/// protocol makes into its transport (`write`, `lose_connection`, ...) may do I/O but never
+/// call back into user code, and every callback starts from the loop. Writes made during a
+/// callback are gathered and sent when it returns.
+///
+/// ```
+/// use torsion_reactor::{Protocol, Transport};
+///
+/// /// Upper-cases what it receives and sends it back.
+/// struct Shout;
+///
+/// impl Protocol for Shout {
+///     fn data_received(&mut self, transport: &Transport, data: &[u8]) {
+///         transport.write(&data.to_ascii_uppercase());
+///     }
+/// }
+///
+/// // Tested without a socket:
+/// let t = torsion_reactor::testing::StringTransport::new();
+/// let mut p = Shout;
+/// p.data_received(&t.transport(), b"hi");
+/// assert_eq!(t.written(), b"HI");
+/// ```
+pub trait Protocol: Any {
+    /// The connection is open; `transport` is how to write to it. Keep a clone if needed.
+    fn connection_made(&mut self, transport: &Transport) {
+        let _ = transport;
+    }
+
+    /// Bytes arrived. `data` is only valid during the call (it lives in a buffer shared by
+    /// every connection on this reactor): copy what must be kept.
+    fn data_received(&mut self, transport: &Transport, data: &[u8]);
+
+    /// The peer shut down its writing side (half-close). Return `true` to keep this side
+    /// open for writing (close it later with `lose_connection`), `false` (the default) to
+    /// close the connection once the write buffer is flushed.
+    fn eof_received(&mut self, transport: &Transport) -> bool {
+        let _ = transport;
+        false
+    }
+
+    /// The connection is gone; called exactly once for every `connection_made`.
+    fn connection_lost(&mut self, reason: &ConnectionLost) {
+        let _ = reason;
+    }
+
+    /// The write buffer went above its high-water mark: stop producing until
+    /// `resume_writing`.
+    fn pause_writing(&mut self, transport: &Transport) {
+        let _ = transport;
+    }
+
+    /// The write buffer drained to its low-water mark: produce again.
+    fn resume_writing(&mut self, transport: &Transport) {
+        let _ = transport;
+    }
+
+    /// Reading was resumed ([`Transport::resume_reading`]) after a pause. A protocol that
+    /// holds received bytes it stopped processing while paused (the framing adapters do)
+    /// processes them now: the peer may send nothing more until it gets its answers.
+    /// Called from the loop, after the call that resumed reading has returned.
+    fn reading_resumed(&mut self, transport: &Transport) {
+        let _ = transport;
+    }
+}
+
+/// A boxed protocol is a protocol (the type-erased form, `Box<dyn Protocol>`, that
+/// [`BoxedFactory`](crate::BoxedFactory) builds). The reactor does not box it again.
+impl<P: Protocol + ?Sized> Protocol for Box<P> {
+    fn connection_made(&mut self, transport: &Transport) {
+        (**self).connection_made(transport)
+    }
+    fn data_received(&mut self, transport: &Transport, data: &[u8]) {
+        (**self).data_received(transport, data)
+    }
+    fn eof_received(&mut self, transport: &Transport) -> bool {
+        (**self).eof_received(transport)
+    }
+    fn connection_lost(&mut self, reason: &ConnectionLost) {
+        (**self).connection_lost(reason)
+    }
+    fn pause_writing(&mut self, transport: &Transport) {
+        (**self).pause_writing(transport)
+    }
+    fn resume_writing(&mut self, transport: &Transport) {
+        (**self).resume_writing(transport)
+    }
+    fn reading_resumed(&mut self, transport: &Transport) {
+        (**self).reading_resumed(transport)
+    }
+}
+
+/// What a factory built, as the connection's one box: a protocol that already is a
+/// `Box<dyn Protocol>` is used as it is, so `data_received` is one dynamic call whatever
+/// the factory built.
+pub(crate) fn boxed<P: Protocol>(mut built: Option<P>) -> Option<Box<dyn Protocol>> {
+    if let Some(already) = (&mut built as &mut dyn Any).downcast_mut::<Option<Box<dyn Protocol>>>()
+    {
+        return already.take();
+    }
+    built.map(|p| Box::new(p) as Box<dyn Protocol>)
+}
