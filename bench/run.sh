@@ -14,6 +14,8 @@
 #   CHURN_CLIENTS [4]   client threads in the churn scenario
 #   TOKIO_WORKERS [2]   worker threads of tokio_mt
 #   TORSION_ARGS []     extra arguments for torsion's echo_server (after the endpoint)
+#   BASELINE_BIN []     the `baseline` server: an echo_server binary built from another commit,
+#                       for before/after runs (SERVERS="torsion baseline tokio")
 #   SERVER_CPU [0]      CPU list the servers are pinned to (taskset -c)
 #   LOADGEN_CPU [1]     CPU list the load generator is pinned to
 #   STRACE [1]          0 skips the syscalls-per-message measurement
@@ -93,6 +95,7 @@ server_cmd() { # NAME -> prints the command words, one per line; status 1 if unk
             # shellcheck disable=SC2086  # word splitting intended
             [[ -n $TORSION_ARGS ]] && printf '%s\n' $TORSION_ARGS
             true ;;
+        baseline) printf '%s\n' "${BASELINE_BIN:-$RAW/echo_server_baseline}" "$ENDPOINT" ;;
         tokio) printf '%s\n' "$BENCH_TARGET/release/tokio_echo" "$ENDPOINT" ;;
         mio) printf '%s\n' "$BENCH_TARGET/release/mio_echo" "$ENDPOINT" ;;
         tokio_mt) printf '%s\n' "$BENCH_TARGET/release/tokio_mt_echo" "$ENDPOINT" --workers "$TOKIO_WORKERS" ;;
@@ -169,7 +172,7 @@ ACTIVE=()
 SKIPPED=()
 for s in $SERVERS; do
     if ! server_cmd "$s" >/dev/null; then
-        say "run.sh: unknown server '$s' (known: torsion tokio mio tokio_mt)"
+        say "run.sh: unknown server '$s' (known: torsion baseline tokio mio tokio_mt)"
         exit 2
     fi
     bin=$(server_cmd "$s" | head -n 1)
