@@ -1,6 +1,7 @@
-//! TCP endpoints over real loopback sockets: `listen` and `connect` Deferreds, name
-//! resolution, Happy Eyeballs fallback, and the errors (in use, no such interface, refused,
-//! unknown host, timeout, cancelled), each naming the address.
+//! TCP endpoints over real loopback sockets: `listen` and the `connect` Deferred, name
+//! resolution, Happy Eyeballs fallback, and the errors (in
+//! use, no such interface, refused, unknown host, timeout, cancelled), each naming the
+//! address.
 
 mod common;
 
@@ -15,8 +16,7 @@ use std::time::{Duration, Instant};
 
 use torsion::endpoints::happy_eyeballs::{self, RaceOptions};
 use torsion::endpoints::{
-    ClientEndpoint, ServerEndpoint, TcpClient, TcpServer, client_from_string, connect_protocol,
-    server_from_string,
+    ClientEndpoint, ServerEndpoint, TcpClient, TcpServer, client_from_string, server_from_string,
 };
 use torsion::reactor::{
     Address, Deferred, Error, ErrorKind, Factory, ListeningPort, Reactor, Transport, factory_fn,
@@ -26,7 +26,7 @@ const LONG: Duration = Duration::from_secs(30);
 
 fn echo_server(r: &Reactor, description: &str) -> (ListeningPort, SocketAddr) {
     let endpoint = server_from_string(r, description).expect("parses");
-    let port = wait(r, endpoint.listen(factory_fn(|_| Echo))).expect("listens");
+    let port = endpoint.listen(factory_fn(|_| Echo)).expect("listens");
     let addr = port.local_addr().socket_addr().expect("a TCP port");
     (port, addr)
 }
@@ -92,7 +92,7 @@ fn localhost_addresses(port: u16) -> Vec<SocketAddr> {
 }
 
 #[test]
-fn listen_and_connect_return_deferreds_and_echo() {
+fn listen_returns_the_port_and_connect_a_deferred_and_they_echo() {
     let r = reactor();
     let (port, addr) = echo_server(&r, "tcp:0:interface=127.0.0.1");
     assert_eq!(addr.ip().to_string(), "127.0.0.1");
@@ -112,7 +112,7 @@ fn listen_and_connect_return_deferreds_and_echo() {
 fn tcp6_over_the_ipv6_loopback() {
     let r = reactor();
     let endpoint = server_from_string(&r, r"tcp6:0:interface=\:\:1").unwrap();
-    let port = match wait(&r, endpoint.listen(factory_fn(|_| Echo))) {
+    let port = match endpoint.listen(factory_fn(|_| Echo)) {
         Ok(port) => port,
         Err(e) => {
             eprintln!("skipped: this machine has no ::1 ({e})");
@@ -314,7 +314,7 @@ fn connect_protocol_uses_one_protocol_without_a_factory() {
     let (_port, addr) = echo_server(&r, "tcp:0:interface=127.0.0.1");
     let endpoint = client_from_string(&r, &format!("tcp:127.0.0.1:{}", addr.port())).unwrap();
     let got: Rc<RefCell<Vec<u8>>> = Rc::default();
-    let t = wait(&r, connect_protocol(&endpoint, Hello(got.clone()))).unwrap();
+    let t = wait(&r, endpoint.connect_protocol(Hello(got.clone()))).unwrap();
     r.run_until(LONG, || got.borrow().len() >= 5).unwrap();
     assert_eq!(*got.borrow(), b"hello");
     t.lose_connection();
@@ -351,14 +351,14 @@ fn listen_errors_name_the_address() {
     let addr = taken.local_addr().unwrap();
     let endpoint =
         server_from_string(&r, &format!("tcp:{}:interface=127.0.0.1", addr.port())).unwrap();
-    let err = wait(&r, endpoint.listen(factory_fn(|_| Echo))).unwrap_err();
+    let err = endpoint.listen(factory_fn(|_| Echo)).unwrap_err();
     assert_eq!(
         err.to_string(),
         format!("cannot listen on {addr}: address already in use")
     );
 
     let endpoint = server_from_string(&r, "tcp:0:interface=192.0.2.1").unwrap();
-    let err = wait(&r, endpoint.listen(factory_fn(|_| Echo))).unwrap_err();
+    let err = endpoint.listen(factory_fn(|_| Echo)).unwrap_err();
     assert_eq!(
         err.to_string(),
         "cannot listen on 192.0.2.1:0: address not available on this machine"
@@ -370,7 +370,7 @@ fn listen_errors_name_the_address() {
         return;
     }
     let endpoint = server_from_string(&r, "tcp:1:interface=127.0.0.1").unwrap();
-    let err = wait(&r, endpoint.listen(factory_fn(|_| Echo))).unwrap_err();
+    let err = endpoint.listen(factory_fn(|_| Echo)).unwrap_err();
     assert_eq!(
         err.to_string(),
         "cannot listen on 127.0.0.1:1: permission denied"
@@ -380,23 +380,30 @@ fn listen_errors_name_the_address() {
 #[test]
 fn endpoints_made_in_rust_without_strings() {
     let r = reactor();
-    let server = ServerEndpoint::with_reactor(
+    let server = ServerEndpoint::new(
         &r,
-        Box::new(TcpServer {
+        TcpServer {
             interface: "127.0.0.1".parse().unwrap(),
             ..TcpServer::new(0)
-        }),
+        },
     );
-    let port = wait(&r, server.listen(factory_fn(|_| Echo))).unwrap();
+    let port = server.listen(factory_fn(|_| Echo)).unwrap();
     let addr = port.local_addr().socket_addr().unwrap();
-    let client = ClientEndpoint::from(TcpClient {
-        timeout: Duration::from_secs(5),
-        ..TcpClient::new("127.0.0.1", addr.port())
-    });
+    let client = ClientEndpoint::new(
+        &r,
+        TcpClient {
+            timeout: Duration::from_secs(5),
+            ..TcpClient::new("127.0.0.1", addr.port())
+        },
+    );
     let got: Rc<RefCell<Vec<u8>>> = Rc::default();
     let t = wait(&r, client.connect_protocol(Hello(got.clone()))).unwrap();
     r.run_until(LONG, || got.borrow().len() >= 5).unwrap();
     assert_eq!(t.peer_addr(), Address::Tcp(addr));
-    let listening = ServerEndpoint::from(TcpServer::new(0));
-    assert_eq!(listening.spec().type_name(), "tcp");
+    // A parsed spec works as well as one made in Rust.
+    let parsed = torsion::endpoints::parse_server("tcp:0:interface=127.0.0.1").unwrap();
+    let again = ServerEndpoint::new(&r, parsed)
+        .listen(factory_fn(|_| Echo))
+        .unwrap();
+    assert_eq!(again.local_addr().socket_addr().unwrap().ip(), addr.ip());
 }

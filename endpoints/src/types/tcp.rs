@@ -1,22 +1,146 @@
-//! The built-in client types: [`TcpClient`] (`tcp` and `tcp6`) and [`UnixClient`] (`unix`).
+//! `tcp` and `tcp6`: the server spec [`TcpServer`], the client spec [`TcpClient`] (with its
+//! [`BindAddress`]), their parsers, listening, and connecting: a host name is resolved off
+//! the reactor thread, then its addresses are raced by [`happy_eyeballs`].
 
 use std::any::Any;
 use std::fmt;
-use std::net::IpAddr;
-use std::path::PathBuf;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6, ToSocketAddrs};
 use std::str::FromStr;
 use std::time::Duration;
+
+use torsion_reactor::{
+    Address, BoxedClientFactory, BoxedFactory, Deferred, Error, ErrorKind as ReactorErrorKind,
+    ListeningPort, Reactor, TcpListenOptions, Transport,
+};
 
 use crate::args::{Args, ParamSpec, Value};
 use crate::error::{EndpointError, ErrorKind};
 use crate::grammar::quote;
-use crate::registry::{ClientType, Registry};
-use crate::server::unix_path;
-use crate::spec::{ClientSpec, ParamValue};
+use crate::happy_eyeballs::{self, RaceOptions, target_name};
+use crate::spec::{
+    ClientSpec, ClientType, DEFAULT_BACKLOG, DEFAULT_TIMEOUT, MAX_BACKLOG, ParamValue, ServerSpec,
+    ServerType,
+};
 use crate::values::{self, format_scoped, format_seconds};
 
-/// How long a connection attempt may take when no `timeout` is given: 30 seconds.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// A TCP server: `tcp` (IPv4) or `tcp6` (IPv6), told apart by the family of `interface`.
+///
+/// One struct serves both types because they listen the same way; [`ServerSpec::type_name`]
+/// is `tcp` for an IPv4 interface and `tcp6` for an IPv6 one. Built directly:
+///
+/// ```
+/// use torsion_endpoints::{parse_server, ServerSpec, TcpServer};
+///
+/// let mut local = TcpServer::new(8000);
+/// local.interface = [127, 0, 0, 1].into();
+/// let parsed = parse_server("tcp:8000:interface=127.0.0.1").unwrap();
+/// assert_eq!(parsed.downcast_ref::<TcpServer>(), Some(&local));
+///
+/// let v6 = TcpServer::new_v6(8000);
+/// assert_eq!(v6.type_name(), "tcp6");
+/// assert_eq!(v6.to_string(), "tcp6:port=8000:interface=\\:\\::backlog=1024:reuseport=0");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TcpServer {
+    /// The port; 0 asks the system for a free one.
+    pub port: u16,
+    /// The address to listen on: `0.0.0.0` (all IPv4) by default for `tcp`, `::` for `tcp6`.
+    pub interface: IpAddr,
+    /// The IPv6 zone (`%scope`: an interface name or number) of a link-local interface.
+    pub scope: Option<String>,
+    /// The `listen(2)` backlog, at least 1 (default 1024).
+    pub backlog: u32,
+    /// Set `SO_REUSEPORT`, so several sockets (one reactor per core) share the port.
+    pub reuseport: bool,
+    /// For an IPv6 interface, set `IPV6_V6ONLY` on (`Some(true)`) or off (`Some(false)`, so
+    /// `::` also accepts IPv4); `None` keeps the system's default. Ignored for IPv4.
+    pub ipv6only: Option<bool>,
+}
+
+impl TcpServer {
+    /// A `tcp` server on `port` with the defaults: all IPv4 interfaces, backlog 1024.
+    pub fn new(port: u16) -> Self {
+        TcpServer {
+            port,
+            interface: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            scope: None,
+            backlog: DEFAULT_BACKLOG,
+            reuseport: false,
+            ipv6only: None,
+        }
+    }
+
+    /// A `tcp6` server on `port` with the defaults: interface `::`, backlog 1024.
+    pub fn new_v6(port: u16) -> Self {
+        TcpServer {
+            interface: IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+            ..TcpServer::new(port)
+        }
+    }
+
+    /// Whether this is a `tcp6` server (its interface is IPv6).
+    pub fn is_v6(&self) -> bool {
+        self.interface.is_ipv6()
+    }
+}
+
+impl ServerSpec for TcpServer {
+    fn type_name(&self) -> &str {
+        if self.is_v6() { "tcp6" } else { "tcp" }
+    }
+
+    fn params(&self) -> Vec<(String, ParamValue)> {
+        let mut p = vec![
+            ("port".to_owned(), ParamValue::Int(self.port.into())),
+            (
+                "interface".to_owned(),
+                ParamValue::Str(format_scoped(&self.interface, self.scope.as_deref())),
+            ),
+            ("backlog".to_owned(), ParamValue::Int(self.backlog.into())),
+            ("reuseport".to_owned(), ParamValue::Bool(self.reuseport)),
+        ];
+        if self.is_v6() {
+            p.push((
+                "ipv6only".to_owned(),
+                self.ipv6only.map_or(ParamValue::Null, ParamValue::Bool),
+            ));
+        }
+        p
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn listen(&self, reactor: &Reactor, factory: BoxedFactory) -> Result<ListeningPort, Error> {
+        let addr = socket_addr(self.interface, self.port, self.scope.as_deref())?;
+        let options = TcpListenOptions {
+            backlog: self.backlog,
+            reuse_port: self.reuseport,
+            ipv6_only: self.ipv6only,
+        };
+        reactor.listen_tcp_with(addr, factory, &options)
+    }
+}
+
+impl fmt::Display for TcpServer {
+    /// The canonical description, every parameter by keyword; it parses back to `self`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:port={}:interface={}:backlog={}:reuseport={}",
+            self.type_name(),
+            self.port,
+            quote(&format_scoped(&self.interface, self.scope.as_deref())),
+            self.backlog,
+            u8::from(self.reuseport)
+        )?;
+        if let (true, Some(v6only)) = (self.is_v6(), self.ipv6only) {
+            write!(f, ":ipv6only={}", u8::from(v6only))?;
+        }
+        Ok(())
+    }
+}
 
 /// Which addresses a TCP client may use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -234,20 +358,28 @@ impl ClientSpec for TcpClient {
         self
     }
 
-    fn connect(
-        &self,
-        reactor: &torsion_reactor::Reactor,
-        factory: torsion_reactor::BoxedFactory,
-    ) -> torsion_reactor::Deferred<torsion_reactor::Transport> {
-        crate::connect::tcp(self, reactor, factory)
+    fn destination(&self) -> Address {
+        match values::scoped_ip(&self.host) {
+            Ok((ip, None)) => Address::Tcp(SocketAddr::new(ip, self.port)),
+            _ => Address::Other(target_name(&self.host, self.port)),
+        }
     }
 
-    fn connect_connector(
-        &self,
-        reactor: &torsion_reactor::Reactor,
-        factory: torsion_reactor::BoxedClientFactory,
-    ) -> Result<torsion_reactor::Connector, torsion_reactor::Error> {
-        crate::connect::tcp_connector(self, reactor, factory)
+    /// Resolves a host name on the reactor's thread pool (`getaddrinfo` blocks), then races
+    /// its addresses Happy-Eyeballs style ([`happy_eyeballs`](crate::happy_eyeballs));
+    /// `timeout` covers the whole.
+    fn connect(&self, reactor: &Reactor, factory: BoxedClientFactory) -> Deferred<Transport> {
+        let target = target_name(&self.host, self.port);
+        let bind = match self.bind_addr() {
+            Ok(bind) => bind,
+            Err(e) => return Deferred::fail(e),
+        };
+        let addresses = self.resolve(reactor, bind, &target);
+        let options = RaceOptions {
+            timeout: Some(self.timeout),
+            ..RaceOptions::new(target)
+        };
+        happy_eyeballs::race_tcp(reactor, options, addresses, bind, factory)
     }
 }
 
@@ -269,99 +401,79 @@ impl fmt::Display for TcpClient {
     }
 }
 
-/// A Unix-domain stream socket client (`unix`).
-///
-/// ```
-/// use std::time::Duration;
-/// use torsion_endpoints::{parse_client, UnixClient};
-///
-/// let spec = parse_client("unix:/run/chat.sock:timeout=5").unwrap();
-/// assert_eq!(
-///     spec.downcast_ref::<UnixClient>(),
-///     Some(&UnixClient { timeout: Duration::from_secs(5), ..UnixClient::new("/run/chat.sock") })
-/// );
-/// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct UnixClient {
-    /// The socket's path.
-    pub path: PathBuf,
-    /// How long the connection attempt may take (default 30 s).
-    pub timeout: Duration,
-    /// Twisted's `checkPID` (written `lockfile=1`, default off): before connecting, check that
-    /// the server's `PATH.lock` names a live process, and fail at once if not.
-    pub lockfile: bool,
-}
-
-impl UnixClient {
-    /// A client for the socket at `path` with the defaults: 30 s timeout, no lockfile check.
-    pub fn new(path: impl Into<PathBuf>) -> Self {
-        UnixClient {
-            path: path.into(),
-            timeout: DEFAULT_TIMEOUT,
-            lockfile: false,
-        }
-    }
-}
-
-impl ClientSpec for UnixClient {
-    fn type_name(&self) -> &str {
-        "unix"
-    }
-
-    fn params(&self) -> Vec<(String, ParamValue)> {
-        vec![
-            (
-                "path".to_owned(),
-                ParamValue::Str(self.path.to_string_lossy().into_owned()),
-            ),
-            (
-                "timeout".to_owned(),
-                ParamValue::Float(self.timeout.as_secs_f64()),
-            ),
-            ("lockfile".to_owned(), ParamValue::Bool(self.lockfile)),
-        ]
-    }
-
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-
-    fn connect(
-        &self,
-        reactor: &torsion_reactor::Reactor,
-        factory: torsion_reactor::BoxedFactory,
-    ) -> torsion_reactor::Deferred<torsion_reactor::Transport> {
-        crate::connect::unix(self, reactor, factory)
-    }
-
-    fn connect_connector(
-        &self,
-        reactor: &torsion_reactor::Reactor,
-        factory: torsion_reactor::BoxedClientFactory,
-    ) -> Result<torsion_reactor::Connector, torsion_reactor::Error> {
-        crate::connect::unix_connector(self, reactor, factory)
-    }
-}
-
-impl fmt::Display for UnixClient {
-    /// The canonical description, every parameter by keyword; it parses back to `self` when
-    /// the path is UTF-8.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "unix:path={}:timeout={}:lockfile={}",
-            quote(&self.path.to_string_lossy()),
-            format_seconds(self.timeout),
-            u8::from(self.lockfile)
-        )
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Parsers
 
+const SERVER_PARAMS: &[ParamSpec] = &[
+    ParamSpec::positional("port"),
+    ParamSpec::positional("interface"),
+    ParamSpec::positional("backlog"),
+    ParamSpec::keyword("reuseport"),
+];
+
+/// Twisted's `tcp6` order differs from `tcp`: port, backlog, interface.
+const SERVER6_PARAMS: &[ParamSpec] = &[
+    ParamSpec::positional("port"),
+    ParamSpec::positional("backlog"),
+    ParamSpec::positional("interface"),
+    ParamSpec::keyword("reuseport"),
+    ParamSpec::keyword("ipv6only"),
+];
+
+/// `tcp` (IPv4) or `tcp6` servers.
+pub(crate) struct TcpServerType {
+    pub(crate) v6: bool,
+}
+
+impl ServerType for TcpServerType {
+    fn name(&self) -> &str {
+        if self.v6 { "tcp6" } else { "tcp" }
+    }
+
+    fn parse(&self, args: &Args<'_>) -> Result<Box<dyn ServerSpec>, EndpointError> {
+        let b = args.bind(if self.v6 {
+            SERVER6_PARAMS
+        } else {
+            SERVER_PARAMS
+        })?;
+        let port = b.require("port")?.port()?;
+        let mut spec = if self.v6 {
+            TcpServer::new_v6(port)
+        } else {
+            TcpServer::new(port)
+        };
+        if let Some(v) = b.get("interface") {
+            let (ip, scope) = v.ip()?;
+            match (self.v6, ip) {
+                (false, IpAddr::V6(_)) => {
+                    return Err(v.error(
+                        ErrorKind::WrongFamily,
+                        "an IPv6 address, but a tcp server listens on IPv4; use tcp6 for IPv6",
+                    ));
+                }
+                (true, IpAddr::V4(_)) => {
+                    return Err(v.error(
+                        ErrorKind::WrongFamily,
+                        "an IPv4 address, but a tcp6 server listens on IPv6; use tcp for \
+                         IPv4, or an IPv4-mapped address such as \\:\\:ffff\\:127.0.0.1",
+                    ));
+                }
+                _ => {}
+            }
+            spec.interface = ip;
+            spec.scope = scope;
+        }
+        spec.backlog = b.parse_or("backlog", DEFAULT_BACKLOG, |v| v.u32_in(1, MAX_BACKLOG))?;
+        spec.reuseport = b.parse_or("reuseport", false, |v| v.flag())?;
+        if self.v6 {
+            spec.ipv6only = b.parse_opt("ipv6only", |v| v.flag())?;
+        }
+        Ok(Box::new(spec))
+    }
+}
+
 /// Twisted's order: `tcp:HOST:PORT`; `timeout` and `bindAddress` only by keyword.
-const TCP_PARAMS: &[ParamSpec] = &[
+const CLIENT_PARAMS: &[ParamSpec] = &[
     ParamSpec::positional("host"),
     ParamSpec::positional("port"),
     ParamSpec::keyword("timeout"),
@@ -369,21 +481,16 @@ const TCP_PARAMS: &[ParamSpec] = &[
 ];
 
 /// With `host=` given, the one positional is the port (as in Twisted).
-const TCP_PARAMS_HOST_BY_KEYWORD: &[ParamSpec] = &[
+const CLIENT_PARAMS_HOST_BY_KEYWORD: &[ParamSpec] = &[
     ParamSpec::positional("port"),
     ParamSpec::keyword("host"),
     ParamSpec::keyword("timeout"),
     ParamSpec::keyword("bindAddress"),
 ];
 
-const UNIX_PARAMS: &[ParamSpec] = &[
-    ParamSpec::positional("path"),
-    ParamSpec::keyword("timeout"),
-    ParamSpec::keyword("lockfile"),
-];
-
-struct TcpClientType {
-    v6: bool,
+/// `tcp` or `tcp6` (IPv6 only) clients.
+pub(crate) struct TcpClientType {
+    pub(crate) v6: bool,
 }
 
 fn family_name(ip: &IpAddr) -> &'static str {
@@ -397,9 +504,9 @@ impl ClientType for TcpClientType {
 
     fn parse(&self, args: &Args<'_>) -> Result<Box<dyn ClientSpec>, EndpointError> {
         let params = if args.has_keyword("host") {
-            TCP_PARAMS_HOST_BY_KEYWORD
+            CLIENT_PARAMS_HOST_BY_KEYWORD
         } else {
-            TCP_PARAMS
+            CLIENT_PARAMS
         };
         let b = args.bind(params)?;
         let host_value = b.require("host")?;
@@ -455,27 +562,115 @@ fn bind_address(v: Value<'_>) -> Result<BindAddress, EndpointError> {
         .map_err(|e| v.error(e.kind, e.reason))
 }
 
-struct UnixClientType;
+// ---------------------------------------------------------------------------------------------
+// Listening and connecting
 
-impl ClientType for UnixClientType {
-    fn name(&self) -> &str {
-        "unix"
+/// An interface index for an IPv6 `%scope` (a number, or an interface name).
+fn scope_id(scope: Option<&str>) -> Result<u32, Error> {
+    let Some(scope) = scope else { return Ok(0) };
+    if let Ok(n) = scope.parse::<u32>() {
+        return Ok(n);
+    }
+    let name = std::ffi::CString::new(scope).map_err(|_| {
+        Error::new(
+            ReactorErrorKind::InvalidInput,
+            format!("invalid IPv6 scope {scope:?}"),
+        )
+    })?;
+    // SAFETY: `name` is a valid NUL-terminated string for the duration of the call.
+    let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    if index == 0 {
+        return Err(Error::new(
+            ReactorErrorKind::InvalidInput,
+            format!("no network interface named {scope:?} for the IPv6 scope"),
+        ));
+    }
+    Ok(index)
+}
+
+/// The socket address of `ip`:`port`, with the interface index of an IPv6 `%scope`.
+fn socket_addr(ip: IpAddr, port: u16, scope: Option<&str>) -> Result<SocketAddr, Error> {
+    Ok(match ip {
+        IpAddr::V4(v4) => SocketAddr::new(IpAddr::V4(v4), port),
+        IpAddr::V6(v6) => SocketAddr::V6(SocketAddrV6::new(v6, port, 0, scope_id(scope)?)),
+    })
+}
+
+impl TcpClient {
+    /// The local address to bind, if the description gives one.
+    fn bind_addr(&self) -> Result<Option<SocketAddr>, Error> {
+        match &self.bind_address {
+            Some(b) => Ok(Some(socket_addr(b.ip, b.port, b.scope.as_deref())?)),
+            None => Ok(None),
+        }
     }
 
-    fn parse(&self, args: &Args<'_>) -> Result<Box<dyn ClientSpec>, EndpointError> {
-        let b = args.bind(UNIX_PARAMS)?;
-        let path = unix_path(b.require("path")?)?;
-        let mut spec = UnixClient::new(path);
-        spec.timeout = b.parse_or("timeout", DEFAULT_TIMEOUT, |v| v.seconds())?;
-        spec.lockfile = b.parse_or("lockfile", false, |v| v.flag())?;
-        Ok(Box::new(spec))
+    /// Resolves the host on the reactor's thread pool (`getaddrinfo` blocks); an IP literal
+    /// needs no resolution.
+    fn resolve(
+        &self,
+        reactor: &Reactor,
+        bind: Option<SocketAddr>,
+        target: &str,
+    ) -> Deferred<Vec<SocketAddr>> {
+        if let Ok((ip, scope)) = values::scoped_ip(&self.host) {
+            return Deferred::resolved(
+                socket_addr(ip, self.port, scope.as_deref()).map(|a| vec![a]),
+            );
+        }
+        let host = self.host.clone();
+        let port = self.port;
+        let family = self.family;
+        let target = target.to_owned();
+        reactor
+            .defer_to_thread(move || {
+                (host.as_str(), port)
+                    .to_socket_addrs()
+                    .map(|found| found.collect::<Vec<SocketAddr>>())
+            })
+            .try_map(move |found| {
+                let found = found.map_err(|e| {
+                    Error::io(
+                        format!("cannot connect to {target}: cannot resolve the host name"),
+                        e,
+                    )
+                })?;
+                usable(found, family, bind, &target)
+            })
     }
 }
 
-pub(crate) fn register_builtins(r: &mut Registry) {
-    r.register_client(TcpClientType { v6: false });
-    r.register_client(TcpClientType { v6: true });
-    r.register_client(UnixClientType);
+/// The addresses a resolved host name may use: IPv6 only for `tcp6`, and only the bind
+/// address's family when there is one.
+fn usable(
+    found: Vec<SocketAddr>,
+    family: ClientFamily,
+    bind: Option<SocketAddr>,
+    target: &str,
+) -> Result<Vec<SocketAddr>, Error> {
+    let count = found.len();
+    let addrs: Vec<SocketAddr> = found
+        .into_iter()
+        .filter(|a| family != ClientFamily::Ipv6 || a.is_ipv6())
+        .filter(|a| bind.is_none_or(|b| b.is_ipv4() == a.is_ipv4()))
+        .collect();
+    if !addrs.is_empty() {
+        return Ok(addrs);
+    }
+    let why = match (count, bind, family) {
+        (0, _, _) => "the host name has no address".to_owned(),
+        (_, _, ClientFamily::Ipv6) => "the host name has no IPv6 address (tcp6)".to_owned(),
+        (_, Some(b), _) => format!(
+            "the host name has no {} address to use with bindAddress {}",
+            if b.is_ipv4() { "IPv4" } else { "IPv6" },
+            b.ip()
+        ),
+        _ => "the host name has no usable address".to_owned(),
+    };
+    Err(Error::new(
+        ReactorErrorKind::InvalidInput,
+        format!("cannot connect to {target}: {why}"),
+    ))
 }
 
 #[cfg(test)]
