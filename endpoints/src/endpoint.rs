@@ -8,10 +8,12 @@ use std::fmt;
 use std::rc::Rc;
 
 use torsion_reactor::{
-    Address, BoxedFactory, Deferred, Error, Factory, ListeningPort, Protocol, Reactor, Transport,
+    Address, BoxedFactory, ClientFactory, Connector, Deferred, Error, Factory, ListeningPort,
+    Protocol, Reactor, Transport,
 };
 
 use crate::attempt::connect_once;
+use crate::connector::connector;
 use crate::error::EndpointError;
 use crate::registry::Registry;
 use crate::spec::{ClientSpec, ServerSpec};
@@ -177,8 +179,8 @@ impl ClientEndpoint {
     }
 
     /// Connects once; `factory` builds the protocol of the connection (the extra callbacks
-    /// of a [`ClientFactory`](torsion_reactor::ClientFactory) are not called: the Deferred
-    /// says how it went).
+    /// of a [`ClientFactory`] are not called: the Deferred says how it went; for those, and
+    /// to connect again, use [`connector`](ClientEndpoint::connector)).
     ///
     /// The Deferred fires with the connection's transport, after the protocol's
     /// `connection_made`. It fails with an error that names the host and port (or the
@@ -220,5 +222,47 @@ impl ClientEndpoint {
     /// ```
     pub fn connect_protocol<P: Protocol>(&self, protocol: P) -> Deferred<Transport> {
         self.connect(OneProtocol(RefCell::new(Some(protocol))))
+    }
+
+    /// A [`Connector`] that connects the way [`connect`](ClientEndpoint::connect) does,
+    /// each time its `connect()` is called (nothing happens before the first call): for
+    /// `tcp:` the host name is resolved off the reactor thread every time and its addresses
+    /// raced. `factory` is told everything a reactor connector tells a client factory, with
+    /// this connector as the one named, so a
+    /// [`Reconnecting`](torsion_reactor::Reconnecting) factory reconnects by host name.
+    /// The reason given to `client_connection_failed` for an error other than a timeout or
+    /// a cancellation is a [`ConnectionLost::Refused`](torsion_reactor::ConnectionLost::Refused)
+    /// whose message is the whole error (the host, the addresses tried, the cause).
+    ///
+    /// ```no_run
+    /// use std::{rc::Rc, time::Duration};
+    /// use torsion_endpoints::client_from_string;
+    /// use torsion_reactor::{
+    ///     Address, Backoff, ClientFactory, Factory, Protocol, Reactor, Reconnecting, Transport,
+    /// };
+    ///
+    /// struct Tail;
+    /// impl Protocol for Tail {
+    ///     fn data_received(&mut self, _: &Transport, data: &[u8]) {
+    ///         print!("{}", String::from_utf8_lossy(data));
+    ///     }
+    /// }
+    ///
+    /// struct Tails;
+    /// impl Factory for Tails {
+    ///     type Protocol = Tail;
+    ///     fn build_protocol(&self, _: &Address) -> Option<Tail> { Some(Tail) }
+    /// }
+    /// impl ClientFactory for Tails {} // told of failures and losses; Reconnecting acts on them
+    ///
+    /// let reactor = Reactor::current();
+    /// let endpoint = client_from_string(&reactor, "tcp:host=logs.example:port=6000").unwrap();
+    /// let backoff = Backoff::default().with_max(Duration::from_secs(30));
+    /// let client = Rc::new(Reconnecting::new(Tails, backoff));
+    /// endpoint.connector(Rc::clone(&client)).connect();
+    /// reactor.run().unwrap(); // `client.stop_trying()` stops reconnecting
+    /// ```
+    pub fn connector<F: ClientFactory>(&self, factory: F) -> Connector {
+        connector(&self.reactor, Rc::clone(&self.spec), factory)
     }
 }

@@ -35,9 +35,11 @@
 //! [`ServerEndpoint::listen`] listens at once and returns the listening port (binding does
 //! not wait). [`ClientEndpoint::connect`] returns a [`Deferred`](torsion_reactor::Deferred)
 //! of the connected protocol's [`Transport`](torsion_reactor::Transport), fired after its
-//! `connection_made` (connecting takes time; cancelling the Deferred stops it); and
-//! [`ClientEndpoint::connect_protocol`] connects a single protocol without a factory.
-//! Errors name the address and the
+//! `connection_made` (connecting takes time; cancelling the Deferred stops it);
+//! [`ClientEndpoint::connect_protocol`] connects a single protocol without a factory; and
+//! [`ClientEndpoint::connector`] gives a [`Connector`](torsion_reactor::Connector) that
+//! connects the same way each time it is asked, for a
+//! [`Reconnecting`](torsion_reactor::Reconnecting) client. Errors name the address and the
 //! cause (`cannot listen on 127.0.0.1:8000: address already in use`, `cannot connect to
 //! example.org:80 (tried [2001:db8::1]:80, 192.0.2.1:80): connection refused`, `cannot
 //! connect to example.org:80: timed out after 30s`).
@@ -184,14 +186,15 @@
 //! and [`ServerType`]/[`ClientType`] traits), the built-in types (`types/tcp.rs`,
 //! `types/unix.rs`, `types/systemd.rs`: each a type's spec, parser and I/O), and
 //! [`Registry`]. Connecting has its own pieces: `attempt` (a reactor connector as a
-//! `Deferred<Transport>`) and [`happy_eyeballs`] (the race); `endpoint` binds specs to a
-//! reactor.
+//! `Deferred<Transport>`), [`happy_eyeballs`] (the race) and `connector` (the
+//! [`ClientEndpoint::connector`] backend); `endpoint` binds specs to a reactor.
 #![deny(missing_docs)]
 
 // Each module uses only those before it in: error, grammar, values, args, spec, attempt,
-// happy_eyeballs, types, registry, endpoint (see "Where things are" above).
+// happy_eyeballs, types, registry, connector, endpoint (see "Where things are" above).
 mod args;
 mod attempt;
+mod connector;
 mod endpoint;
 mod error;
 mod grammar;
