@@ -4,7 +4,9 @@
 //! such connect (started once, stopped once, however many attempts the connect makes).
 //!
 //! Every built-in client type connects through [`attempt`]: `unix:` with one attempt, `tcp:`
-//! with one per address raced by [`happy_eyeballs`](crate::happy_eyeballs).
+//! with one per address raced by [`happy_eyeballs`](crate::happy_eyeballs). Both are generic
+//! over the factory, so the reactor sees the application's protocol type and boxes it once:
+//! no wrapper, one dynamic call per `data_received`.
 
 use std::cell::{Cell, RefCell};
 use std::io;
@@ -12,8 +14,8 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use torsion_reactor::{
-    Address, BoxedClientFactory, ClientFactory, ConnectionLost, Connector, Deferred, Error,
-    ErrorKind, Factory, Protocol, Resolver, Transport,
+    Address, ClientFactory, ConnectionLost, Connector, Deferred, Error, ErrorKind, Factory,
+    Resolver, Transport,
 };
 
 use crate::values::format_seconds;
@@ -29,12 +31,12 @@ pub(crate) type Win = Box<dyn Fn() -> bool>;
 ///
 /// `factory` builds the protocol (only if `win` allows) and is told when the connection is
 /// made and lost; its `start_factory`/`stop_factory` are left to the caller.
-pub(crate) fn attempt(
+pub(crate) fn attempt<C: ClientFactory>(
     label: String,
-    factory: BoxedClientFactory,
+    factory: Rc<C>,
     win: Option<Win>,
     timeout: Option<Duration>,
-    dial: impl FnOnce(AttemptFactory) -> Connector,
+    dial: impl FnOnce(AttemptFactory<C>) -> Connector,
 ) -> Deferred<Transport> {
     let cell: Rc<RefCell<Option<Connector>>> = Rc::default();
     let c = Rc::clone(&cell);
@@ -61,12 +63,12 @@ pub(crate) fn attempt(
 }
 
 /// The factory of one attempt, as the reactor's connector sees it: builds the user's
-/// protocol if the attempt wins (the user's box is handed on as is: no wrapper), fires the
+/// protocol if the attempt wins (its protocol type is the user's: no wrapper), fires the
 /// attempt's Deferred from `client_connection_made`, and turns a failure into the
 /// attempt's error.
-pub(crate) struct AttemptFactory {
+pub(crate) struct AttemptFactory<C> {
     label: String,
-    user: BoxedClientFactory,
+    user: Rc<C>,
     win: Option<Win>,
     resolver: Resolver<Transport>,
     /// The user's factory built no protocol.
@@ -76,10 +78,10 @@ pub(crate) struct AttemptFactory {
     timeout: Option<Duration>,
 }
 
-impl Factory for AttemptFactory {
-    type Protocol = Box<dyn Protocol>;
+impl<C: ClientFactory> Factory for AttemptFactory<C> {
+    type Protocol = C::Protocol;
 
-    fn build_protocol(&self, peer: &Address) -> Option<Box<dyn Protocol>> {
+    fn build_protocol(&self, peer: &Address) -> Option<C::Protocol> {
         if self.win.as_ref().is_some_and(|win| !win()) {
             self.lost.set(true);
             return None;
@@ -90,7 +92,7 @@ impl Factory for AttemptFactory {
     }
 }
 
-impl ClientFactory for AttemptFactory {
+impl<C: ClientFactory> ClientFactory for AttemptFactory<C> {
     fn client_connection_failed(&self, _connector: &Connector, reason: &ConnectionLost) {
         let context = format!("cannot connect to {}", self.label);
         let err = match reason {
@@ -143,7 +145,7 @@ pub(crate) fn copy_io(e: &io::Error) -> io::Error {
 /// `stop_factory` once, when the connect fails or when the connection it made is lost.
 pub(crate) fn connect_once<F: Factory>(
     factory: F,
-    connect: impl FnOnce(BoxedClientFactory) -> Deferred<Transport>,
+    connect: impl FnOnce(Rc<Once<F>>) -> Deferred<Transport>,
 ) -> Deferred<Transport> {
     let once = Rc::new(Once {
         factory,
@@ -151,7 +153,7 @@ pub(crate) fn connect_once<F: Factory>(
     });
     once.factory.start_factory();
     let o = Rc::clone(&once);
-    connect(BoxedClientFactory::new(once)).inspect(move |result| {
+    connect(once).inspect(move |result| {
         if result.is_err() {
             o.stop();
         }
@@ -159,7 +161,7 @@ pub(crate) fn connect_once<F: Factory>(
 }
 
 /// A plain factory for one connect; see [`connect_once`].
-struct Once<F> {
+pub(crate) struct Once<F> {
     factory: F,
     stopped: Cell<bool>,
 }
@@ -183,5 +185,34 @@ impl<F: Factory> Factory for Once<F> {
 impl<F: Factory> ClientFactory for Once<F> {
     fn client_connection_lost(&self, _connector: &Connector, _reason: &ConnectionLost) {
         self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use torsion_reactor::Protocol;
+
+    struct Mine;
+
+    impl Protocol for Mine {
+        fn data_received(&mut self, _: &Transport, _: &[u8]) {}
+    }
+
+    struct Mines;
+
+    impl Factory for Mines {
+        type Protocol = Mine;
+        fn build_protocol(&self, _: &Address) -> Option<Mine> {
+            Some(Mine)
+        }
+    }
+
+    /// What the reactor is handed builds the application's protocol itself (the reactor
+    /// boxes it once), not a wrapper around it nor a box of it.
+    #[test]
+    fn an_attempt_builds_the_applications_own_protocol() {
+        fn builds_mine<F: ClientFactory<Protocol = Mine>>() {}
+        builds_mine::<AttemptFactory<Once<Mines>>>();
     }
 }

@@ -15,11 +15,12 @@ use std::rc::{Rc, Weak};
 use std::sync::Arc;
 
 use torsion_reactor::{
-    Address, BoxedClientFactory, ClientFactory, ConnectionLost, Connector, ConnectorBackend,
-    ConnectorState, Deferred, Error, ErrorKind, Factory, Reactor, Transport,
+    Address, ClientFactory, ConnectionLost, Connector, ConnectorBackend, ConnectorState, Deferred,
+    Error, ErrorKind, Factory, Reactor, Transport,
 };
 
 use crate::spec::ClientSpec;
+use crate::types;
 
 /// A connector for `spec` on `reactor`, reporting to `factory`; it waits for `connect()`.
 pub(crate) fn connector<F: ClientFactory>(
@@ -77,19 +78,16 @@ impl<F: ClientFactory> EndpointConnector<F> {
         if !self.is_attempt(n) {
             return; // stopped before the loop got here
         }
-        let reporter = BoxedClientFactory::new(Reporter {
+        let reporter = Rc::new(Reporter {
             connector: Rc::clone(self),
             attempt: n,
             made: Cell::new(false),
         });
         let me = Rc::clone(self);
-        let tail = self
-            .spec
-            .connect(&self.reactor, reporter)
-            .then(move |result| {
-                me.attempt_ended(n, result);
-                Ok::<(), Error>(())
-            });
+        let tail = types::connect(&*self.spec, &self.reactor, reporter).then(move |result| {
+            me.attempt_ended(n, result);
+            Ok::<(), Error>(())
+        });
         if let State::Connecting { pending, .. } = &mut *self.st.borrow_mut() {
             *pending = Some(tail);
         }
@@ -246,5 +244,37 @@ fn connection_lost(err: &Error) -> ConnectionLost {
             let kind = err.io_error().map_or(io::ErrorKind::Other, io::Error::kind);
             ConnectionLost::Refused(Arc::new(io::Error::new(kind, err.to_string())))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::attempt::AttemptFactory;
+    use torsion_reactor::Protocol;
+
+    struct Mine;
+
+    impl Protocol for Mine {
+        fn data_received(&mut self, _: &Transport, _: &[u8]) {}
+    }
+
+    struct Mines;
+
+    impl Factory for Mines {
+        type Protocol = Mine;
+        fn build_protocol(&self, _: &Address) -> Option<Mine> {
+            Some(Mine)
+        }
+    }
+
+    impl ClientFactory for Mines {}
+
+    /// A connector's attempts hand the reactor the application's protocol type, so each
+    /// connection's protocol is boxed once.
+    #[test]
+    fn attempts_build_the_applications_own_protocol() {
+        fn builds_mine<F: ClientFactory<Protocol = Mine>>() {}
+        builds_mine::<AttemptFactory<Reporter<Mines>>>();
     }
 }

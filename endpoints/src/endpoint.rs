@@ -8,8 +8,8 @@ use std::fmt;
 use std::rc::Rc;
 
 use torsion_reactor::{
-    Address, BoxedFactory, ClientFactory, Connector, Deferred, Error, Factory, ListeningPort,
-    Protocol, Reactor, Transport,
+    Address, ClientFactory, Connector, Deferred, Error, Factory, ListeningPort, Protocol, Reactor,
+    Transport,
 };
 
 use crate::attempt::connect_once;
@@ -17,6 +17,7 @@ use crate::connector::connector;
 use crate::error::EndpointError;
 use crate::registry::Registry;
 use crate::spec::{ClientSpec, ServerSpec};
+use crate::types;
 
 /// Parses a server description with the built-in types into an endpoint that listens on
 /// `reactor` (Twisted's `serverFromString`). The error names the offending part of the
@@ -102,7 +103,7 @@ impl ServerEndpoint {
     /// or `... address not available on this machine` (an interface this host does not
     /// have).
     pub fn listen<F: Factory>(&self, factory: F) -> Result<ListeningPort, Error> {
-        self.spec.listen(&self.reactor, BoxedFactory::new(factory))
+        types::listen(&*self.spec, &self.reactor, factory)
     }
 }
 
@@ -196,7 +197,9 @@ impl ClientEndpoint {
     /// `factory`'s `start_factory` runs now and `stop_factory` when the connect fails or
     /// the connection is lost.
     pub fn connect<F: Factory>(&self, factory: F) -> Deferred<Transport> {
-        connect_once(factory, |factory| self.spec.connect(&self.reactor, factory))
+        connect_once(factory, |factory| {
+            types::connect(&*self.spec, &self.reactor, factory)
+        })
     }
 
     /// Connects with `protocol` itself, for a single connection without a factory

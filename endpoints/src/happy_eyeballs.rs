@@ -61,8 +61,8 @@ use std::rc::{Rc, Weak};
 use std::time::Duration;
 
 use torsion_reactor::{
-    BoxedClientFactory, Deferred, DelayedCall, Error, ErrorKind, Factory, Reactor, Resolver,
-    Scheduler, SchedulerExt, TcpConnectOptions, Transport,
+    ClientFactory, Deferred, DelayedCall, Error, ErrorKind, Factory, Reactor, Resolver, Scheduler,
+    SchedulerExt, TcpConnectOptions, Transport,
 };
 
 use crate::attempt::{attempt, connect_once, copy_io};
@@ -623,8 +623,8 @@ fn combine(target: &str, failures: &[(SocketAddr, Error)]) -> Error {
 ///
 /// `factory`'s `start_factory` runs once when this is called, and `stop_factory` once when
 /// the connect fails or the connection it made is lost (however many attempts the race
-/// makes); the client-factory callbacks of a [`ClientFactory`](torsion_reactor::ClientFactory)
-/// are not called: the Deferred says how the attempt went.
+/// makes); the client-factory callbacks of a [`ClientFactory`] are not called: the Deferred
+/// says how the attempt went.
 ///
 /// ```no_run
 /// use std::net::SocketAddr;
@@ -663,12 +663,12 @@ pub fn connect_tcp<F: Factory>(
 
 /// [`connect_tcp`] for a factory that is already started, and that is told when the
 /// winning connection is made and lost (see [`ClientSpec::connect`](crate::ClientSpec::connect)).
-pub(crate) fn race_tcp(
+pub(crate) fn race_tcp<C: ClientFactory>(
     reactor: &Reactor,
     options: RaceOptions,
     addresses: Deferred<Vec<SocketAddr>>,
     bind_addr: Option<SocketAddr>,
-    factory: BoxedClientFactory,
+    factory: Rc<C>,
 ) -> Deferred<Transport> {
     let r = reactor.clone();
     let timeout = options.timeout;
@@ -685,7 +685,7 @@ pub(crate) fn race_tcp(
         let r = r.clone();
         attempt(
             address.to_string(),
-            factory.clone(),
+            Rc::clone(&factory),
             Some(Box::new(move || claim.try_win())),
             timeout,
             move |f| r.connect_tcp_with(address, f, &options),

@@ -32,7 +32,9 @@ use std::net::TcpListener;
 use std::os::fd::{FromRawFd, RawFd};
 use std::os::unix::net::UnixListener;
 
-use torsion_reactor::{BoxedFactory, Error, ErrorKind as ReactorErrorKind, ListeningPort, Reactor};
+use torsion_reactor::{
+    BoxedFactory, Error, ErrorKind as ReactorErrorKind, Factory, ListeningPort, Reactor,
+};
 
 use crate::args::{Args, ParamSpec};
 use crate::error::{EndpointError, ErrorKind};
@@ -125,7 +127,7 @@ impl ServerSpec for SystemdServer {
     /// Adopts the inherited socket this spec selects, once per process; the error says
     /// why none could be adopted.
     fn listen(&self, reactor: &Reactor, factory: BoxedFactory) -> Result<ListeningPort, Error> {
-        adopt(self, reactor, factory)
+        self.listen_with(reactor, factory)
     }
 }
 
@@ -477,12 +479,23 @@ fn socket_domain(fd: RawFd) -> Option<i32> {
     (rc == 0).then_some(domain)
 }
 
+impl SystemdServer {
+    /// [`ServerSpec::listen`] with the factory's type kept (see [`crate::types::listen`]).
+    pub(crate) fn listen_with<F: Factory>(
+        &self,
+        reactor: &Reactor,
+        factory: F,
+    ) -> Result<ListeningPort, Error> {
+        adopt(self, reactor, factory)
+    }
+}
+
 /// Adopts the socket `spec` selects: checked against the environment, its family, and the
 /// descriptors adopted before.
-fn adopt(
+fn adopt<F: Factory>(
     spec: &SystemdServer,
     reactor: &Reactor,
-    factory: BoxedFactory,
+    factory: F,
 ) -> Result<ListeningPort, Error> {
     let env = ListenEnv::from_process_env();
     let fd = spec.resolve_fd(&env, std::process::id()).map_err(|e| {

@@ -5,12 +5,13 @@
 use std::any::Any;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6, ToSocketAddrs};
+use std::rc::Rc;
 use std::str::FromStr;
 use std::time::Duration;
 
 use torsion_reactor::{
-    Address, BoxedClientFactory, BoxedFactory, Deferred, Error, ErrorKind as ReactorErrorKind,
-    ListeningPort, Reactor, TcpListenOptions, Transport,
+    Address, BoxedClientFactory, BoxedFactory, ClientFactory, Deferred, Error,
+    ErrorKind as ReactorErrorKind, Factory, ListeningPort, Reactor, TcpListenOptions, Transport,
 };
 
 use crate::args::{Args, ParamSpec, Value};
@@ -113,13 +114,7 @@ impl ServerSpec for TcpServer {
     }
 
     fn listen(&self, reactor: &Reactor, factory: BoxedFactory) -> Result<ListeningPort, Error> {
-        let addr = socket_addr(self.interface, self.port, self.scope.as_deref())?;
-        let options = TcpListenOptions {
-            backlog: self.backlog,
-            reuse_port: self.reuseport,
-            ipv6_only: self.ipv6only,
-        };
-        reactor.listen_tcp_with(addr, factory, &options)
+        self.listen_with(reactor, factory)
     }
 }
 
@@ -369,17 +364,7 @@ impl ClientSpec for TcpClient {
     /// its addresses Happy-Eyeballs style ([`happy_eyeballs`](crate::happy_eyeballs));
     /// `timeout` covers the whole.
     fn connect(&self, reactor: &Reactor, factory: BoxedClientFactory) -> Deferred<Transport> {
-        let target = target_name(&self.host, self.port);
-        let bind = match self.bind_addr() {
-            Ok(bind) => bind,
-            Err(e) => return Deferred::fail(e),
-        };
-        let addresses = self.resolve(reactor, bind, &target);
-        let options = RaceOptions {
-            timeout: Some(self.timeout),
-            ..RaceOptions::new(target)
-        };
-        happy_eyeballs::race_tcp(reactor, options, addresses, bind, factory)
+        self.connect_with(reactor, Rc::new(factory))
     }
 }
 
@@ -588,6 +573,23 @@ fn scope_id(scope: Option<&str>) -> Result<u32, Error> {
     Ok(index)
 }
 
+impl TcpServer {
+    /// [`ServerSpec::listen`] with the factory's type kept (see [`crate::types::listen`]).
+    pub(crate) fn listen_with<F: Factory>(
+        &self,
+        reactor: &Reactor,
+        factory: F,
+    ) -> Result<ListeningPort, Error> {
+        let addr = socket_addr(self.interface, self.port, self.scope.as_deref())?;
+        let options = TcpListenOptions {
+            backlog: self.backlog,
+            reuse_port: self.reuseport,
+            ipv6_only: self.ipv6only,
+        };
+        reactor.listen_tcp_with(addr, factory, &options)
+    }
+}
+
 /// The socket address of `ip`:`port`, with the interface index of an IPv6 `%scope`.
 fn socket_addr(ip: IpAddr, port: u16, scope: Option<&str>) -> Result<SocketAddr, Error> {
     Ok(match ip {
@@ -597,6 +599,25 @@ fn socket_addr(ip: IpAddr, port: u16, scope: Option<&str>) -> Result<SocketAddr,
 }
 
 impl TcpClient {
+    /// [`ClientSpec::connect`] with the factory's type kept (see [`crate::types::connect`]).
+    pub(crate) fn connect_with<C: ClientFactory>(
+        &self,
+        reactor: &Reactor,
+        factory: Rc<C>,
+    ) -> Deferred<Transport> {
+        let target = target_name(&self.host, self.port);
+        let bind = match self.bind_addr() {
+            Ok(bind) => bind,
+            Err(e) => return Deferred::fail(e),
+        };
+        let addresses = self.resolve(reactor, bind, &target);
+        let options = RaceOptions {
+            timeout: Some(self.timeout),
+            ..RaceOptions::new(target)
+        };
+        happy_eyeballs::race_tcp(reactor, options, addresses, bind, factory)
+    }
+
     /// The local address to bind, if the description gives one.
     fn bind_addr(&self) -> Result<Option<SocketAddr>, Error> {
         match &self.bind_address {

@@ -5,11 +5,13 @@
 use std::any::Any;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::time::Duration;
 
 use torsion_reactor::{
-    Address, BoxedClientFactory, BoxedFactory, Deferred, Error, ErrorKind as ReactorErrorKind,
-    ListeningPort, Reactor, Transport, UnixConnectOptions, UnixListenOptions,
+    Address, BoxedClientFactory, BoxedFactory, ClientFactory, Deferred, Error,
+    ErrorKind as ReactorErrorKind, Factory, ListeningPort, Reactor, Transport, UnixConnectOptions,
+    UnixListenOptions,
 };
 
 use crate::args::{Args, ParamSpec, Value};
@@ -82,22 +84,7 @@ impl ServerSpec for UnixServer {
 
     /// Takes the lock file first if `lockfile` is on (see [`UnixServer::lockfile`]).
     fn listen(&self, reactor: &Reactor, factory: BoxedFactory) -> Result<ListeningPort, Error> {
-        let lock_file = if self.lockfile {
-            Some(take_lock(&self.address)?)
-        } else {
-            None
-        };
-        let options = UnixListenOptions {
-            backlog: self.backlog,
-            mode: self.mode,
-            remove_on_stop: true,
-            lock_file: lock_file.clone(),
-        };
-        let result = reactor.listen_unix_with(&self.address, factory, &options);
-        if let (Err(_), Some(lock)) = (&result, lock_file) {
-            let _ = std::fs::remove_file(lock);
-        }
-        result
+        self.listen_with(reactor, factory)
     }
 }
 
@@ -180,21 +167,7 @@ impl ClientSpec for UnixClient {
     /// One attempt, with the description's timeout; with `lockfile` on, fails at once unless
     /// the server's lock file names a live process.
     fn connect(&self, reactor: &Reactor, factory: BoxedClientFactory) -> Deferred<Transport> {
-        if let Err(e) = self.check_lock() {
-            return Deferred::fail(e);
-        }
-        let path = self.path.clone();
-        let options = UnixConnectOptions {
-            timeout: Some(self.timeout),
-        };
-        let reactor = reactor.clone();
-        attempt(
-            self.path.display().to_string(),
-            factory,
-            None,
-            options.timeout,
-            move |f| reactor.connect_unix_with(&path, f, &options),
-        )
+        self.connect_with(reactor, Rc::new(factory))
     }
 }
 
@@ -339,7 +312,56 @@ fn take_lock(address: &Path) -> Result<PathBuf, Error> {
     Ok(lock)
 }
 
+impl UnixServer {
+    /// [`ServerSpec::listen`] with the factory's type kept (see [`crate::types::listen`]).
+    pub(crate) fn listen_with<F: Factory>(
+        &self,
+        reactor: &Reactor,
+        factory: F,
+    ) -> Result<ListeningPort, Error> {
+        let lock_file = if self.lockfile {
+            Some(take_lock(&self.address)?)
+        } else {
+            None
+        };
+        let options = UnixListenOptions {
+            backlog: self.backlog,
+            mode: self.mode,
+            remove_on_stop: true,
+            lock_file: lock_file.clone(),
+        };
+        let result = reactor.listen_unix_with(&self.address, factory, &options);
+        if let (Err(_), Some(lock)) = (&result, lock_file) {
+            let _ = std::fs::remove_file(lock);
+        }
+        result
+    }
+}
+
 impl UnixClient {
+    /// [`ClientSpec::connect`] with the factory's type kept (see [`crate::types::connect`]).
+    pub(crate) fn connect_with<C: ClientFactory>(
+        &self,
+        reactor: &Reactor,
+        factory: Rc<C>,
+    ) -> Deferred<Transport> {
+        if let Err(e) = self.check_lock() {
+            return Deferred::fail(e);
+        }
+        let path = self.path.clone();
+        let options = UnixConnectOptions {
+            timeout: Some(self.timeout),
+        };
+        let reactor = reactor.clone();
+        attempt(
+            self.path.display().to_string(),
+            factory,
+            None,
+            options.timeout,
+            move |f| reactor.connect_unix_with(&path, f, &options),
+        )
+    }
+
     /// Twisted's `checkPID`: connecting is allowed only if the server's lock names a live
     /// process.
     fn check_lock(&self) -> Result<(), Error> {
