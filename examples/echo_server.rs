@@ -17,7 +17,7 @@ mod support;
 
 use std::sync::mpsc;
 
-use torsion::endpoints::{ServerEndpoint, TcpServer, server_endpoint};
+use torsion::endpoints::{ServerEndpoint, TcpServer, server_from_string};
 use torsion::reactor::{Protocol, Reactor, Transport, factory_fn};
 
 struct Echo;
@@ -72,7 +72,7 @@ fn main() {
     }
 
     // Several reactors sharing one TCP port.
-    let parsed = match server_endpoint(&endpoint) {
+    let parsed = match server_from_string(&reactor, &endpoint) {
         Ok(e) => e,
         Err(err) => support::usage_error(&err.to_string()),
     };
@@ -81,8 +81,8 @@ fn main() {
     };
     let mut tcp = tcp.clone();
     tcp.reuseport = true;
-    let first = ServerEndpoint::new(Box::new(tcp.clone()))
-        .listen_now(&reactor, factory_fn(|_| Echo))
+    let first = ServerEndpoint::new(&reactor, tcp.clone())
+        .listen(factory_fn(|_| Echo))
         .unwrap_or_else(|err| support::fail(&err.to_string()));
     let addr = first.local_addr();
     if let Some(bound) = addr.socket_addr() {
@@ -95,8 +95,8 @@ fn main() {
             let ready = ready_tx.clone();
             std::thread::spawn(move || {
                 let reactor = Reactor::current();
-                let listened = ServerEndpoint::new(Box::new(spec))
-                    .listen_now(&reactor, factory_fn(|_| Echo))
+                let listened = ServerEndpoint::new(&reactor, spec)
+                    .listen(factory_fn(|_| Echo))
                     .map(|_| ())
                     .map_err(|e| e.to_string());
                 let ok = listened.is_ok();

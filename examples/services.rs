@@ -74,7 +74,7 @@ fn main() {
                 "unknown service {name:?} in {arg:?}: expected one of {SERVICES}"
             ));
         };
-        let endpoint = match torsion::endpoints::server_endpoint(description) {
+        let endpoint = match torsion::endpoints::server_from_string(&reactor, description) {
             Ok(endpoint) => endpoint,
             Err(err) => support::usage_error(&format!("{name}: {err}")),
         };
@@ -84,7 +84,7 @@ fn main() {
     let mut lines = Vec::new();
     let mut ports = Vec::new();
     for (name, endpoint, factory) in plan {
-        match endpoint.listen_now(&reactor, factory) {
+        match endpoint.listen(factory) {
             Ok(port) => {
                 lines.push(format!("listening on {name} {}", port.local_addr()));
                 ports.push(port);

@@ -18,7 +18,7 @@
 //!
 //! fn main() -> Result<(), Box<dyn std::error::Error>> {
 //!     let reactor = Reactor::current();
-//!     let port = server_endpoint("tcp:8000")?.listen_now(&reactor, factory_fn(|_| Echo))?;
+//!     let port = server_from_string(&reactor, "tcp:8000")?.listen(factory_fn(|_| Echo))?;
 //!     println!("listening on {}", port.local_addr());
 //!     reactor.run()?; // until SIGINT or SIGTERM
 //!     Ok(())
@@ -36,7 +36,9 @@ pub use torsion_reactor as reactor;
 
 /// Everything a typical application needs: `use torsion::prelude::*;`.
 pub mod prelude {
-    pub use torsion_endpoints::{ClientEndpoint, ServerEndpoint, client_endpoint, server_endpoint};
+    pub use torsion_endpoints::{
+        ClientEndpoint, ServerEndpoint, client_from_string, server_from_string,
+    };
     pub use torsion_reactor::{
         Address, Backoff, ClientFactory, Clock, ConnectionLost, Connector, Deferred, DelayedCall,
         Error, ErrorKind, Factory, ListeningPort, LoopingCall, Phase, Protocol, Reactor,

@@ -1,6 +1,7 @@
-//! TCP endpoints over real loopback sockets: `listen` and `connect` Deferreds, name
-//! resolution, Happy Eyeballs fallback, and the errors (in use, no such interface, refused,
-//! unknown host, timeout, cancelled), each naming the address.
+//! TCP endpoints over real loopback sockets: `listen`, the `connect` Deferred and the
+//! reconnecting `connector`, name resolution, Happy Eyeballs fallback, and the errors (in
+//! use, no such interface, refused, unknown host, timeout, cancelled), each naming the
+//! address.
 
 mod common;
 
@@ -15,11 +16,11 @@ use std::time::{Duration, Instant};
 
 use torsion::endpoints::happy_eyeballs::{self, RaceOptions};
 use torsion::endpoints::{
-    ClientEndpoint, ServerEndpoint, TcpClient, TcpServer, client_from_string, connect_protocol,
-    server_from_string,
+    ClientEndpoint, ServerEndpoint, TcpClient, TcpServer, client_from_string, server_from_string,
 };
 use torsion::reactor::{
-    Address, Deferred, Error, ErrorKind, Factory, ListeningPort, Reactor, SharedFactory, Transport,
+    Address, Backoff, ClientFactory, ConnectionLost, Connector, ConnectorState, Deferred, Error,
+    ErrorKind, Factory, ListeningPort, Protocol, Reactor, Reconnecting, SharedFactory, Transport,
     factory_fn,
 };
 
@@ -27,7 +28,7 @@ const LONG: Duration = Duration::from_secs(30);
 
 fn echo_server(r: &Reactor, description: &str) -> (ListeningPort, SocketAddr) {
     let endpoint = server_from_string(r, description).expect("parses");
-    let port = wait(r, endpoint.listen(factory_fn(|_| Echo))).expect("listens");
+    let port = endpoint.listen(factory_fn(|_| Echo)).expect("listens");
     let addr = port.local_addr().socket_addr().expect("a TCP port");
     (port, addr)
 }
@@ -93,7 +94,7 @@ fn localhost_addresses(port: u16) -> Vec<SocketAddr> {
 }
 
 #[test]
-fn listen_and_connect_return_deferreds_and_echo() {
+fn listen_returns_the_port_and_connect_a_deferred_and_they_echo() {
     let r = reactor();
     let (port, addr) = echo_server(&r, "tcp:0:interface=127.0.0.1");
     assert_eq!(addr.ip().to_string(), "127.0.0.1");
@@ -113,7 +114,7 @@ fn listen_and_connect_return_deferreds_and_echo() {
 fn tcp6_over_the_ipv6_loopback() {
     let r = reactor();
     let endpoint = server_from_string(&r, r"tcp6:0:interface=\:\:1").unwrap();
-    let port = match wait(&r, endpoint.listen(factory_fn(|_| Echo))) {
+    let port = match endpoint.listen(factory_fn(|_| Echo)) {
         Ok(port) => port,
         Err(e) => {
             eprintln!("skipped: this machine has no ::1 ({e})");
@@ -315,7 +316,7 @@ fn connect_protocol_uses_one_protocol_without_a_factory() {
     let (_port, addr) = echo_server(&r, "tcp:0:interface=127.0.0.1");
     let endpoint = client_from_string(&r, &format!("tcp:127.0.0.1:{}", addr.port())).unwrap();
     let got: Rc<RefCell<Vec<u8>>> = Rc::default();
-    let t = wait(&r, connect_protocol(&endpoint, Hello(got.clone()))).unwrap();
+    let t = wait(&r, endpoint.connect_protocol(Hello(got.clone()))).unwrap();
     r.run_until(LONG, || got.borrow().len() >= 5).unwrap();
     assert_eq!(*got.borrow(), b"hello");
     t.lose_connection();
@@ -352,14 +353,14 @@ fn listen_errors_name_the_address() {
     let addr = taken.local_addr().unwrap();
     let endpoint =
         server_from_string(&r, &format!("tcp:{}:interface=127.0.0.1", addr.port())).unwrap();
-    let err = wait(&r, endpoint.listen(factory_fn(|_| Echo))).unwrap_err();
+    let err = endpoint.listen(factory_fn(|_| Echo)).unwrap_err();
     assert_eq!(
         err.to_string(),
         format!("cannot listen on {addr}: address already in use")
     );
 
     let endpoint = server_from_string(&r, "tcp:0:interface=192.0.2.1").unwrap();
-    let err = wait(&r, endpoint.listen(factory_fn(|_| Echo))).unwrap_err();
+    let err = endpoint.listen(factory_fn(|_| Echo)).unwrap_err();
     assert_eq!(
         err.to_string(),
         "cannot listen on 192.0.2.1:0: address not available on this machine"
@@ -371,7 +372,7 @@ fn listen_errors_name_the_address() {
         return;
     }
     let endpoint = server_from_string(&r, "tcp:1:interface=127.0.0.1").unwrap();
-    let err = wait(&r, endpoint.listen(factory_fn(|_| Echo))).unwrap_err();
+    let err = endpoint.listen(factory_fn(|_| Echo)).unwrap_err();
     assert_eq!(
         err.to_string(),
         "cannot listen on 127.0.0.1:1: permission denied"
@@ -381,23 +382,236 @@ fn listen_errors_name_the_address() {
 #[test]
 fn endpoints_made_in_rust_without_strings() {
     let r = reactor();
-    let server = ServerEndpoint::with_reactor(
+    let server = ServerEndpoint::new(
         &r,
-        Box::new(TcpServer {
+        TcpServer {
             interface: "127.0.0.1".parse().unwrap(),
             ..TcpServer::new(0)
-        }),
+        },
     );
-    let port = wait(&r, server.listen(factory_fn(|_| Echo))).unwrap();
+    let port = server.listen(factory_fn(|_| Echo)).unwrap();
     let addr = port.local_addr().socket_addr().unwrap();
-    let client = ClientEndpoint::from(TcpClient {
-        timeout: Duration::from_secs(5),
-        ..TcpClient::new("127.0.0.1", addr.port())
-    });
+    let client = ClientEndpoint::new(
+        &r,
+        TcpClient {
+            timeout: Duration::from_secs(5),
+            ..TcpClient::new("127.0.0.1", addr.port())
+        },
+    );
     let got: Rc<RefCell<Vec<u8>>> = Rc::default();
     let t = wait(&r, client.connect_protocol(Hello(got.clone()))).unwrap();
     r.run_until(LONG, || got.borrow().len() >= 5).unwrap();
     assert_eq!(t.peer_addr(), Address::Tcp(addr));
-    let listening = ServerEndpoint::from(TcpServer::new(0));
-    assert_eq!(listening.spec().type_name(), "tcp");
+    // A parsed spec works as well as one made in Rust.
+    let parsed = torsion::endpoints::parse_server("tcp:0:interface=127.0.0.1").unwrap();
+    let again = ServerEndpoint::new(&r, parsed)
+        .listen(factory_fn(|_| Echo))
+        .unwrap();
+    assert_eq!(again.local_addr().socket_addr().unwrap().ip(), addr.ip());
+}
+
+/// A client factory that records what it is told; its protocols do nothing.
+#[derive(Default)]
+struct Watch {
+    started: Cell<u32>,
+    stopped: Cell<u32>,
+    connecting: Cell<u32>,
+    made: Cell<u32>,
+    lost: Cell<u32>,
+    failures: RefCell<Vec<ConnectionLost>>,
+    peers: RefCell<Vec<Address>>,
+}
+
+struct Quiet;
+
+impl Protocol for Quiet {
+    fn data_received(&mut self, _: &Transport, _: &[u8]) {}
+}
+
+impl Factory for Watch {
+    type Protocol = Quiet;
+    fn build_protocol(&self, _: &Address) -> Option<Quiet> {
+        Some(Quiet)
+    }
+    fn start_factory(&self) {
+        self.started.set(self.started.get() + 1);
+    }
+    fn stop_factory(&self) {
+        self.stopped.set(self.stopped.get() + 1);
+    }
+}
+
+impl ClientFactory for Watch {
+    fn started_connecting(&self, _: &Connector) {
+        self.connecting.set(self.connecting.get() + 1);
+    }
+    fn client_connection_failed(&self, _: &Connector, reason: &ConnectionLost) {
+        self.failures.borrow_mut().push(reason.clone());
+    }
+    fn client_connection_made(&self, connector: &Connector, transport: &Transport) {
+        assert_eq!(connector.state(), ConnectorState::Connected);
+        self.peers.borrow_mut().push(transport.peer_addr());
+        self.made.set(self.made.get() + 1);
+    }
+    fn client_connection_lost(&self, _: &Connector, _: &ConnectionLost) {
+        self.lost.set(self.lost.get() + 1);
+    }
+}
+
+/// A server that keeps its connections' transports, so the test can drop them.
+fn keeping_server(r: &Reactor, port: u16) -> (ListeningPort, Rc<RefCell<Vec<Transport>>>) {
+    struct Keep(Rc<RefCell<Vec<Transport>>>);
+    impl Protocol for Keep {
+        fn connection_made(&mut self, t: &Transport) {
+            self.0.borrow_mut().push(t.clone());
+        }
+        fn data_received(&mut self, _: &Transport, _: &[u8]) {}
+    }
+    let kept: Rc<RefCell<Vec<Transport>>> = Rc::default();
+    let k = kept.clone();
+    let endpoint = server_from_string(r, &format!("tcp:{port}:interface=127.0.0.1")).unwrap();
+    let listening = endpoint
+        .listen(factory_fn(move |_| Keep(k.clone())))
+        .expect("listens");
+    (listening, kept)
+}
+
+#[test]
+fn a_reconnecting_client_reconnects_by_host_name_when_the_server_comes_back() {
+    let r = reactor();
+    let (listening, kept) = keeping_server(&r, 0);
+    let port = listening.local_addr().socket_addr().unwrap().port();
+    if !localhost_addresses(port).iter().any(|a| a.is_ipv4()) {
+        eprintln!("skipped: localhost has no IPv4 address here");
+        return;
+    }
+    let backoff = Backoff::default()
+        .with_initial(Duration::from_millis(20))
+        .with_max(Duration::from_millis(100))
+        .with_jitter(0.0);
+    let client = SharedFactory::new(Reconnecting::new(Watch::default(), backoff));
+    let endpoint =
+        client_from_string(&r, &format!("tcp:host=localhost:port={port}:timeout=5")).unwrap();
+    let connector = endpoint.connector(client.clone());
+    assert_eq!(connector.state(), ConnectorState::Disconnected);
+    assert_eq!(
+        connector.destination(),
+        Address::Other(format!("localhost:{port}"))
+    );
+    connector.connect();
+    let watch = client.inner();
+    assert_eq!(connector.state(), ConnectorState::Connecting);
+    assert_eq!(
+        watch.connecting.get(),
+        0,
+        "factory callbacks start from the loop"
+    );
+
+    r.run_until(LONG, || watch.made.get() == 1)
+        .expect("the first connection is made");
+    assert_eq!(connector.state(), ConnectorState::Connected);
+    let server_addr = Address::Tcp(format!("127.0.0.1:{port}").parse().unwrap());
+    assert_eq!(
+        connector.transport().map(|t| t.peer_addr()),
+        Some(server_addr.clone())
+    );
+    assert!(
+        r.thread_pool_threads() >= 1,
+        "the name was resolved on the thread pool"
+    );
+    assert_eq!(watch.started.get(), 1);
+
+    // The server goes away: the connection is lost and reconnecting is refused.
+    listening.stop_listening();
+    for t in kept.borrow_mut().drain(..) {
+        t.abort_connection();
+    }
+    r.run_until(LONG, || {
+        watch.lost.get() == 1 && !watch.failures.borrow().is_empty()
+    })
+    .expect("the loss is seen and a reconnect attempt is refused");
+    let failure = watch.failures.borrow()[0].clone();
+    let ConnectionLost::Refused(e) = failure else {
+        panic!("a refusal, not {failure}")
+    };
+    assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused);
+    assert!(
+        e.to_string()
+            .starts_with(&format!("cannot connect to localhost:{port}")),
+        "the reason names the host and port: {e}"
+    );
+    assert!(client.retries() >= 1);
+
+    // It comes back on the same port: the next retry resolves the name again and connects.
+    let (_back, kept) = keeping_server(&r, port);
+    r.run_until(LONG, || watch.made.get() == 2 && kept.borrow().len() == 1)
+        .expect("the client reconnects");
+    assert_eq!(connector.state(), ConnectorState::Connected);
+    assert_eq!(client.retries(), 0, "the backoff resets once connected");
+    assert_eq!(*watch.peers.borrow(), [server_addr.clone(), server_addr]);
+    assert_eq!(watch.started.get(), 1, "the factory is started once");
+    assert!(watch.connecting.get() >= 3);
+
+    // Stopping: no more attempts once the connection ends.
+    client.stop_trying();
+    connector.disconnect();
+    r.run_until(LONG, || watch.lost.get() == 2)
+        .expect("the connection ends");
+    assert_eq!(connector.state(), ConnectorState::Disconnected);
+    r.run_until(LONG, || r.registered_sources() == 1)
+        .expect("only the listener is left");
+    assert_eq!(r.pending_timers(), 0, "no retry is scheduled");
+}
+
+#[test]
+fn a_connector_can_be_stopped_and_tells_the_factory_as_a_reactor_connector_does() {
+    let r = reactor();
+    let silent = unresponsive();
+    let endpoint =
+        client_from_string(&r, &format!("tcp:127.0.0.1:{}", silent.addr.port())).unwrap();
+    let watch = SharedFactory::new(Watch::default());
+    let connector = endpoint.connector(watch.clone());
+    assert_eq!(connector.destination(), Address::Tcp(silent.addr));
+    connector.connect();
+    connector.connect(); // already connecting: nothing more
+    r.run_until(LONG, || r.registered_sources() == 1)
+        .expect("the attempt started");
+    assert_eq!(watch.connecting.get(), 1);
+    assert_eq!(watch.started.get(), 1);
+    connector.stop_connecting();
+    assert_eq!(connector.state(), ConnectorState::Disconnected);
+    assert!(
+        watch.failures.borrow().is_empty(),
+        "told from the loop, not now"
+    );
+    r.run_until(LONG, || !watch.failures.borrow().is_empty())
+        .expect("the factory is told");
+    assert!(matches!(
+        watch.failures.borrow().as_slice(),
+        [ConnectionLost::Cancelled]
+    ));
+    r.run_until(LONG, || {
+        r.registered_sources() == 0 && r.pending_timers() == 0
+    })
+    .expect("the attempt's socket and timers are gone");
+    assert_eq!(watch.made.get(), 0);
+    assert_eq!(watch.stopped.get(), 0);
+    drop(connector);
+    r.run_until(LONG, || watch.stopped.get() == 1)
+        .expect("a dropped connector stops the factory");
+
+    // Another connects, and disconnects when asked.
+    let (_port, addr) = echo_server(&r, "tcp:0:interface=127.0.0.1");
+    let endpoint = client_from_string(&r, &format!("tcp:127.0.0.1:{}", addr.port())).unwrap();
+    let connector = endpoint.connector(watch.clone());
+    connector.connect();
+    r.run_until(LONG, || watch.made.get() == 1)
+        .expect("connects");
+    assert_eq!(watch.started.get(), 2, "one start per connector");
+    connector.disconnect();
+    r.run_until(LONG, || watch.lost.get() == 1)
+        .expect("disconnects");
+    drop(connector);
+    r.run_until(LONG, || watch.stopped.get() == 2)
+        .expect("a dropped connector stops the factory");
 }

@@ -83,7 +83,7 @@ fn dead_pid() -> u32 {
 
 fn listen(r: &Reactor, description: &str) -> Result<ListeningPort, Error> {
     let endpoint = server_from_string(r, description).expect("parses");
-    wait(r, endpoint.listen(factory_fn(|_| Echo)))
+    endpoint.listen(factory_fn(|_| Echo))
 }
 
 fn hello(r: &Reactor, description: &str) -> Result<Transport, Error> {

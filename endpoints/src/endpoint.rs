@@ -1,22 +1,29 @@
-//! Endpoint objects: a parsed description plus the means to listen or connect with it.
+//! Endpoints: a parsed (or built) spec bound to a reactor, with the means to listen or
+//! connect. [`server_from_string`] and [`client_from_string`] parse with the built-in types;
+//! [`ServerEndpoint::new`] and [`ClientEndpoint::new`] take a spec made in Rust or parsed
+//! by a [`Registry`](crate::Registry) of your own.
 
 use std::cell::RefCell;
 use std::fmt;
+use std::rc::Rc;
 
 use torsion_reactor::{
-    Address, BoxedClientFactory, BoxedFactory, ClientFactory, Connector, Deferred, Error, Factory,
-    ListeningPort, Protocol, Reactor, Transport,
+    Address, ClientFactory, Connector, Deferred, Error, Factory, ListeningPort, Protocol, Reactor,
+    Transport,
 };
 
+use crate::attempt::connect_once;
+use crate::connector::connector;
 use crate::error::EndpointError;
 use crate::registry::Registry;
 use crate::spec::{ClientSpec, ServerSpec};
+use crate::types;
 
-/// Where a server listens, built from a description such as `tcp:8000`
-/// ([`server_from_string`]) or from a spec made in Rust ([`ServerEndpoint::new`]).
+/// Parses a server description with the built-in types into an endpoint that listens on
+/// `reactor` (Twisted's `serverFromString`). The error names the offending part of the
+/// description.
 ///
 /// ```
-/// use std::{cell::Cell, rc::Rc, time::Duration};
 /// use torsion_endpoints::server_from_string;
 /// use torsion_reactor::{factory_fn, Protocol, Reactor, Transport};
 ///
@@ -26,21 +33,37 @@ use crate::spec::{ClientSpec, ServerSpec};
 /// }
 ///
 /// let reactor = Reactor::current();
-/// let endpoint = server_from_string(&reactor, "tcp:0:interface=127.0.0.1").unwrap();
-/// let done = Rc::new(Cell::new(false));
-/// let d = done.clone();
-/// endpoint.listen(factory_fn(|_| Echo)).on_result(move |listening| {
-///     match listening {
-///         Ok(port) => println!("listening on {}", port.local_addr()),
-///         Err(err) => eprintln!("{err}"), // names the address and the cause
-///     }
-///     d.set(true);
-/// });
-/// reactor.run_until(Duration::from_secs(5), || done.get()).unwrap();
+/// let port = server_from_string(&reactor, "tcp:0:interface=127.0.0.1")
+///     .unwrap()
+///     .listen(factory_fn(|_| Echo))
+///     .unwrap(); // an error names the address and the cause
+/// println!("listening on {}", port.local_addr());
+/// port.stop_listening();
 /// ```
+pub fn server_from_string(
+    reactor: &Reactor,
+    description: &str,
+) -> Result<ServerEndpoint, EndpointError> {
+    let spec = Registry::builtins().parse_server(description)?;
+    Ok(ServerEndpoint::new(reactor, spec))
+}
+
+/// Parses a client description with the built-in types into an endpoint that connects on
+/// `reactor` (Twisted's `clientFromString`). The error names the offending part of the
+/// description.
+pub fn client_from_string(
+    reactor: &Reactor,
+    description: &str,
+) -> Result<ClientEndpoint, EndpointError> {
+    let spec = Registry::builtins().parse_client(description)?;
+    Ok(ClientEndpoint::new(reactor, spec))
+}
+
+/// Where a server listens, on which reactor: from a description such as `tcp:8000`
+/// ([`server_from_string`]) or a spec ([`ServerEndpoint::new`]).
 pub struct ServerEndpoint {
     spec: Box<dyn ServerSpec>,
-    reactor: Option<Reactor>,
+    reactor: Reactor,
 }
 
 impl fmt::Debug for ServerEndpoint {
@@ -51,72 +74,42 @@ impl fmt::Debug for ServerEndpoint {
     }
 }
 
-impl<S: ServerSpec> From<S> for ServerEndpoint {
-    /// An endpoint for a spec made in Rust: `ServerEndpoint::from(TcpServer::new(8000))`.
-    fn from(spec: S) -> ServerEndpoint {
-        ServerEndpoint::new(Box::new(spec))
-    }
-}
-
 impl ServerEndpoint {
-    /// An endpoint for an already-parsed (or directly constructed) spec, on the reactor of
-    /// the thread that listens.
+    /// An endpoint for `spec` that listens on `reactor`: a spec made in Rust
+    /// (`TcpServer::new(8000)`) or a parsed one (`Box<dyn ServerSpec>`).
     ///
     /// ```
     /// use torsion_endpoints::{ServerEndpoint, TcpServer};
+    /// use torsion_reactor::Reactor;
     ///
-    /// let endpoint = ServerEndpoint::new(Box::new(TcpServer::new(8000)));
+    /// let endpoint = ServerEndpoint::new(&Reactor::current(), TcpServer::new(8000));
     /// assert_eq!(endpoint.spec().type_name(), "tcp");
     /// ```
-    pub fn new(spec: Box<dyn ServerSpec>) -> ServerEndpoint {
+    pub fn new(reactor: &Reactor, spec: impl Into<Box<dyn ServerSpec>>) -> ServerEndpoint {
         ServerEndpoint {
-            spec,
-            reactor: None,
+            spec: spec.into(),
+            reactor: reactor.clone(),
         }
     }
 
-    /// An endpoint for `spec` that listens on `reactor`.
-    pub fn with_reactor(reactor: &Reactor, spec: Box<dyn ServerSpec>) -> ServerEndpoint {
-        ServerEndpoint {
-            spec,
-            reactor: Some(reactor.clone()),
-        }
-    }
-
-    /// What was parsed.
+    /// What it listens on.
     pub fn spec(&self) -> &dyn ServerSpec {
         &*self.spec
     }
 
-    /// The reactor this endpoint listens on: the one it was made with, else this thread's.
-    pub fn reactor(&self) -> Reactor {
-        self.reactor.clone().unwrap_or_else(Reactor::current)
-    }
-
-    /// Listens, with `factory` building a protocol per connection. The Deferred has already
-    /// fired when this returns (binding does not wait): with the listening port, or with an
-    /// error naming the address and the cause, such as `cannot listen on 127.0.0.1:8000:
-    /// address already in use`, `... permission denied` or `... address not available on
-    /// this machine` (an interface this host does not have).
-    pub fn listen<F: Factory>(&self, factory: F) -> Deferred<ListeningPort> {
-        Deferred::resolved(
-            self.spec
-                .listen(&self.reactor(), BoxedFactory::new(factory)),
-        )
-    }
-
-    /// Listens now on `reactor`; the error names the address and the cause.
-    pub fn listen_now<F: Factory>(
-        &self,
-        reactor: &Reactor,
-        factory: F,
-    ) -> Result<ListeningPort, Error> {
-        self.spec.listen(reactor, BoxedFactory::new(factory))
+    /// Listens now, with `factory` building a protocol per connection (binding does not
+    /// wait, so this is a plain `Result`). The error names the address and the cause, such
+    /// as `cannot listen on 127.0.0.1:8000: address already in use`, `... permission denied`
+    /// or `... address not available on this machine` (an interface this host does not
+    /// have).
+    pub fn listen<F: Factory>(&self, factory: F) -> Result<ListeningPort, Error> {
+        types::listen(&*self.spec, &self.reactor, factory)
     }
 }
 
-/// Where a client connects, built from a description such as `tcp:host=example.org:port=80`
-/// ([`client_from_string`]) or from a spec made in Rust ([`ClientEndpoint::new`]).
+/// Where a client connects, on which reactor: from a description such as
+/// `tcp:host=example.org:port=80` ([`client_from_string`]) or a spec
+/// ([`ClientEndpoint::new`]).
 ///
 /// ```no_run
 /// use torsion_endpoints::client_from_string;
@@ -141,8 +134,8 @@ impl ServerEndpoint {
 /// }
 /// ```
 pub struct ClientEndpoint {
-    spec: Box<dyn ClientSpec>,
-    reactor: Option<Reactor>,
+    spec: Rc<dyn ClientSpec>,
+    reactor: Reactor,
 }
 
 impl fmt::Debug for ClientEndpoint {
@@ -153,14 +146,7 @@ impl fmt::Debug for ClientEndpoint {
     }
 }
 
-impl<S: ClientSpec> From<S> for ClientEndpoint {
-    /// An endpoint for a spec made in Rust: `ClientEndpoint::from(TcpClient::new("example.org", 80))`.
-    fn from(spec: S) -> ClientEndpoint {
-        ClientEndpoint::new(Box::new(spec))
-    }
-}
-
-/// Builds the one protocol it holds, for [`connect_protocol`].
+/// Builds the one protocol it holds, for [`ClientEndpoint::connect_protocol`].
 struct OneProtocol<P>(RefCell<Option<P>>);
 
 impl<P: Protocol> Factory for OneProtocol<P> {
@@ -171,42 +157,31 @@ impl<P: Protocol> Factory for OneProtocol<P> {
 }
 
 impl ClientEndpoint {
-    /// An endpoint for an already-parsed (or directly constructed) spec, on the reactor of
-    /// the thread that connects.
+    /// An endpoint for `spec` that connects on `reactor`: a spec made in Rust
+    /// (`TcpClient::new("example.org", 80)`) or a parsed one (`Box<dyn ClientSpec>`).
     ///
     /// ```
     /// use torsion_endpoints::{ClientEndpoint, TcpClient};
+    /// use torsion_reactor::Reactor;
     ///
-    /// let endpoint = ClientEndpoint::new(Box::new(TcpClient::new("example.org", 80)));
+    /// let endpoint = ClientEndpoint::new(&Reactor::current(), TcpClient::new("example.org", 80));
     /// assert_eq!(endpoint.spec().type_name(), "tcp");
     /// ```
-    pub fn new(spec: Box<dyn ClientSpec>) -> ClientEndpoint {
+    pub fn new(reactor: &Reactor, spec: impl Into<Box<dyn ClientSpec>>) -> ClientEndpoint {
         ClientEndpoint {
-            spec,
-            reactor: None,
+            spec: Rc::from(spec.into()),
+            reactor: reactor.clone(),
         }
     }
 
-    /// An endpoint for `spec` that connects on `reactor`.
-    pub fn with_reactor(reactor: &Reactor, spec: Box<dyn ClientSpec>) -> ClientEndpoint {
-        ClientEndpoint {
-            spec,
-            reactor: Some(reactor.clone()),
-        }
-    }
-
-    /// What was parsed.
+    /// Where it connects.
     pub fn spec(&self) -> &dyn ClientSpec {
         &*self.spec
     }
 
-    /// The reactor this endpoint connects on: the one it was made with, else this thread's.
-    pub fn reactor(&self) -> Reactor {
-        self.reactor.clone().unwrap_or_else(Reactor::current)
-    }
-
-    /// Connects; `factory` builds the protocol of the connection (a [`ClientFactory`]'s
-    /// extra callbacks are not called: the Deferred says how it went).
+    /// Connects once; `factory` builds the protocol of the connection (the extra callbacks
+    /// of a [`ClientFactory`] are not called: the Deferred says how it went; for those, and
+    /// to connect again, use [`connector`](ClientEndpoint::connector)).
     ///
     /// The Deferred fires with the connection's transport, after the protocol's
     /// `connection_made`. It fails with an error that names the host and port (or the
@@ -219,92 +194,79 @@ impl ClientEndpoint {
     ///
     /// For `tcp:` a host name is resolved on the reactor's thread pool, then its addresses
     /// are tried Happy-Eyeballs style (see [`happy_eyeballs`](crate::happy_eyeballs)).
+    /// `factory`'s `start_factory` runs now and `stop_factory` when the connect fails or
+    /// the connection is lost.
     pub fn connect<F: Factory>(&self, factory: F) -> Deferred<Transport> {
-        self.spec
-            .connect(&self.reactor(), BoxedFactory::new(factory))
+        connect_once(factory, |factory| {
+            types::connect(&*self.spec, &self.reactor, factory)
+        })
     }
 
-    /// Connects with `protocol` itself, for a single connection without a factory.
+    /// Connects with `protocol` itself, for a single connection without a factory
+    /// (Twisted's `connectProtocol`).
+    ///
+    /// ```no_run
+    /// use torsion_endpoints::client_from_string;
+    /// use torsion_reactor::{Protocol, Reactor, Transport};
+    ///
+    /// struct Ping;
+    /// impl Protocol for Ping {
+    ///     fn connection_made(&mut self, t: &Transport) { t.write(b"PING\r\n"); }
+    ///     fn data_received(&mut self, t: &Transport, _: &[u8]) { t.lose_connection(); }
+    /// }
+    ///
+    /// let reactor = Reactor::current();
+    /// let endpoint = client_from_string(&reactor, "unix:/run/app.sock").unwrap();
+    /// endpoint.connect_protocol(Ping).on_result(|r| {
+    ///     if let Err(err) = r {
+    ///         eprintln!("{err}");
+    ///     }
+    /// });
+    /// ```
     pub fn connect_protocol<P: Protocol>(&self, protocol: P) -> Deferred<Transport> {
         self.connect(OneProtocol(RefCell::new(Some(protocol))))
     }
 
-    /// Starts connecting now and returns the [`Connector`], for code that wants one (a
-    /// reconnecting policy calls its `connect` again). A host name is resolved on the
-    /// calling thread, which blocks, and only its first address is tried: prefer
-    /// [`connect`](ClientEndpoint::connect).
-    pub fn connect_now<F: ClientFactory>(
-        &self,
-        reactor: &Reactor,
-        factory: F,
-    ) -> Result<Connector, Error> {
-        self.spec
-            .connect_connector(reactor, BoxedClientFactory::new(factory))
+    /// A [`Connector`] that connects the way [`connect`](ClientEndpoint::connect) does,
+    /// each time its `connect()` is called (nothing happens before the first call): for
+    /// `tcp:` the host name is resolved off the reactor thread every time and its addresses
+    /// raced. `factory` is told everything a reactor connector tells a client factory, with
+    /// this connector as the one named, so a
+    /// [`Reconnecting`](torsion_reactor::Reconnecting) factory reconnects by host name.
+    /// The reason given to `client_connection_failed` for an error other than a timeout or
+    /// a cancellation is a [`ConnectionLost::Refused`](torsion_reactor::ConnectionLost::Refused)
+    /// whose message is the whole error (the host, the addresses tried, the cause).
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use torsion_endpoints::client_from_string;
+    /// use torsion_reactor::{
+    ///     Address, Backoff, ClientFactory, Factory, Protocol, Reactor, Reconnecting,
+    ///     SharedFactory, Transport,
+    /// };
+    ///
+    /// struct Tail;
+    /// impl Protocol for Tail {
+    ///     fn data_received(&mut self, _: &Transport, data: &[u8]) {
+    ///         print!("{}", String::from_utf8_lossy(data));
+    ///     }
+    /// }
+    ///
+    /// struct Tails;
+    /// impl Factory for Tails {
+    ///     type Protocol = Tail;
+    ///     fn build_protocol(&self, _: &Address) -> Option<Tail> { Some(Tail) }
+    /// }
+    /// impl ClientFactory for Tails {} // told of failures and losses; Reconnecting acts on them
+    ///
+    /// let reactor = Reactor::current();
+    /// let endpoint = client_from_string(&reactor, "tcp:host=logs.example:port=6000").unwrap();
+    /// let backoff = Backoff::default().with_max(Duration::from_secs(30));
+    /// let client = SharedFactory::new(Reconnecting::new(Tails, backoff));
+    /// endpoint.connector(client.clone()).connect();
+    /// reactor.run().unwrap(); // `client.stop_trying()` stops reconnecting
+    /// ```
+    pub fn connector<F: ClientFactory>(&self, factory: F) -> Connector {
+        connector(&self.reactor, Rc::clone(&self.spec), factory)
     }
-}
-
-/// Connects `endpoint` with `protocol` itself, for a single connection without a factory
-/// (Twisted's `connectProtocol`).
-///
-/// ```no_run
-/// use torsion_endpoints::{client_from_string, connect_protocol};
-/// use torsion_reactor::{Protocol, Reactor, Transport};
-///
-/// struct Ping;
-/// impl Protocol for Ping {
-///     fn connection_made(&mut self, t: &Transport) { t.write(b"PING\r\n"); }
-///     fn data_received(&mut self, t: &Transport, _: &[u8]) { t.lose_connection(); }
-/// }
-///
-/// let reactor = Reactor::current();
-/// let endpoint = client_from_string(&reactor, "unix:/run/app.sock").unwrap();
-/// connect_protocol(&endpoint, Ping).on_result(|r| {
-///     if let Err(err) = r {
-///         eprintln!("{err}");
-///     }
-/// });
-/// ```
-pub fn connect_protocol<P: Protocol>(
-    endpoint: &ClientEndpoint,
-    protocol: P,
-) -> Deferred<Transport> {
-    endpoint.connect_protocol(protocol)
-}
-
-/// Parses a server description with the built-in types into an endpoint that listens on
-/// `reactor` (Twisted's `serverFromString`).
-pub fn server_from_string(
-    reactor: &Reactor,
-    description: &str,
-) -> Result<ServerEndpoint, EndpointError> {
-    Registry::builtins()
-        .parse_server(description)
-        .map(|spec| ServerEndpoint::with_reactor(reactor, spec))
-}
-
-/// Parses a client description with the built-in types into an endpoint that connects on
-/// `reactor` (Twisted's `clientFromString`).
-pub fn client_from_string(
-    reactor: &Reactor,
-    description: &str,
-) -> Result<ClientEndpoint, EndpointError> {
-    Registry::builtins()
-        .parse_client(description)
-        .map(|spec| ClientEndpoint::with_reactor(reactor, spec))
-}
-
-/// Parses a server description with the built-in types; the endpoint listens on the reactor
-/// of the thread that listens.
-pub fn server_endpoint(description: &str) -> Result<ServerEndpoint, EndpointError> {
-    Registry::builtins()
-        .parse_server(description)
-        .map(ServerEndpoint::new)
-}
-
-/// Parses a client description with the built-in types; the endpoint connects on the
-/// reactor of the thread that connects.
-pub fn client_endpoint(description: &str) -> Result<ClientEndpoint, EndpointError> {
-    Registry::builtins()
-        .parse_client(description)
-        .map(ClientEndpoint::new)
 }

@@ -181,6 +181,15 @@ impl fmt::Display for EndpointError {
 
 impl std::error::Error for EndpointError {}
 
+impl From<EndpointError> for torsion_reactor::Error {
+    /// An [`InvalidInput`](torsion_reactor::ErrorKind::InvalidInput) error with the same
+    /// message, so that `server_from_string(&reactor, description)?.listen(factory)?` works
+    /// in a function that returns `torsion_reactor::Error`.
+    fn from(err: EndpointError) -> torsion_reactor::Error {
+        torsion_reactor::Error::new(torsion_reactor::ErrorKind::InvalidInput, err.to_string())
+    }
+}
+
 /// Text from a description as it should appear inside quotes in a message: unchanged, except
 /// that control characters are escaped so a message always stays on one line.
 pub(crate) fn show(text: &str) -> String {

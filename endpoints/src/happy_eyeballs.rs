@@ -17,13 +17,14 @@
 //!   the cause.
 //!
 //! [`race`] is generic over what an attempt is: a function that starts one and returns a
-//! [`Deferred`]. The client endpoints use it with TCP connections ([`connect_tcp`]); tests
+//! [`Deferred`]. The `tcp:` client endpoints use it with TCP connections ([`connect_tcp`],
+//! each attempt a reactor connector whose outcome is a Deferred); tests
 //! use it with a [`Clock`](torsion_reactor::Clock) and attempts they fire by hand:
 //!
 //! ```
 //! use std::{cell::RefCell, net::SocketAddr, rc::Rc, time::Duration};
 //! use torsion_endpoints::happy_eyeballs::{race, RaceOptions};
-//! use torsion_reactor::{Clock, Deferred, Reactor, Resolver, Scheduler};
+//! use torsion_reactor::{SharedFactory, Clock, Deferred, Reactor, Resolver, Scheduler};
 //!
 //! let clock = Clock::new();
 //! let started: Rc<RefCell<Vec<(Duration, SocketAddr, Resolver<&str>)>>> = Default::default();
@@ -52,20 +53,20 @@
 //! assert!(started.borrow()[0].2.is_cancelled(), "the IPv6 attempt was cancelled");
 //! ```
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::fmt;
-use std::io;
 use std::net::SocketAddr;
 use std::rc::{Rc, Weak};
 use std::time::Duration;
 
 use torsion_reactor::{
-    Address, BoxedFactory, ClientFactory, ConnectionLost, Connector, Deferred, DelayedCall, Error,
-    ErrorKind, Factory, Protocol, Reactor, Resolver, Scheduler, SchedulerExt, TcpConnectOptions,
-    Transport,
+    ClientFactory, Deferred, DelayedCall, Error, ErrorKind, Factory, Reactor, Resolver, Scheduler,
+    SchedulerExt, SharedFactory, TcpConnectOptions, Transport,
 };
 
+use crate::attempt::{attempt, connect_once, copy_io};
+use crate::spec::DEFAULT_TIMEOUT;
 use crate::values::format_seconds;
 
 /// How long an attempt has before the next one starts (RFC 8305's "Connection Attempt
@@ -91,7 +92,7 @@ impl RaceOptions {
         RaceOptions {
             target: target.into(),
             attempt_delay: ATTEMPT_DELAY,
-            timeout: Some(crate::DEFAULT_TIMEOUT),
+            timeout: Some(DEFAULT_TIMEOUT),
         }
     }
 }
@@ -567,13 +568,6 @@ fn cause(address: &SocketAddr, err: &Error) -> String {
     }
 }
 
-fn copy_io(e: &io::Error) -> io::Error {
-    match e.raw_os_error() {
-        Some(code) => io::Error::from_raw_os_error(code),
-        None => io::Error::new(e.kind(), e.to_string()),
-    }
-}
-
 fn same_kind(err: &Error) -> ErrorKind {
     match err.kind() {
         ErrorKind::TimedOut => ErrorKind::TimedOut,
@@ -627,9 +621,10 @@ fn combine(target: &str, failures: &[(SocketAddr, Error)]) -> Error {
 /// attempt binds to `bind_addr` first if given (addresses of the other family are skipped)
 /// and is given `options.timeout` too. Cancelling the Deferred stops every attempt.
 ///
-/// `factory`'s `start_factory`/`stop_factory` run as for any connector (once for the whole
-/// race, however many attempts it makes); the client-factory callbacks of a
-/// [`ClientFactory`] are not called: the Deferred says how the attempt went.
+/// `factory`'s `start_factory` runs once when this is called, and `stop_factory` once when
+/// the connect fails or the connection it made is lost (however many attempts the race
+/// makes); the client-factory callbacks of a [`ClientFactory`] are not called: the Deferred
+/// says how the attempt went.
 ///
 /// ```no_run
 /// use std::net::SocketAddr;
@@ -661,11 +656,20 @@ pub fn connect_tcp<F: Factory>(
     bind_addr: Option<SocketAddr>,
     factory: F,
 ) -> Deferred<Transport> {
-    let user = BoxedFactory::new(factory);
-    // Every attempt's connector is kept until the race ends, so that the factory is started
-    // once and stopped once, not between two attempts.
-    let keep: Rc<RefCell<Vec<Connector>>> = Rc::default();
-    let k = Rc::clone(&keep);
+    connect_once(factory, |factory| {
+        race_tcp(reactor, options, addresses, bind_addr, factory)
+    })
+}
+
+/// [`connect_tcp`] for a factory that is already started, and that is told when the
+/// winning connection is made and lost (see [`ClientSpec::connect`](crate::ClientSpec::connect)).
+pub(crate) fn race_tcp<C: ClientFactory>(
+    reactor: &Reactor,
+    options: RaceOptions,
+    addresses: Deferred<Vec<SocketAddr>>,
+    bind_addr: Option<SocketAddr>,
+    factory: SharedFactory<C>,
+) -> Deferred<Transport> {
     let r = reactor.clone();
     let timeout = options.timeout;
     let addresses = match bind_addr {
@@ -679,176 +683,24 @@ pub fn connect_tcp<F: Factory>(
     let start = move |address: SocketAddr, claim: Claim| {
         let options = TcpConnectOptions { timeout, bind_addr };
         let r = r.clone();
-        let k = Rc::clone(&k);
         attempt(
             address.to_string(),
-            user.clone(),
-            Some(claim),
+            factory.clone(),
+            Some(Box::new(move || claim.try_win())),
             timeout,
-            move |f| {
-                let connector = r.connect_tcp_with(address, f, &options);
-                k.borrow_mut().push(connector.clone());
-                connector
-            },
+            move |f| r.connect_tcp_with(address, f, &options),
         )
     };
     let scheduler: Rc<dyn Scheduler> = Rc::new(reactor.clone());
     race(scheduler, options, addresses, start, |late: Transport| {
         late.lose_connection()
     })
-    .finally(move || keep.borrow_mut().clear())
-}
-
-/// One connection attempt as a Deferred of its transport: `dial` starts a connector with the
-/// factory it is given; the Deferred fires with the transport after `connection_made`, or
-/// fails with an error naming `label` and the cause. Cancelling it stops the attempt (or
-/// closes the connection, if it was just made).
-pub(crate) fn attempt(
-    label: String,
-    factory: BoxedFactory,
-    claim: Option<Claim>,
-    timeout: Option<Duration>,
-    dial: impl FnOnce(torsion_reactor::BoxedClientFactory) -> Connector,
-) -> Deferred<Transport> {
-    let cell: Rc<RefCell<Option<Connector>>> = Rc::default();
-    let c = Rc::clone(&cell);
-    let (d, resolver) = Deferred::with_canceller(move |_| {
-        let connector = c.borrow_mut().take();
-        if let Some(connector) = connector {
-            connector.disconnect();
-        }
-    });
-    let factory = AttemptFactory {
-        label,
-        user: factory,
-        claim,
-        resolver,
-        refused: Cell::new(false),
-        lost: Cell::new(false),
-        timeout,
-    };
-    let connector = dial(torsion_reactor::BoxedClientFactory::new(factory));
-    if !d.is_fired() {
-        *cell.borrow_mut() = Some(connector);
-    }
-    d
-}
-
-/// The factory of one attempt: builds the user's protocol (wrapped to announce the
-/// transport) if the attempt wins, and turns a failure into the attempt's error.
-struct AttemptFactory {
-    label: String,
-    user: BoxedFactory,
-    claim: Option<Claim>,
-    resolver: Resolver<Transport>,
-    /// The user's factory built no protocol.
-    refused: Cell<bool>,
-    /// Another attempt had won already.
-    lost: Cell<bool>,
-    timeout: Option<Duration>,
-}
-
-impl Factory for AttemptFactory {
-    type Protocol = Announce;
-
-    fn build_protocol(&self, peer: &Address) -> Option<Announce> {
-        if let Some(claim) = &self.claim {
-            if !claim.try_win() {
-                self.lost.set(true);
-                return None;
-            }
-        }
-        match self.user.build_protocol(peer) {
-            Some(inner) => Some(Announce {
-                inner,
-                resolver: Some(self.resolver.clone()),
-            }),
-            None => {
-                self.refused.set(true);
-                None
-            }
-        }
-    }
-
-    fn start_factory(&self) {
-        self.user.start_factory()
-    }
-
-    fn stop_factory(&self) {
-        self.user.stop_factory()
-    }
-}
-
-impl ClientFactory for AttemptFactory {
-    fn client_connection_failed(&self, _connector: &Connector, reason: &ConnectionLost) {
-        let context = format!("cannot connect to {}", self.label);
-        let err = match reason {
-            ConnectionLost::Refused(e) => Error::io(context, copy_io(e)),
-            ConnectionLost::TimedOut => {
-                let after = self
-                    .timeout
-                    .map(|t| format!(" after {}s", format_seconds(t)))
-                    .unwrap_or_default();
-                Error::new(ErrorKind::TimedOut, format!("{context}: timed out{after}"))
-            }
-            ConnectionLost::Cancelled => Error::new(
-                ErrorKind::Cancelled,
-                format!("{context}: the attempt was cancelled"),
-            ),
-            ConnectionLost::Aborted if self.refused.get() => Error::new(
-                ErrorKind::Other,
-                format!("{context}: the factory built no protocol for the connection"),
-            ),
-            ConnectionLost::Aborted if self.lost.get() => Error::new(
-                ErrorKind::Cancelled,
-                format!("{context}: another address connected first"),
-            ),
-            other => Error::new(ErrorKind::Other, format!("{context}: {other}")),
-        };
-        // Already fired only if cancelled: then nobody waits for this.
-        let _ = self.resolver.errback(err);
-    }
-}
-
-/// The user's protocol, plus firing the attempt's Deferred when the connection is made.
-struct Announce {
-    inner: Box<dyn Protocol>,
-    resolver: Option<Resolver<Transport>>,
-}
-
-impl Protocol for Announce {
-    fn connection_made(&mut self, transport: &Transport) {
-        // Callbacks run later, from the loop: the user's `connection_made` comes first.
-        if let Some(resolver) = self.resolver.take() {
-            let _ = resolver.callback(transport.clone());
-        }
-        self.inner.connection_made(transport)
-    }
-
-    fn data_received(&mut self, transport: &Transport, data: &[u8]) {
-        self.inner.data_received(transport, data)
-    }
-
-    fn eof_received(&mut self, transport: &Transport) -> bool {
-        self.inner.eof_received(transport)
-    }
-
-    fn connection_lost(&mut self, reason: &ConnectionLost) {
-        self.inner.connection_lost(reason)
-    }
-
-    fn pause_writing(&mut self, transport: &Transport) {
-        self.inner.pause_writing(transport)
-    }
-
-    fn resume_writing(&mut self, transport: &Transport) {
-        self.inner.resume_writing(transport)
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io;
     use torsion_reactor::Clock;
 
     const MS: Duration = Duration::from_millis(1);

@@ -27,15 +27,22 @@
 //!
 //! # Listening and connecting
 //!
-//! [`server_from_string`] and [`client_from_string`] give endpoints bound to a reactor.
-//! [`ServerEndpoint::listen`] returns a [`Deferred`](torsion_reactor::Deferred) of the
-//! listening port; [`ClientEndpoint::connect`] a Deferred of the connected protocol's
-//! [`Transport`](torsion_reactor::Transport), fired after its `connection_made`.
-//! [`connect_protocol`] connects a single protocol without a factory. Errors name the address
-//! and the cause (`cannot listen on 127.0.0.1:8000: address already in use`, `cannot connect
-//! to example.org:80 (tried [2001:db8::1]:80, 192.0.2.1:80): connection refused`, `cannot
-//! connect to example.org:80: timed out after 30s`); cancelling a connect's Deferred stops
-//! it.
+//! [`server_from_string`] and [`client_from_string`] give endpoints bound to a reactor;
+//! [`ServerEndpoint::new`] and [`ClientEndpoint::new`] take a spec made in Rust
+//! (`TcpServer::new(8000)`) instead of a string. [`parse_server`] and [`parse_client`] only
+//! check a description (no reactor), as `endpoint_check` does.
+//!
+//! [`ServerEndpoint::listen`] listens at once and returns the listening port (binding does
+//! not wait). [`ClientEndpoint::connect`] returns a [`Deferred`](torsion_reactor::Deferred)
+//! of the connected protocol's [`Transport`](torsion_reactor::Transport), fired after its
+//! `connection_made` (connecting takes time; cancelling the Deferred stops it);
+//! [`ClientEndpoint::connect_protocol`] connects a single protocol without a factory; and
+//! [`ClientEndpoint::connector`] gives a [`Connector`](torsion_reactor::Connector) that
+//! connects the same way each time it is asked, for a
+//! [`Reconnecting`](torsion_reactor::Reconnecting) client. Errors name the address and the
+//! cause (`cannot listen on 127.0.0.1:8000: address already in use`, `cannot connect to
+//! example.org:80 (tried [2001:db8::1]:80, 192.0.2.1:80): connection refused`, `cannot
+//! connect to example.org:80: timed out after 30s`).
 //!
 //! ```
 //! use std::{cell::RefCell, rc::Rc, time::Duration};
@@ -56,18 +63,17 @@
 //! }
 //!
 //! let reactor = Reactor::current();
-//! let answer = Rc::new(RefCell::new(Vec::new()));
-//! let a = answer.clone();
-//! let server = server_from_string(&reactor, "tcp:0:interface=127.0.0.1").unwrap();
-//! server
+//! let port = server_from_string(&reactor, "tcp:0:interface=127.0.0.1")
+//!     .unwrap()
 //!     .listen(factory_fn(|_| Echo))
-//!     .and_then(move |port| {
-//!         // (Dropping the handle does not stop listening; `port.stop_listening()` does.)
-//!         let address = port.local_addr().socket_addr().unwrap();
-//!         let description = format!("tcp:host=127.0.0.1:port={}:timeout=5", address.port());
-//!         let client = client_from_string(&Reactor::current(), &description).unwrap();
-//!         client.connect_protocol(Ask(a))
-//!     })
+//!     .unwrap();
+//! // (Dropping the handle does not stop listening; `port.stop_listening()` does.)
+//! let address = port.local_addr().socket_addr().unwrap();
+//! let description = format!("tcp:host=127.0.0.1:port={}:timeout=5", address.port());
+//! let answer = Rc::new(RefCell::new(Vec::new()));
+//! client_from_string(&reactor, &description)
+//!     .unwrap()
+//!     .connect_protocol(Ask(answer.clone()))
 //!     .on_result(|connected| match connected {
 //!         Ok(transport) => println!("connected to {}", transport.peer_addr()),
 //!         Err(err) => eprintln!("{err}"),
@@ -81,10 +87,6 @@
 //! interleaved, IPv6 first; the next attempt 250 ms after the previous one, or at once when
 //! one fails; the first to connect wins and the others are cancelled; `timeout` covers the
 //! whole, resolution included. See [`happy_eyeballs`].
-//!
-//! Endpoints can also be made in Rust, without a string:
-//! `ServerEndpoint::from(TcpServer::new(8000))`, [`ServerEndpoint::new`],
-//! `ClientEndpoint::from(TcpClient::new("example.org", 80))`.
 //!
 //! [RFC 8305]: https://www.rfc-editor.org/rfc/rfc8305
 //!
@@ -174,39 +176,46 @@
 //! # Socket activation
 //!
 //! [`systemd`] resolves a `systemd` server's `index=`/`name=` to an inherited descriptor from
-//! `LISTEN_PID`, `LISTEN_FDS` and `LISTEN_FDNAMES`.
+//! `LISTEN_PID`, `LISTEN_FDS` and `LISTEN_FDNAMES`, and listening adopts it.
+//!
+//! # Where things are
+//!
+//! The parsing chain runs one way, each module using only those before it: `grammar`
+//! (segments, escapes, [`quote`]), `values` (strict numbers, seconds, flags, IP literals),
+//! `args` ([`Args`], [`ParamSpec`], [`Value`]), `spec` (the [`ServerSpec`]/[`ClientSpec`]
+//! and [`ServerType`]/[`ClientType`] traits), the built-in types (`types/tcp.rs`,
+//! `types/unix.rs`, `types/systemd.rs`: each a type's spec, parser and I/O), and
+//! [`Registry`]. Connecting has its own pieces: `attempt` (a reactor connector as a
+//! `Deferred<Transport>`), [`happy_eyeballs`] (the race) and `connector` (the
+//! [`ClientEndpoint::connector`] backend); `endpoint` binds specs to a reactor.
 #![deny(missing_docs)]
 
+// Each module uses only those before it in: error, grammar, values, args, spec, attempt,
+// happy_eyeballs, types, registry, connector, endpoint (see "Where things are" above).
 mod args;
-mod client;
-mod connect;
+mod attempt;
+mod connector;
 mod endpoint;
 mod error;
 mod grammar;
 pub mod happy_eyeballs;
-mod listen;
 mod registry;
-mod server;
 mod spec;
-pub mod systemd;
+mod types;
 mod values;
 
 pub use args::{Args, Bound, ParamSpec, Value};
-pub use client::{
-    BindAddress, BindAddressError, ClientFamily, DEFAULT_TIMEOUT, TcpClient, UnixClient,
-};
-pub use endpoint::{
-    ClientEndpoint, ServerEndpoint, client_endpoint, client_from_string, connect_protocol,
-    server_endpoint, server_from_string,
-};
+pub use endpoint::{ClientEndpoint, ServerEndpoint, client_from_string, server_from_string};
 pub use error::{EndpointError, ErrorKind, Side};
 pub use grammar::quote;
-pub use registry::{ClientType, Registry, ServerType};
-pub use server::{
-    DEFAULT_BACKLOG, DEFAULT_UNIX_MODE, FdSelector, MAX_BACKLOG, SocketDomain, SystemdServer,
-    TcpServer, UnixServer,
+pub use registry::Registry;
+pub use spec::{
+    ClientSpec, ClientType, DEFAULT_BACKLOG, DEFAULT_TIMEOUT, MAX_BACKLOG, ParamValue, ServerSpec,
+    ServerType,
 };
-pub use spec::{ClientSpec, ParamValue, ServerSpec};
+pub use types::systemd::{self, FdSelector, SocketDomain, SystemdServer};
+pub use types::tcp::{BindAddress, BindAddressError, ClientFamily, TcpClient, TcpServer};
+pub use types::unix::{DEFAULT_UNIX_MODE, UnixClient, UnixServer};
 
 /// Parses a server description (where to listen) with the built-in types.
 ///

@@ -1,4 +1,5 @@
-//! [`Registry`]: endpoint types by name, and the dispatch from a description to its type.
+//! [`Registry`]: endpoint types by name, and the dispatch from a description to its type
+//! (the end of the parsing chain: grammar, values, arguments, spec, registry).
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
@@ -6,25 +7,8 @@ use std::sync::OnceLock;
 use crate::args::Args;
 use crate::error::{EndpointError, ErrorKind, Side, quoted};
 use crate::grammar::tokenize;
-use crate::spec::{ClientSpec, ServerSpec};
-
-/// A kind of server endpoint that descriptions can name, such as `tcp`.
-pub trait ServerType: Send + Sync {
-    /// The name descriptions use for it. Matched without regard to ASCII case.
-    fn name(&self) -> &str;
-    /// Builds the spec from the segments after the type. Use [`Args::bind`] and the
-    /// [`Value`](crate::Value) parsers to get the standard checks and messages.
-    fn parse(&self, args: &Args<'_>) -> Result<Box<dyn ServerSpec>, EndpointError>;
-}
-
-/// A kind of client endpoint that descriptions can name, such as `tcp`.
-pub trait ClientType: Send + Sync {
-    /// The name descriptions use for it. Matched without regard to ASCII case.
-    fn name(&self) -> &str;
-    /// Builds the spec from the segments after the type. Use [`Args::bind`] and the
-    /// [`Value`](crate::Value) parsers to get the standard checks and messages.
-    fn parse(&self, args: &Args<'_>) -> Result<Box<dyn ClientSpec>, EndpointError>;
-}
+use crate::spec::{ClientSpec, ClientType, ServerSpec, ServerType};
+use crate::types;
 
 /// Server types Twisted or its well-known plugins provide that torsion does not support yet.
 pub(crate) const UNSUPPORTED_SERVERS: &[&str] = &[
@@ -84,8 +68,12 @@ impl Registry {
     /// `tcp`, `tcp6`, `unix`.
     pub fn with_builtins() -> Self {
         let mut r = Registry::empty();
-        crate::server::register_builtins(&mut r);
-        crate::client::register_builtins(&mut r);
+        for t in types::server_types() {
+            r.servers.insert(t.name().to_ascii_lowercase(), t);
+        }
+        for t in types::client_types() {
+            r.clients.insert(t.name().to_ascii_lowercase(), t);
+        }
         r
     }
 

@@ -1,13 +1,48 @@
-//! What parsing produces: [`ServerSpec`] and [`ClientSpec`] trait objects, which report their
-//! type and their parameters as typed [`ParamValue`]s, and downcast to the concrete structs.
+//! What a type's parser produces and how a type is plugged in: the [`ServerSpec`] and
+//! [`ClientSpec`] trait objects (their type, their parameters as typed [`ParamValue`]s, a
+//! downcast to the concrete struct, and how to listen or connect with them), the
+//! [`ServerType`] and [`ClientType`] traits a [`Registry`](crate::Registry) dispatches to,
+//! and the defaults the built-in types share.
 
 use std::any::Any;
 use std::fmt;
+use std::time::Duration;
 
 use torsion_reactor::{
-    BoxedClientFactory, BoxedFactory, Connector, Deferred, Error as ReactorError,
+    Address, BoxedClientFactory, BoxedFactory, Deferred, Error as ReactorError,
     ErrorKind as ReactorErrorKind, ListeningPort, Reactor, Transport,
 };
+
+use crate::args::Args;
+use crate::error::EndpointError;
+
+/// The listen backlog when none is given: the reactor's default, 1024. (Twisted's is 50;
+/// a burst of connections beyond the backlog costs clients a one-second SYN retry, and
+/// Linux caps the value at `net.core.somaxconn`, 4096 by default, anyway.)
+pub const DEFAULT_BACKLOG: u32 = torsion_reactor::DEFAULT_BACKLOG;
+/// The largest backlog accepted (the largest value `listen(2)` takes; the kernel may cap it
+/// lower, at `net.core.somaxconn` on Linux).
+pub const MAX_BACKLOG: u32 = i32::MAX as u32;
+/// How long a connection attempt may take when no `timeout` is given: 30 seconds.
+pub const DEFAULT_TIMEOUT: Duration = torsion_reactor::DEFAULT_CONNECT_TIMEOUT;
+
+/// A kind of server endpoint that descriptions can name, such as `tcp`.
+pub trait ServerType: Send + Sync {
+    /// The name descriptions use for it. Matched without regard to ASCII case.
+    fn name(&self) -> &str;
+    /// Builds the spec from the segments after the type. Use [`Args::bind`] and the
+    /// [`Value`](crate::Value) parsers to get the standard checks and messages.
+    fn parse(&self, args: &Args<'_>) -> Result<Box<dyn ServerSpec>, EndpointError>;
+}
+
+/// A kind of client endpoint that descriptions can name, such as `tcp`.
+pub trait ClientType: Send + Sync {
+    /// The name descriptions use for it. Matched without regard to ASCII case.
+    fn name(&self) -> &str;
+    /// Builds the spec from the segments after the type. Use [`Args::bind`] and the
+    /// [`Value`](crate::Value) parsers to get the standard checks and messages.
+    fn parse(&self, args: &Args<'_>) -> Result<Box<dyn ClientSpec>, EndpointError>;
+}
 
 /// A parameter value as reported by [`ServerSpec::params`] / [`ClientSpec::params`], typed
 /// the way it should appear in JSON.
@@ -53,8 +88,9 @@ pub trait ServerSpec: fmt::Debug + Send + Sync + 'static {
     /// `self`, for downcasting to the concrete type.
     fn as_any(&self) -> &dyn Any;
 
-    /// Starts listening on `reactor`, with `factory` building a protocol per connection.
-    /// Types that cannot listen keep the default, which says so.
+    /// Starts listening on `reactor`, with `factory` building a protocol per connection; the
+    /// error names the address and the cause. Types that cannot listen keep the default,
+    /// which says so.
     fn listen(
         &self,
         reactor: &Reactor,
@@ -82,6 +118,14 @@ impl dyn ServerSpec {
     }
 }
 
+impl<S: ServerSpec> From<S> for Box<dyn ServerSpec> {
+    /// Boxes a spec made in Rust, so that [`ServerEndpoint::new`](crate::ServerEndpoint::new)
+    /// takes `TcpServer::new(8000)` as well as what a parser returned.
+    fn from(spec: S) -> Box<dyn ServerSpec> {
+        Box::new(spec)
+    }
+}
+
 /// A parsed client description: where and how to connect.
 ///
 /// The built-in ones are [`TcpClient`](crate::TcpClient) and
@@ -95,30 +139,28 @@ pub trait ClientSpec: fmt::Debug + Send + Sync + 'static {
     /// `self`, for downcasting to the concrete type.
     fn as_any(&self) -> &dyn Any;
 
-    /// Connects on `reactor`; `factory` builds the protocol of the connection. The Deferred
-    /// fires with the connection's transport (after the protocol's `connection_made`), or
-    /// fails with an error naming where it tried to connect and why; cancelling it stops
-    /// the attempt. Types that cannot connect keep the default, which says so.
-    fn connect(&self, reactor: &Reactor, factory: BoxedFactory) -> Deferred<Transport> {
-        let _ = (reactor, factory);
-        Deferred::fail(ReactorError::new(
-            ReactorErrorKind::InvalidInput,
-            format!("endpoint type {} cannot connect", self.type_name()),
-        ))
+    /// Where it connects, for messages and [`Connector::destination`](torsion_reactor::Connector::destination):
+    /// the built-in types give the IP address and port, the host name and port, or the
+    /// socket path. The default is the type's name.
+    fn destination(&self) -> Address {
+        Address::Other(self.type_name().to_owned())
     }
 
-    /// Starts connecting at once and returns the [`Connector`] (which can connect again);
-    /// `factory` builds the protocol once connected and is told if the attempt fails. The
-    /// built-in TCP type resolves a host name on the calling thread and tries its first
-    /// address only: prefer [`connect`](ClientSpec::connect). Types that cannot connect
-    /// keep the default, which says so.
-    fn connect_connector(
-        &self,
-        reactor: &Reactor,
-        factory: BoxedClientFactory,
-    ) -> Result<Connector, ReactorError> {
+    /// Connects once on `reactor`; `factory` builds the protocol of the connection. The
+    /// Deferred fires with the connection's transport (after the protocol's
+    /// `connection_made`), or fails with an error naming where it tried to connect and why;
+    /// cancelling it stops the attempt.
+    ///
+    /// `factory` is told [`client_connection_made`](torsion_reactor::ClientFactory::client_connection_made)
+    /// and [`client_connection_lost`](torsion_reactor::ClientFactory::client_connection_lost)
+    /// for the connection this makes, and nothing else: not `started_connecting` nor
+    /// `client_connection_failed` (the Deferred says how the attempt went), nor
+    /// `start_factory`/`stop_factory` (the [`ClientEndpoint`](crate::ClientEndpoint) calls
+    /// those once, however many attempts a connect makes). Types that cannot connect keep
+    /// the default, which says so.
+    fn connect(&self, reactor: &Reactor, factory: BoxedClientFactory) -> Deferred<Transport> {
         let _ = (reactor, factory);
-        Err(ReactorError::new(
+        Deferred::fail(ReactorError::new(
             ReactorErrorKind::InvalidInput,
             format!("endpoint type {} cannot connect", self.type_name()),
         ))
@@ -136,6 +178,14 @@ impl dyn ClientSpec {
     /// ```
     pub fn downcast_ref<T: ClientSpec>(&self) -> Option<&T> {
         self.as_any().downcast_ref::<T>()
+    }
+}
+
+impl<S: ClientSpec> From<S> for Box<dyn ClientSpec> {
+    /// Boxes a spec made in Rust, so that [`ClientEndpoint::new`](crate::ClientEndpoint::new)
+    /// takes `TcpClient::new("example.org", 80)` as well as what a parser returned.
+    fn from(spec: S) -> Box<dyn ClientSpec> {
+        Box::new(spec)
     }
 }
 

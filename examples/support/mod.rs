@@ -61,11 +61,11 @@ pub fn fail(message: &str) -> ! {
 /// listen fails) and, once the reactor runs (so SIGTERM already means a graceful stop),
 /// prints `listening on ADDRESS` on stdout.
 pub fn listen<F: Factory>(reactor: &Reactor, description: &str, factory: F) -> ListeningPort {
-    let endpoint = match torsion::endpoints::server_endpoint(description) {
+    let endpoint = match torsion::endpoints::server_from_string(reactor, description) {
         Ok(endpoint) => endpoint,
         Err(err) => usage_error(&err.to_string()),
     };
-    let port = match endpoint.listen_now(reactor, factory) {
+    let port = match endpoint.listen(factory) {
         Ok(port) => port,
         Err(err) => fail(&err.to_string()),
     };

@@ -1,10 +1,13 @@
-//! systemd socket activation: which inherited file descriptor a `systemd` server adopts.
+//! `systemd`: socket activation. The server spec [`SystemdServer`] and its parser, which
+//! inherited file descriptor it adopts ([`resolve_listen_fd`]), and the adoption itself.
 //!
 //! systemd passes listening sockets as file descriptors 3, 4, ... and describes them in three
 //! environment variables: `LISTEN_PID` (the process they are for), `LISTEN_FDS` (how many) and
-//! `LISTEN_FDNAMES` (their `FileDescriptorName=`s, separated by `:`). This module only reads
-//! those values; it takes them as arguments ([`ListenEnv`]) so it can be tested without a real
-//! environment, and it neither touches nor closes any descriptor.
+//! `LISTEN_FDNAMES` (their `FileDescriptorName=`s, separated by `:`). Choosing a descriptor
+//! only reads those values; [`resolve_listen_fd`] takes them as arguments ([`ListenEnv`]) so
+//! it can be tested without a real environment, and neither touches nor closes any
+//! descriptor. Listening on a [`SystemdServer`] then checks the descriptor's family and
+//! takes it over (once per process).
 //!
 //! ```
 //! use torsion_endpoints::FdSelector;
@@ -23,9 +26,190 @@
 //! ));
 //! ```
 
+use std::any::Any;
 use std::fmt;
+use std::net::TcpListener;
+use std::os::fd::{FromRawFd, RawFd};
+use std::os::unix::net::UnixListener;
 
-use crate::server::FdSelector;
+use torsion_reactor::{
+    BoxedFactory, Error, ErrorKind as ReactorErrorKind, Factory, ListeningPort, Reactor,
+};
+
+use crate::args::{Args, ParamSpec};
+use crate::error::{EndpointError, ErrorKind};
+use crate::grammar::quote;
+use crate::spec::{ParamValue, ServerSpec, ServerType};
+use crate::values;
+
+/// The address family of a socket inherited from systemd.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SocketDomain {
+    /// `AF_INET` (`domain=INET`).
+    Inet,
+    /// `AF_INET6` (`domain=INET6`).
+    Inet6,
+    /// `AF_UNIX` (`domain=UNIX`).
+    Unix,
+}
+
+impl SocketDomain {
+    /// `INET`, `INET6` or `UNIX`, as written in descriptions.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SocketDomain::Inet => "INET",
+            SocketDomain::Inet6 => "INET6",
+            SocketDomain::Unix => "UNIX",
+        }
+    }
+}
+
+/// Which inherited socket a `systemd` server adopts.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum FdSelector {
+    /// The `N`th socket passed (`index=N`, from 0): file descriptor `3 + N`.
+    Index(u32),
+    /// The first socket with this name in `LISTEN_FDNAMES` (`name=NAME`; systemd's
+    /// `FileDescriptorName=`).
+    Name(String),
+}
+
+/// A server that adopts a listening socket passed by systemd socket activation (`systemd`).
+///
+/// ```
+/// use torsion_endpoints::{parse_server, FdSelector, SocketDomain, SystemdServer};
+///
+/// let spec = parse_server("systemd:domain=INET6:name=web").unwrap();
+/// assert_eq!(
+///     spec.downcast_ref::<SystemdServer>(),
+///     Some(&SystemdServer { domain: SocketDomain::Inet6, selector: FdSelector::Name("web".into()) })
+/// );
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SystemdServer {
+    /// The socket's address family.
+    pub domain: SocketDomain,
+    /// Which of the inherited sockets to adopt.
+    pub selector: FdSelector,
+}
+
+impl SystemdServer {
+    /// The file descriptor this server would adopt, given systemd's environment (see
+    /// [`resolve_listen_fd`]).
+    pub fn resolve_fd(&self, env: &ListenEnv, current_pid: u32) -> Result<i32, SystemdError> {
+        resolve_listen_fd(&self.selector, env, current_pid)
+    }
+}
+
+impl ServerSpec for SystemdServer {
+    fn type_name(&self) -> &str {
+        "systemd"
+    }
+
+    fn params(&self) -> Vec<(String, ParamValue)> {
+        let selector = match &self.selector {
+            FdSelector::Index(i) => ("index".to_owned(), ParamValue::Int((*i).into())),
+            FdSelector::Name(n) => ("name".to_owned(), ParamValue::Str(n.clone())),
+        };
+        vec![
+            (
+                "domain".to_owned(),
+                ParamValue::Str(self.domain.as_str().to_owned()),
+            ),
+            selector,
+        ]
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    /// Adopts the inherited socket this spec selects, once per process; the error says
+    /// why none could be adopted.
+    fn listen(&self, reactor: &Reactor, factory: BoxedFactory) -> Result<ListeningPort, Error> {
+        self.listen_with(reactor, factory)
+    }
+}
+
+impl fmt::Display for SystemdServer {
+    /// The canonical description; it parses back to `self`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "systemd:domain={}", self.domain.as_str())?;
+        match &self.selector {
+            FdSelector::Index(i) => write!(f, ":index={i}"),
+            FdSelector::Name(n) => write!(f, ":name={}", quote(n)),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parser
+
+const PARAMS: &[ParamSpec] = &[
+    ParamSpec::positional("domain"),
+    ParamSpec::positional("index"),
+    ParamSpec::keyword("name"),
+];
+
+/// The largest `index=`: file descriptor `3 + index` must fit an `i32`.
+const MAX_FD_INDEX: u32 = i32::MAX as u32 - 3;
+
+/// `systemd` servers.
+pub(crate) struct SystemdServerType;
+
+impl ServerType for SystemdServerType {
+    fn name(&self) -> &str {
+        "systemd"
+    }
+
+    fn parse(&self, args: &Args<'_>) -> Result<Box<dyn ServerSpec>, EndpointError> {
+        let b = args.bind(PARAMS)?;
+        let domain = match b.require("domain")?.choice(&["INET", "INET6", "UNIX"])? {
+            0 => SocketDomain::Inet,
+            1 => SocketDomain::Inet6,
+            _ => SocketDomain::Unix,
+        };
+        let selector = match (b.get("index"), b.get("name")) {
+            (Some(_), Some(name)) => {
+                return Err(args
+                    .error(
+                        ErrorKind::ConflictingParameters,
+                        "a systemd server takes exactly one of index and name, not both",
+                    )
+                    .with_param("name")
+                    .with_segment(name.segment()));
+            }
+            (None, None) => {
+                return Err(args
+                    .error(
+                        ErrorKind::MissingParameter,
+                        "a systemd server needs exactly one of index=N (the Nth inherited \
+                         socket, from 0) and name=NAME (its FileDescriptorName)",
+                    )
+                    .with_param("index"));
+            }
+            (Some(index), None) => FdSelector::Index(index.u32_in(0, MAX_FD_INDEX)?),
+            (None, Some(name)) => {
+                let text = name.as_str();
+                let valid = !text.is_empty()
+                    && text.len() <= 255
+                    && text.bytes().all(|c| c.is_ascii_graphic() && c != b':');
+                if !valid {
+                    return Err(name.error(
+                        ErrorKind::InvalidValue,
+                        "a systemd socket name is 1 to 255 printable ASCII characters, \
+                         without spaces or colons",
+                    ));
+                }
+                FdSelector::Name(text.to_owned())
+            }
+        };
+        Ok(Box::new(SystemdServer { domain, selector }))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Choosing an inherited descriptor
 
 /// The first file descriptor systemd passes (`SD_LISTEN_FDS_START`).
 pub const SD_LISTEN_FDS_START: i32 = 3;
@@ -144,7 +328,7 @@ impl fmt::Display for SystemdError {
 impl std::error::Error for SystemdError {}
 
 fn decimal(variable: &'static str, value: &str) -> Result<u32, SystemdError> {
-    crate::values::decimal_in(value, 0, u32::MAX.into())
+    values::decimal_in(value, 0, u32::MAX.into())
         .map(|n| u32::try_from(n).unwrap_or(u32::MAX))
         .map_err(|bad| SystemdError::Malformed {
             variable,
@@ -272,6 +456,100 @@ pub fn resolve_listen_fd(
                     })
                 }
             }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Adopting it
+
+fn socket_domain(fd: RawFd) -> Option<i32> {
+    let mut domain: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `domain`/`len` are valid for writes of the given size; a bad fd just fails.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_DOMAIN,
+            (&mut domain as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    (rc == 0).then_some(domain)
+}
+
+impl SystemdServer {
+    /// [`ServerSpec::listen`] with the factory's type kept (see [`crate::types::listen`]).
+    pub(crate) fn listen_with<F: Factory>(
+        &self,
+        reactor: &Reactor,
+        factory: F,
+    ) -> Result<ListeningPort, Error> {
+        adopt(self, reactor, factory)
+    }
+}
+
+/// Adopts the socket `spec` selects: checked against the environment, its family, and the
+/// descriptors adopted before.
+fn adopt<F: Factory>(
+    spec: &SystemdServer,
+    reactor: &Reactor,
+    factory: F,
+) -> Result<ListeningPort, Error> {
+    let env = ListenEnv::from_process_env();
+    let fd = spec.resolve_fd(&env, std::process::id()).map_err(|e| {
+        Error::new(
+            ReactorErrorKind::InvalidInput,
+            format!("systemd socket: {e}"),
+        )
+    })?;
+    let (want, name) = match spec.domain {
+        SocketDomain::Inet => (libc::AF_INET, "INET"),
+        SocketDomain::Inet6 => (libc::AF_INET6, "INET6"),
+        SocketDomain::Unix => (libc::AF_UNIX, "UNIX"),
+    };
+    match socket_domain(fd) {
+        Some(d) if d == want => {}
+        Some(_) => {
+            return Err(Error::new(
+                ReactorErrorKind::InvalidInput,
+                format!("systemd socket: descriptor {fd} is not an {name} socket"),
+            ));
+        }
+        None => {
+            return Err(Error::new(
+                ReactorErrorKind::InvalidInput,
+                format!("systemd socket: descriptor {fd} is not an open socket"),
+            ));
+        }
+    }
+    // Each inherited descriptor is taken over once: a second adoption would close it twice
+    // (or, once closed, take whatever later reused its number).
+    static ADOPTED: std::sync::Mutex<Vec<RawFd>> = std::sync::Mutex::new(Vec::new());
+    {
+        let mut adopted = ADOPTED
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if adopted.contains(&fd) {
+            return Err(Error::new(
+                ReactorErrorKind::InvalidInput,
+                format!("systemd socket: descriptor {fd} was already adopted by this process"),
+            ));
+        }
+        adopted.push(fd);
+    }
+    // SAFETY: systemd passed this descriptor to this process for it to own (LISTEN_PID
+    // matched); we checked above that it is an open socket of the expected family, and
+    // that it was not adopted before.
+    match spec.domain {
+        SocketDomain::Unix => {
+            let listener = unsafe { UnixListener::from_raw_fd(fd) };
+            reactor.adopt_unix_listener(listener, factory)
+        }
+        _ => {
+            let listener = unsafe { TcpListener::from_raw_fd(fd) };
+            reactor.adopt_tcp_listener(listener, factory)
         }
     }
 }
