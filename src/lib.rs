@@ -51,3 +51,12 @@ pub mod prelude {
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
+
+/// The guide's chapters (`docs/*.md`): every code block is compiled, and run unless it is
+/// marked `no_run`, by `cargo test`, so the guide cannot drift from the code. A new chapter
+/// is added here.
+#[cfg(doctest)]
+mod guide {
+    #[doc = include_str!("../docs/async.md")]
+    pub struct Async;
+}
