@@ -1,13 +1,15 @@
 //! Descriptor and registration leaks. Alone in its own test binary: it counts this
 //! process's open descriptors, which tests running in parallel would disturb.
 
+mod common;
+
+use common::{PATIENCE as LONG, reactor};
+
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use torsion_reactor::{Reactor, factory_fn, testing::Sink};
-
-const LONG: Duration = Duration::from_secs(30);
+use torsion_reactor::{factory_fn, testing::Sink};
 
 fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
@@ -15,8 +17,7 @@ fn open_fds() -> usize {
 
 #[test]
 fn idle_and_resetting_peers_leave_no_slots_or_descriptors_behind() {
-    let r = Reactor::current();
-    r.set_handle_signals(false);
+    let r = reactor();
     let port = r
         .listen_tcp("127.0.0.1:0".parse().unwrap(), factory_fn(|_| Sink))
         .unwrap();

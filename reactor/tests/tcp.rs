@@ -1,6 +1,10 @@
 //! TCP behaviours over real loopback sockets: lifecycle, no re-entry, flow control, close
 //! and shutdown semantics, panics, leaks, stale handles, many clients.
 
+mod common;
+
+use common::{PATIENCE as LONG, listen, reactor};
+
 use std::cell::{Cell, RefCell};
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -10,25 +14,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use torsion_reactor::{
-    Address, ClientFactory, ConnectionLost, Connector, ErrorKind, Factory, ListeningPort, Protocol,
-    Reactor, SharedFactory, TcpConnectOptions, TcpListenOptions, Transport, factory_fn,
+    Address, ClientFactory, ConnectionLost, Connector, ErrorKind, Factory, Protocol, Reactor,
+    SharedFactory, TcpConnectOptions, TcpListenOptions, Transport, factory_fn,
 };
-
-const LONG: Duration = Duration::from_secs(30);
-
-fn reactor() -> Reactor {
-    let r = Reactor::current();
-    r.set_handle_signals(false);
-    r
-}
-
-fn listen<F: Factory>(r: &Reactor, factory: F) -> (ListeningPort, SocketAddr) {
-    let port = r
-        .listen_tcp("127.0.0.1:0".parse().unwrap(), factory)
-        .unwrap();
-    let addr = port.local_addr().socket_addr().unwrap();
-    (port, addr)
-}
 
 #[derive(Debug, Clone, PartialEq)]
 enum Ev {
@@ -480,6 +468,7 @@ fn lose_write_connection_half_closes_and_keeps_reading() {
 #[test]
 fn a_panic_in_data_received_aborts_only_that_connection() {
     let r = reactor();
+    r.set_fail_on_caught(false); // the panic is the point here
     let logs: Rc<RefCell<Vec<Log>>> = Rc::default();
     let ls = logs.clone();
     let (_port, addr) = listen(

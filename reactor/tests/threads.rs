@@ -1,20 +1,15 @@
 //! The reactor's thread pool: defer_to_thread under load, panics, call_in_thread, shutdown.
 
+mod common;
+
+use common::{PATIENCE, reactor};
+
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 
 use torsion_reactor::{ErrorKind, Reactor, gather};
-
-const PATIENCE: Duration = Duration::from_secs(60);
-
-fn reactor() -> Reactor {
-    let r = Reactor::current();
-    r.set_handle_signals(false);
-    r
-}
 
 #[test]
 fn defer_to_thread_under_load_delivers_every_result_on_the_reactor_thread() {

@@ -1,25 +1,20 @@
 //! Unix stream sockets through the same Protocol, Factory and Transport API as TCP: echo,
 //! half-close, flow control, peer credentials, file mode, and the path's removal.
 
+mod common;
+
+use common::{PATIENCE as LONG, reactor};
+
 use std::cell::{Cell, RefCell};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 
 use torsion_reactor::{
     Address, ClientFactory, ConnectionLost, Connector, Factory, ListeningPort, PeerCredentials,
     Protocol, Reactor, Transport, UnixConnectOptions, UnixListenOptions, factory_fn,
 };
-
-const LONG: Duration = Duration::from_secs(30);
-
-fn reactor() -> Reactor {
-    let r = Reactor::current();
-    r.set_handle_signals(false);
-    r
-}
 
 /// A socket path in the temp directory, unique to this test; removed (with anything left
 /// next to it) when dropped.

@@ -13,7 +13,7 @@ use crate::event_loop::Reactor;
 /// How long test helpers wait for something before they fail: generous, so that a busy
 /// 2-core machine never fails a correct test, and still finite, so that a broken one fails
 /// with a message instead of hanging.
-pub const PATIENCE: Duration = Duration::from_secs(10);
+pub const PATIENCE: Duration = Duration::from_secs(30);
 
 /// A fresh reactor for one test, installed as this thread's: SIGINT/SIGTERM are left to
 /// the test harness, and a panic or an unhandled Deferred error caught during an iteration

@@ -1,59 +1,55 @@
-//! What the reactor's test files share: a reactor that ignores signals, a capturing
-//! logger, and a way to wait for a Deferred's result.
+//! What the reactor's test files share, on top of `torsion_reactor::testing`: one deadline
+//! for every wait, a strict reactor per test, the captured log, a TCP listener on a free
+//! loopback port, and a way to wait for a Deferred's result.
 #![allow(dead_code)] // each test file uses part of this
 
 use std::cell::RefCell;
+use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::{Mutex, OnceLock};
-use std::time::Duration;
 
-use torsion_reactor::{Deferred, Error, Reactor};
+use torsion_reactor::testing::{capture_logs, test_reactor};
+use torsion_reactor::{Deferred, Error, Factory, ListeningPort, Reactor};
 
-/// How long a test waits for something before it fails.
-pub const PATIENCE: Duration = Duration::from_secs(10);
+pub use torsion_reactor::testing::PATIENCE;
 
-/// This thread's reactor, with signal handling off (tests share a process).
+thread_local! {
+    static MADE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// This test's reactor (each test runs on its own thread): made on the first call, with
+/// signals off and fail-on-caught on (a panic caught in a callback fails the iteration, so
+/// `run_until` returns it and the test fails with its message); later calls return it.
 pub fn reactor() -> Reactor {
-    let r = Reactor::current();
-    r.set_handle_signals(false);
-    r
-}
-
-/// A logger that keeps every record, so tests can assert what was logged.
-pub struct Capture(pub Mutex<Vec<String>>);
-
-impl log::Log for Capture {
-    fn enabled(&self, _: &log::Metadata) -> bool {
-        true
+    if MADE.with(|m| m.replace(true)) {
+        Reactor::current()
+    } else {
+        test_reactor()
     }
-    fn log(&self, record: &log::Record) {
-        let line = format!("{} {}", record.level(), record.args());
-        self.0.lock().unwrap().push(line);
-    }
-    fn flush(&self) {}
 }
 
-/// The process's capturing logger, installed on first use.
-pub fn logs() -> &'static Capture {
-    static LOGGER: OnceLock<&'static Capture> = OnceLock::new();
-    LOGGER.get_or_init(|| {
-        let logger: &'static Capture = Box::leak(Box::new(Capture(Mutex::new(Vec::new()))));
-        log::set_logger(logger).unwrap();
-        log::set_max_level(log::LevelFilter::Debug);
-        logger
-    })
+/// This thread's reactor, for code that runs while a test's reactor is installed.
+pub fn current() -> Reactor {
+    Reactor::current()
 }
 
-/// Every captured line containing `needle`.
+/// Every captured log line containing `needle` (the capturing logger is installed on
+/// first use).
 pub fn logged(needle: &str) -> Vec<String> {
-    logs()
-        .0
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|l| l.contains(needle))
-        .cloned()
-        .collect()
+    capture_logs().lines_with(needle)
+}
+
+/// Installs the capturing logger (call before the code whose logs a test reads).
+pub fn logs() {
+    capture_logs();
+}
+
+/// Listens on a free port of 127.0.0.1 with `factory`.
+pub fn listen<F: Factory>(r: &Reactor, factory: F) -> (ListeningPort, SocketAddr) {
+    let port = r
+        .listen_tcp("127.0.0.1:0".parse().expect("an address"), factory)
+        .expect("listening on a free loopback port");
+    let addr = port.local_addr().socket_addr().expect("a TCP address");
+    (port, addr)
 }
 
 /// Where a Deferred's result lands.
@@ -67,10 +63,12 @@ pub fn collect<T: 'static>(d: Deferred<T>) -> Slot<T> {
     slot
 }
 
-/// Runs the reactor until the slot is filled, and takes the result.
+/// Runs this thread's reactor until the slot is filled, and takes the result.
 pub fn wait<T>(slot: &Slot<T>) -> Result<T, Error> {
-    reactor()
+    current()
         .run_until(PATIENCE, || slot.borrow().is_some())
-        .expect("no result in time");
-    slot.borrow_mut().take().unwrap()
+        .expect("the Deferred fires in time");
+    slot.borrow_mut()
+        .take()
+        .expect("run_until returned once the slot was filled")
 }
