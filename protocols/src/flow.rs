@@ -85,10 +85,4 @@ impl Gate {
             false
         }
     }
-
-    /// Whether the adapter holds a pause of its own.
-    #[cfg(test)]
-    pub(crate) fn holds_pause(&self) -> bool {
-        self.paused_reading
-    }
 }

@@ -15,11 +15,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use torsion_protocols::policy::{Policy, RateLimit};
 use torsion_protocols::{
     LineControl, LineReceiver, Lines, Netstrings, PrefixedStrings, StringReceiver, StringSender,
 };
 use torsion_reactor::{
-    Address, DEFAULT_HIGH_WATER, Error, ErrorKind, Factory, ListeningPort, Protocol, Reactor,
+    Address, Clock, DEFAULT_HIGH_WATER, Error, ErrorKind, ListeningPort, Protocol, Reactor,
     Transport, TransportBackend, factory_fn,
 };
 
@@ -196,9 +197,14 @@ struct Script {
     events: Vec<Ev>,
     reply: usize,
     keep_open: bool,
+    kept: Option<Transport>,
 }
 
 impl LineReceiver for Script {
+    fn connection_made(&mut self, lines: &mut LineControl<'_>) {
+        self.kept = Some(lines.transport().clone());
+    }
+
     fn line_received(&mut self, lines: &mut LineControl<'_>, line: &[u8]) {
         self.events.push(Ev::Line(line.to_vec()));
         lines.transport().write(&vec![b'r'; self.reply]);
@@ -543,6 +549,59 @@ fn a_framed_receiver_pause_holds_frames_until_reading_resumes() {
     assert_eq!(p.buffered_len(), 0);
 }
 
+// --- behind the rate limit's wrapping transport ---------------------------------------
+
+#[test]
+fn behind_a_write_rate_limit_held_plus_buffered_bytes_hold_lines_back() {
+    let clock = Clock::new();
+    let limit = RateLimit::new(Rc::new(clock.clone())).write_limit(1000);
+    let mut p = limit
+        .wrap(&Address::Other("peer".into()), || {
+            Some(Lines::new(Script {
+                reply: 400,
+                ..Script::default()
+            }))
+        })
+        .unwrap();
+    let pipe = Pipe::new(1000, 100);
+    let t = pipe.transport();
+    p.connection_made(&t);
+    p.data_received(&t, b"a\r\nb\r\nc\r\nd\r\nPAUSE\r\nf\r\n");
+    // a, b: 800 bytes go out; c: 200 out, 200 held: 200 held plus 1,000 buffered is
+    // over the 1,000 mark, though each alone is not.
+    assert_eq!(p.inner().receiver().events.len(), 3);
+    assert_eq!(pipe.0.borrow().queued, 1000);
+    assert!(!pipe.0.borrow().write_paused);
+    assert!(pipe.read_paused(), "the adapter paused reading");
+    // A second later the held bytes are out; the socket buffer (1,200) is over its own
+    // mark now. Once it drains, the reactor says `resume_writing`: `d` and `PAUSE` come.
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(pipe.0.borrow().queued, 1200);
+    assert_eq!(p.inner().receiver().events.len(), 3);
+    pipe.drain();
+    p.resume_writing(&t);
+    clock.advance(Duration::ZERO);
+    assert_eq!(
+        p.inner().receiver().events[3..],
+        [Ev::Line(b"d".to_vec()), Ev::Line(b"PAUSE".to_vec())]
+    );
+    // The receiver paused: `f` waits for `reading_resumed`, which the wrapper sends on
+    // the next turn after the receiver's own resume.
+    assert!(pipe.read_paused());
+    let wrapped = p.inner().receiver().kept.clone().unwrap();
+    wrapped.resume_reading();
+    assert_eq!(p.inner().receiver().events.len(), 5);
+    clock.advance(Duration::ZERO);
+    assert_eq!(p.inner().receiver().events[5..], [Ev::Line(b"f".to_vec())]);
+    // `f`'s reply is held (the second's budget is spent): paused again, by the adapter,
+    // until the held bytes are out and the socket buffer drained.
+    assert!(pipe.read_paused());
+    clock.advance(Duration::from_secs(1));
+    pipe.drain();
+    p.resume_writing(&t);
+    assert!(!pipe.read_paused());
+}
+
 // --- over real sockets: a pipelined key-value-like server ----------------------------
 
 /// Bytes in one reply: `NNNNNN ` then filler, then `\r\n`.
@@ -691,7 +750,7 @@ fn a_pipelining_client_that_does_not_read_cannot_grow_the_server() {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         read_replies(&mut c, REQUESTS);
-        let mut w = writer.join().unwrap();
+        let w = writer.join().unwrap();
         w.shutdown(std::net::Shutdown::Write).unwrap();
         let mut rest = Vec::new();
         c.read_to_end(&mut rest).unwrap();
