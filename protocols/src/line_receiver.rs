@@ -82,8 +82,11 @@ pub trait LineReceiver: 'static {
         lines.transport().lose_connection();
     }
 
-    /// The peer half-closed; see [`Protocol::eof_received`]. A partial last line (with no
-    /// delimiter) is not delivered. The default returns `false`: close.
+    /// The peer half-closed; see [`Protocol::eof_received`]. Runs after every line that
+    /// arrived before the end of file has been delivered, even if some were held back by
+    /// back-pressure (the adapter keeps the connection open meanwhile and, if this returns
+    /// `false`, closes it with `lose_connection`). A partial last line (with no delimiter)
+    /// is not delivered. The default returns `false`: close.
     fn eof_received(&mut self, lines: &mut LineControl<'_>) -> bool {
         let _ = lines;
         false
@@ -95,11 +98,14 @@ pub trait LineReceiver: 'static {
     }
 
     /// The write buffer went above its high-water mark (see [`Protocol::pause_writing`]).
+    /// The adapter delivers no line while the buffer is paused (see [`Lines`]); a receiver
+    /// that also produces on its own (a timer, a stream) stops that here.
     fn pause_writing(&mut self, lines: &mut LineControl<'_>) {
         let _ = lines;
     }
 
-    /// The write buffer drained (see [`Protocol::resume_writing`]).
+    /// The write buffer drained (see [`Protocol::resume_writing`]). Runs before the
+    /// adapter delivers the lines it held back.
     fn resume_writing(&mut self, lines: &mut LineControl<'_>) {
         let _ = lines;
     }

@@ -75,7 +75,10 @@ pub trait StringReceiver: 'static {
         let _ = (strings, error);
     }
 
-    /// The peer half-closed; see [`Protocol::eof_received`]. The default returns `false`.
+    /// The peer half-closed; see [`Protocol::eof_received`]. Runs after every string that
+    /// arrived before the end of file has been delivered, even if some were held back by
+    /// back-pressure (the adapter keeps the connection open meanwhile and, if this returns
+    /// `false`, closes it with `lose_connection`). The default returns `false`.
     fn eof_received(&mut self, strings: &StringSender) -> bool {
         let _ = strings;
         false
@@ -87,11 +90,13 @@ pub trait StringReceiver: 'static {
     }
 
     /// The write buffer went above its high-water mark (see [`Protocol::pause_writing`]).
+    /// The adapter delivers no string while the buffer is paused (see [`Framed`]).
     fn pause_writing(&mut self, strings: &StringSender) {
         let _ = strings;
     }
 
-    /// The write buffer drained (see [`Protocol::resume_writing`]).
+    /// The write buffer drained (see [`Protocol::resume_writing`]). Runs before the
+    /// adapter delivers the strings it held back.
     fn resume_writing(&mut self, strings: &StringSender) {
         let _ = strings;
     }
