@@ -1,6 +1,7 @@
 //! The chat server example, run as a child process and driven over loopback TCP: every
 //! behaviour its contract lists (names, messages, commands, leaving, the line limit, the
-//! non-reader cut-off, slow senders, the per-peer connection limit).
+//! non-reader cut-off, slow senders, the per-peer connection limit), and that no client
+//! can grow the server's memory by sending lines it does not read the answers to.
 
 mod common;
 
