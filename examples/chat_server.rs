@@ -8,8 +8,16 @@
 //! The first line a client sends is its name (1–32 ASCII letters, digits, `_` or `-`);
 //! every later line goes to everyone else as `<NAME> TEXT`. Commands: `/who`, `/nick NEW`,
 //! `/quit`. Lines end in `\n` (a trailing `\r` is dropped); the server ends its lines with
-//! `\r\n`. A line over 4,096 bytes closes the connection, and a client that stops reading
-//! is disconnected once 1 MiB is queued for it, so no client can grow the server's memory.
+//! `\r\n`. A line over 4,096 bytes closes the connection.
+//!
+//! No client can grow the server's memory by not reading. While more than 64 KiB (the
+//! write buffer's high-water mark) is queued for a client, the `Lines` adapter stops
+//! reading and answering its lines, and holds the ones already read (at most one read's
+//! worth) until the client has read its replies; so a client that sends millions of
+//! lines and never reads costs the server the mark plus one reply plus one read. What
+//! others send it (messages, joins) is not held back: a client with more than 1 MiB
+//! queued is disconnected as not reading, and that limit is checked after every line the
+//! server sends anyone, replies included.
 //!
 //! Policies: a connection with no traffic either way for 10 minutes is told
 //! `Idle timeout.` and closed (a user who only listens to an active room is not idle), and
@@ -35,6 +43,30 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 /// Most connections from one IP address at once.
 const MAX_PER_PEER: usize = 100;
 
+/// Sends `line` to one client, then applies the not-reading limit to it.
+fn send(to: &LineSender, line: &[u8]) {
+    let _ = to.send_line(line);
+    check_reading(to.transport());
+}
+
+/// Answers the client whose line is being handled, then applies the limit to it.
+fn reply(lines: &LineControl<'_>, line: &[u8]) {
+    let _ = lines.send_line(line);
+    check_reading(lines.transport());
+}
+
+/// Disconnects a client with more than `MAX_QUEUED` bytes waiting for it.
+fn check_reading(transport: &Transport) {
+    let queued = transport.buffer_size();
+    if queued > MAX_QUEUED {
+        log::warn!(
+            "{} is not reading; {queued} bytes queued; disconnecting",
+            transport.peer_addr()
+        );
+        transport.abort_connection();
+    }
+}
+
 /// Who is online, by name (sorted by bytes, as `/who` lists them).
 #[derive(Default)]
 struct Room {
@@ -45,19 +77,8 @@ impl Room {
     /// Sends `line` to everyone but `except`; disconnects anyone it cannot keep up with.
     fn broadcast(&self, except: Option<&[u8]>, line: &[u8]) {
         for (name, user) in &self.users {
-            if Some(name.as_slice()) == except {
-                continue;
-            }
-            let _ = user.send_line(line);
-            let transport = user.transport();
-            if transport.buffer_size() > MAX_QUEUED {
-                log::warn!(
-                    "{} ({}) is not reading; {} bytes queued; disconnecting",
-                    String::from_utf8_lossy(name),
-                    transport.peer_addr(),
-                    transport.buffer_size()
-                );
-                transport.abort_connection();
+            if Some(name.as_slice()) != except {
+                send(user, line);
             }
         }
     }
@@ -79,13 +100,13 @@ impl ChatUser {
     /// Registers `name` for this user if it is valid and free; otherwise says why.
     fn claim(&self, lines: &LineControl<'_>, name: &[u8]) -> Option<Vec<u8>> {
         if !valid_name(name) {
-            let _ = lines.send_line(b"Invalid name, try again.");
+            reply(lines, b"Invalid name, try again.");
             return None;
         }
         let mut room = self.room.borrow_mut();
         if room.users.contains_key(name) {
             drop(room);
-            let _ = lines.send_line(b"Name taken, try again.");
+            reply(lines, b"Name taken, try again.");
             return None;
         }
         room.users.insert(name.to_vec(), lines.sender());
@@ -95,13 +116,13 @@ impl ChatUser {
 
 impl LineReceiver for ChatUser {
     fn connection_made(&mut self, lines: &mut LineControl<'_>) {
-        let _ = lines.send_line(b"What is your name?");
+        reply(lines, b"What is your name?");
     }
 
     fn line_received(&mut self, lines: &mut LineControl<'_>, line: &[u8]) {
         let Some(name) = self.name.clone() else {
             if let Some(name) = self.claim(lines, line) {
-                let _ = lines.send_line(&[b"Welcome, ", &name[..], b"!"].concat());
+                reply(lines, &[b"Welcome, ", &name[..], b"!"].concat());
                 let joined = [b"* ", &name[..], b" has joined"].concat();
                 self.room.borrow().broadcast(Some(&name), &joined);
                 self.name = Some(name);
@@ -109,16 +130,19 @@ impl LineReceiver for ChatUser {
             return;
         };
         if line == b"/quit" {
-            let _ = lines.send_line(b"Bye!");
+            reply(lines, b"Bye!");
             lines.transport().lose_connection();
         } else if line == b"/who" {
             let room = self.room.borrow();
             let names: Vec<&[u8]> = room.users.keys().map(Vec::as_slice).collect();
-            let _ = lines.send_line(&[b"* Online: ", &names.join(&b", "[..])[..]].concat());
+            reply(
+                lines,
+                &[b"* Online: ", &names.join(&b", "[..])[..]].concat(),
+            );
         } else if let Some(new) = line.strip_prefix(b"/nick ") {
             if let Some(new) = self.claim(lines, new) {
                 self.room.borrow_mut().users.remove(&name);
-                let _ = lines.send_line(&[b"* You are now ", &new[..]].concat());
+                reply(lines, &[b"* You are now ", &new[..]].concat());
                 let notice = [b"* ", &name[..], b" is now ", &new[..]].concat();
                 self.room.borrow().broadcast(Some(&new), &notice);
                 self.name = Some(new);
@@ -130,7 +154,7 @@ impl LineReceiver for ChatUser {
     }
 
     fn line_length_exceeded(&mut self, lines: &mut LineControl<'_>, _prefix: &[u8]) {
-        let _ = lines.send_line(b"Line too long.");
+        reply(lines, b"Line too long.");
         lines.transport().lose_connection();
     }
 

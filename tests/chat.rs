@@ -1,13 +1,14 @@
 //! The chat server example, run as a child process and driven over loopback TCP: every
 //! behaviour its contract lists (names, messages, commands, leaving, the line limit, the
-//! non-reader cut-off, slow senders, the per-peer connection limit).
+//! non-reader cut-off, slow senders, the per-peer connection limit), and that no client
+//! can grow the server's memory by sending lines it does not read the answers to.
 
 mod common;
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::Server;
@@ -448,4 +449,173 @@ fn at_most_100_connections_per_peer_address() {
     }
     open[0].send("alice");
     open[0].expect("Welcome, alice!");
+}
+
+/// A client whose socket buffers are small, so the kernel cannot absorb what it does not
+/// read, nor much of what it sends (loopback autotuning would take tens of MiB).
+fn small_buffers(addr: SocketAddr) -> Client {
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    sock.set_send_buffer_size(32 * 1024).unwrap();
+    sock.connect(&addr.into()).unwrap();
+    Client::from_stream(sock.into())
+}
+
+/// Sends `line` `count` times from a thread, counting the bytes the kernel took; the
+/// writes block while the server does not read them.
+fn flood(c: &Client, line: &str, count: usize) -> (std::thread::JoinHandle<()>, Arc<AtomicUsize>) {
+    let mut w = c.writer.try_clone().unwrap();
+    let sent = Arc::new(AtomicUsize::new(0));
+    let counter = sent.clone();
+    let chunk: Vec<u8> = line.repeat(1000).into_bytes();
+    let handle = std::thread::spawn(move || {
+        for _ in 0..count / 1000 {
+            w.write_all(&chunk).expect("the flood is written");
+            counter.fetch_add(chunk.len(), Ordering::SeqCst);
+        }
+    });
+    (handle, sent)
+}
+
+/// Round trips of `good` (a `/who` answered with `who`) until the flood has made no
+/// progress over 20 of them in a row (the server stopped reading the flooder: every round
+/// trip is a turn of the server's loop in which it would have read it) or is all sent.
+/// Returns the most RSS seen, in KiB.
+fn until_held_back(
+    server: &Server,
+    good: &mut Client,
+    who: &str,
+    sent: &AtomicUsize,
+    total: usize,
+) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut most = 0;
+    let mut still = 0;
+    let mut last = usize::MAX;
+    while still < 20 {
+        assert!(
+            Instant::now() < deadline,
+            "the flood never stopped or ended"
+        );
+        good.send("/who");
+        good.expect(who);
+        most = most.max(rss_kib(server.pid()));
+        let now = sent.load(Ordering::SeqCst);
+        if now == total {
+            break;
+        }
+        still = if now == last { still + 1 } else { 0 };
+        last = now;
+    }
+    most
+}
+
+/// Reads `count` copies of `line` (with `\r\n`) in big reads, checking every byte.
+fn read_copies(c: &mut Client, line: &str, count: usize) {
+    let want = format!("{line}\r\n").into_bytes();
+    let total = want.len() * count;
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut at = 0;
+    while at < total {
+        let n = c
+            .reader
+            .read(&mut buf[..(total - at).min(256 * 1024)])
+            .expect("reads the replies");
+        assert!(n > 0, "closed after {} of {count} replies", at / want.len());
+        for (i, &b) in buf[..n].iter().enumerate() {
+            let pos = (at + i) % want.len();
+            assert_eq!(b, want[pos], "byte {} of the replies", at + i);
+        }
+        at += n;
+    }
+}
+
+#[test]
+fn a_client_that_sends_two_million_lines_without_reading_cannot_grow_the_server() {
+    const LINES: usize = 2_000_000;
+    let server = start();
+    let addr = server.socket_addr();
+    let mut good = Client::named(addr, "good");
+    good.send("/who");
+    good.expect("* Online: good");
+    let before = rss_kib(server.pid());
+
+    // Never gives a name, never reads: each `!` is answered `Invalid name, try again.`
+    let mut offender = small_buffers(addr);
+    let (writer, sent) = flood(&offender, "!\n", LINES);
+    let most = until_held_back(&server, &mut good, "* Online: good", &sent, LINES * 2);
+    let growth = most.saturating_sub(before);
+    eprintln!(
+        "RSS {before} KiB before, at most {most} KiB while {} of {} bytes were sent",
+        sent.load(Ordering::SeqCst),
+        LINES * 2
+    );
+    assert!(
+        growth < 32 * 1024,
+        "the server grew by {growth} KiB for a client that does not read"
+    );
+    assert!(
+        sent.load(Ordering::SeqCst) < LINES * 2,
+        "the whole flood went in: the server never stopped reading it"
+    );
+
+    // Now it reads: every line was kept and is answered, in order, and nothing more.
+    offender.expect("What is your name?");
+    read_copies(&mut offender, "Invalid name, try again.", LINES);
+    writer.join().unwrap();
+    offender.send("/quit");
+    offender.expect("Invalid name, try again.");
+    good.send("/who");
+    good.expect("* Online: good");
+}
+
+#[test]
+fn a_named_client_that_sends_100_000_who_without_reading_cannot_grow_the_server() {
+    const LINES: usize = 100_000;
+    let server = start();
+    let addr = server.socket_addr();
+    // Thirty users with long names make `/who` answers of about 1 KiB.
+    let mut others: Vec<Client> = (0..30)
+        .map(|i| Client::named(addr, &format!("user{i:02}_{}", "x".repeat(25))))
+        .collect();
+    let mut names: Vec<String> = (0..30)
+        .map(|i| format!("user{i:02}_{}", "x".repeat(25)))
+        .collect();
+    let mut good = others.pop().unwrap();
+    let mut offender = small_buffers(addr);
+    offender.expect("What is your name?");
+    offender.send("offender");
+    offender.expect("Welcome, offender!");
+    names.push("offender".into());
+    names.sort();
+    let who = format!("* Online: {}", names.join(", "));
+    assert!(who.len() > 1000);
+    good.expect("* offender has joined");
+    good.send("/who");
+    good.expect(&who);
+    let before = rss_kib(server.pid());
+
+    let (writer, sent) = flood(&offender, "/who\n", LINES);
+    let most = until_held_back(&server, &mut good, &who, &sent, LINES * 5);
+    let growth = most.saturating_sub(before);
+    eprintln!(
+        "RSS {before} KiB before, at most {most} KiB while {} of {} bytes were sent",
+        sent.load(Ordering::SeqCst),
+        LINES * 5
+    );
+    assert!(
+        growth < 32 * 1024,
+        "the server grew by {growth} KiB for a client that does not read"
+    );
+    assert!(
+        sent.load(Ordering::SeqCst) < LINES * 5,
+        "the whole flood went in: the server never stopped reading it"
+    );
+
+    // Now it reads: 100,000 answers, in order; it is still connected and named.
+    read_copies(&mut offender, &who, LINES);
+    writer.join().unwrap();
+    offender.send("hello");
+    good.expect("<offender> hello");
+    drop(others);
 }

@@ -64,6 +64,7 @@
 #![deny(missing_docs)]
 
 mod error;
+mod flow;
 pub mod line;
 pub mod line_receiver;
 pub mod netstring;

@@ -17,12 +17,19 @@
 //! after the line being delivered, including bytes that arrived in the same read: nothing
 //! is lost or delivered twice. Delivery stops as soon as the transport is closing (after
 //! `lose_connection` or `abort_connection`); the bytes after that are dropped.
+//!
+//! # Back-pressure
+//!
+//! The adapter also stops delivering lines while the receiver has paused reading or its
+//! replies are piling up, and delivers the rest later (Twisted's `LineReceiver`
+//! `pauseProducing`/`resumeProducing`): see [`Lines`] for the rules.
 
 use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
 use torsion_reactor::{ConnectionLost, Protocol, Transport};
 
+use crate::flow::Gate;
 use crate::line::{LineDecoder, LineEncoder, LineEvent};
 use crate::send::SendError;
 
@@ -75,8 +82,11 @@ pub trait LineReceiver: 'static {
         lines.transport().lose_connection();
     }
 
-    /// The peer half-closed; see [`Protocol::eof_received`]. A partial last line (with no
-    /// delimiter) is not delivered. The default returns `false`: close.
+    /// The peer half-closed; see [`Protocol::eof_received`]. Runs after every line that
+    /// arrived before the end of file has been delivered, even if some were held back by
+    /// back-pressure (the adapter keeps the connection open meanwhile and, if this returns
+    /// `false`, closes it with `lose_connection`). A partial last line (with no delimiter)
+    /// is not delivered. The default returns `false`: close.
     fn eof_received(&mut self, lines: &mut LineControl<'_>) -> bool {
         let _ = lines;
         false
@@ -88,11 +98,14 @@ pub trait LineReceiver: 'static {
     }
 
     /// The write buffer went above its high-water mark (see [`Protocol::pause_writing`]).
+    /// The adapter delivers no line while the buffer is paused (see [`Lines`]); a receiver
+    /// that also produces on its own (a timer, a stream) stops that here.
     fn pause_writing(&mut self, lines: &mut LineControl<'_>) {
         let _ = lines;
     }
 
-    /// The write buffer drained (see [`Protocol::resume_writing`]).
+    /// The write buffer drained (see [`Protocol::resume_writing`]). Runs before the
+    /// adapter delivers the lines it held back.
     fn resume_writing(&mut self, lines: &mut LineControl<'_>) {
         let _ = lines;
     }
@@ -226,6 +239,47 @@ fn send_line(transport: &Transport, encoder: &LineEncoder, line: &[u8]) -> Resul
 ///
 /// Defaults: delimiter `\r\n` for both directions, lines of up to 16,384 bytes.
 ///
+/// # Back-pressure
+///
+/// One read can carry thousands of pipelined requests. So that their replies cannot grow
+/// the server's memory past the write buffer's marks, the adapter checks before *every*
+/// event (line, raw data, too-long line) whether it may deliver it:
+///
+/// - **Replies piling up.** While [`Transport::is_writing_paused`] is true (the write
+///   buffer went above its high-water mark and has not drained to the low mark), nothing
+///   is delivered, and the adapter pauses the transport's reading, so what it holds is
+///   bounded by what was already read (one read: 64 KiB on the reactor, plus a partial
+///   line). On `resume_writing` the receiver's own
+///   [`resume_writing`](LineReceiver::resume_writing) runs first, then the held lines
+///   are delivered and reading resumes. The adapter resumes only a pause it made: if
+///   reading was already paused when the pressure came, it stays paused. So a
+///   connection's memory stays within the high-water mark plus one event's replies,
+///   plus one read.
+/// - **The receiver paused reading.** After a callback calls
+///   [`Transport::pause_reading`] (or anything else makes [`Transport::is_reading`]
+///   false), no further event is delivered, even those already read;
+///   [`Transport::resume_reading`] brings them, from the loop, through
+///   [`Protocol::reading_resumed`]. A receiver can therefore pause after a request, do
+///   slow work (a database lookup), answer, and resume, and the requests that arrived
+///   meanwhile come one by one, in order.
+/// - **End of file.** If the peer half-closes while lines are held back, the connection
+///   stays open until they are all delivered (a client that pipelines 10,000 requests and
+///   half-closes gets 10,000 replies); then the receiver's
+///   [`eof_received`](LineReceiver::eof_received) runs, and if it returns `false` the
+///   adapter closes with [`Transport::lose_connection`]. A partial last line is still
+///   dropped. After end of file the reactor's transport no longer reports whether
+///   reading is paused, so from then on only write pressure holds lines back.
+///
+/// Holding back never loses, repeats or reorders a byte: the decoder keeps the bytes,
+/// and a mode switch ([`set_raw_mode`](LineControl::set_raw_mode),
+/// [`set_raw_mode_for`](LineControl::set_raw_mode_for),
+/// [`set_line_mode_with`](LineControl::set_line_mode_with), also from
+/// `pause_writing`/`resume_writing`) applies to the first byte not yet delivered.
+///
+/// One limit: the transport has a single reading-paused flag. If something else pauses
+/// reading *while the adapter holds its own pause* (a proxy pausing this side), the
+/// adapter cannot see it and lifts the pause on `resume_writing`.
+///
 /// ```
 /// use torsion_protocols::{LineControl, LineReceiver, Lines};
 /// use torsion_reactor::{Protocol, testing::StringTransport};
@@ -268,6 +322,7 @@ pub struct Lines<R> {
     decoder: LineDecoder,
     encoder: Rc<LineEncoder>,
     custom_encoder: bool,
+    gate: Gate,
 }
 
 impl<R: LineReceiver> Lines<R> {
@@ -279,6 +334,7 @@ impl<R: LineReceiver> Lines<R> {
             encoder: Rc::new(decoder.encoder()),
             decoder,
             custom_encoder: false,
+            gate: Gate::default(),
         }
     }
 
@@ -358,17 +414,32 @@ impl<R: LineReceiver> Lines<R> {
         f(&mut self.receiver, &mut control)
     }
 
-    /// Delivers every complete event, stopping if the connection starts closing.
-    fn deliver(&mut self, transport: &Transport) {
-        while !transport.is_closing() {
+    /// Delivers events while the gate lets it (see the type's documentation); returns
+    /// whether the decoder ran dry, rather than delivery being held back.
+    fn deliver(&mut self, transport: &Transport) -> bool {
+        loop {
+            if !self.gate.open(transport) {
+                return false;
+            }
             let Some(event) = self.decoder.next_event() else {
-                break;
+                return true;
             };
             self.with_control(transport, |receiver, control| match &event {
                 LineEvent::Line(line) => receiver.line_received(control, line),
                 LineEvent::Raw(data) => receiver.raw_data_received(control, data),
                 LineEvent::TooLong(prefix) => receiver.line_length_exceeded(control, prefix),
             });
+        }
+    }
+
+    /// Delivers what it may, then runs the receiver's end-of-file handling if it was
+    /// waiting for the last frame.
+    fn deliver_then_eof(&mut self, transport: &Transport) {
+        if self.deliver(transport) && self.gate.take_owed_eof(transport) {
+            let keep_open = self.with_control(transport, |r, c| r.eof_received(c));
+            if !keep_open {
+                transport.lose_connection();
+            }
         }
     }
 }
@@ -385,6 +456,15 @@ impl<R: LineReceiver> Protocol for Lines<R> {
     }
 
     fn eof_received(&mut self, transport: &Transport) -> bool {
+        self.gate.eof_received(transport);
+        if self.decoder.buffered_len() > 0 && !self.deliver(transport) {
+            // Lines are still held back: answer the end-of-file after them.
+            self.gate.owe_eof();
+            return !transport.is_closing();
+        }
+        if transport.is_closing() {
+            return false;
+        }
         self.with_control(transport, |r, c| r.eof_received(c))
     }
 
@@ -398,6 +478,11 @@ impl<R: LineReceiver> Protocol for Lines<R> {
 
     fn resume_writing(&mut self, transport: &Transport) {
         self.with_control(transport, |r, c| r.resume_writing(c));
+        self.deliver_then_eof(transport);
+    }
+
+    fn reading_resumed(&mut self, transport: &Transport) {
+        self.deliver_then_eof(transport);
     }
 }
 

@@ -7,7 +7,15 @@
 //! protocol error: it is logged (warning level, with the peer's address and the reason),
 //! the receiver's [`framing_error`](StringReceiver::framing_error) hook runs, and the
 //! connection is closed after what was already written is sent. Nothing the peer sends
-//! can make the adapter panic or buffer more than one maximum-size frame.
+//! can make the adapter panic.
+//!
+//! # Back-pressure
+//!
+//! The adapters deliver no frame while the receiver has paused reading or while the
+//! write buffer is above its high-water mark, pausing reading themselves in the second
+//! case, and deliver the rest later; see [`Framed`] for the rules. What an adapter holds
+//! is at most one read (64 KiB on the reactor) plus one partial frame (at most one
+//! maximum-size frame).
 
 use std::error::Error;
 use std::fmt;
@@ -17,6 +25,7 @@ use bytes::{Bytes, BytesMut};
 use torsion_reactor::{ConnectionLost, Protocol, Transport};
 
 use crate::error::{NetstringError, PrefixedError};
+use crate::flow::Gate;
 use crate::netstring::{NetstringDecoder, NetstringEncoder};
 use crate::prefixed::{PrefixWidth, PrefixedDecoder, PrefixedEncoder};
 use crate::send::SendError;
@@ -66,7 +75,10 @@ pub trait StringReceiver: 'static {
         let _ = (strings, error);
     }
 
-    /// The peer half-closed; see [`Protocol::eof_received`]. The default returns `false`.
+    /// The peer half-closed; see [`Protocol::eof_received`]. Runs after every string that
+    /// arrived before the end of file has been delivered, even if some were held back by
+    /// back-pressure (the adapter keeps the connection open meanwhile and, if this returns
+    /// `false`, closes it with `lose_connection`). The default returns `false`.
     fn eof_received(&mut self, strings: &StringSender) -> bool {
         let _ = strings;
         false
@@ -78,11 +90,13 @@ pub trait StringReceiver: 'static {
     }
 
     /// The write buffer went above its high-water mark (see [`Protocol::pause_writing`]).
+    /// The adapter delivers no string while the buffer is paused (see [`Framed`]).
     fn pause_writing(&mut self, strings: &StringSender) {
         let _ = strings;
     }
 
-    /// The write buffer drained (see [`Protocol::resume_writing`]).
+    /// The write buffer drained (see [`Protocol::resume_writing`]). Runs before the
+    /// adapter delivers the strings it held back.
     fn resume_writing(&mut self, strings: &StringSender) {
         let _ = strings;
     }
@@ -177,6 +191,7 @@ struct Core<R> {
     /// Bound to the connection's transport on the first callback.
     sender: Option<StringSender>,
     failed: bool,
+    gate: Gate,
 }
 
 impl<R: StringReceiver> Core<R> {
@@ -186,6 +201,7 @@ impl<R: StringReceiver> Core<R> {
             encoder: Rc::new(encoder),
             sender: None,
             failed: false,
+            gate: Gate::default(),
         }
     }
 
@@ -210,17 +226,21 @@ impl<R: StringReceiver> Core<R> {
         self.call(transport, |r, s| r.connection_made(s));
     }
 
-    /// Pulls frames with `next` and delivers them until more bytes are needed, the
-    /// connection starts closing, or the stream turns out malformed.
+    /// Pulls frames with `next` and delivers them while the gate lets it, until more
+    /// bytes are needed or the stream turns out malformed (then the connection closes).
+    /// Returns whether the decoder ran dry, rather than delivery being held back.
     fn deliver(
         &mut self,
         transport: &Transport,
         mut next: impl FnMut() -> Result<Option<Bytes>, FramingError>,
-    ) {
-        while !self.failed && !transport.is_closing() {
+    ) -> bool {
+        loop {
+            if self.failed || !self.gate.open(transport) {
+                return false;
+            }
             match next() {
                 Ok(Some(s)) => self.call(transport, |r, sender| r.string_received(sender, &s)),
-                Ok(None) => break,
+                Ok(None) => return true,
                 Err(error) => {
                     self.failed = true;
                     log::warn!(
@@ -229,8 +249,16 @@ impl<R: StringReceiver> Core<R> {
                     );
                     self.call(transport, |r, sender| r.framing_error(sender, &error));
                     transport.lose_connection();
+                    return false;
                 }
             }
+        }
+    }
+
+    /// Runs the receiver's end-of-file handling if it was waiting for the last frame.
+    fn owed_eof(&mut self, transport: &Transport) {
+        if self.gate.take_owed_eof(transport) && !self.eof_received(transport) {
+            transport.lose_connection();
         }
     }
 
@@ -272,6 +300,7 @@ mod sealed {
     /// A decoder the string adapters can serve: netstrings or length prefixes.
     pub trait Framing {
         fn push(&mut self, data: &[u8]);
+        fn buffered_len(&self) -> usize;
         fn next(&mut self) -> Result<Option<bytes::Bytes>, super::FramingError>;
         fn sending(&self) -> super::Encoder;
         fn limited(self, max_length: usize) -> Self;
@@ -283,6 +312,9 @@ use sealed::{Encoder, Framing};
 impl Framing for NetstringDecoder {
     fn push(&mut self, data: &[u8]) {
         NetstringDecoder::push(self, data)
+    }
+    fn buffered_len(&self) -> usize {
+        NetstringDecoder::buffered_len(self)
     }
     fn next(&mut self) -> Result<Option<Bytes>, FramingError> {
         self.next_frame().map_err(FramingError::Netstring)
@@ -299,6 +331,9 @@ impl Framing for PrefixedDecoder {
     fn push(&mut self, data: &[u8]) {
         PrefixedDecoder::push(self, data)
     }
+    fn buffered_len(&self) -> usize {
+        PrefixedDecoder::buffered_len(self)
+    }
     fn next(&mut self) -> Result<Option<Bytes>, FramingError> {
         self.next_frame().map_err(FramingError::Prefixed)
     }
@@ -312,6 +347,33 @@ impl Framing for PrefixedDecoder {
 
 /// Serves a [`StringReceiver`] over a framing `D`; used as [`Netstrings`] or
 /// [`PrefixedStrings`].
+///
+/// # Back-pressure
+///
+/// The adapter checks before *every* frame whether it may deliver it (the same rules as
+/// [`Lines`](crate::Lines)):
+///
+/// - **Replies piling up.** While [`Transport::is_writing_paused`] is true, nothing is
+///   delivered and the adapter pauses the transport's reading, so it holds at most what
+///   was already read. On `resume_writing` the receiver's own
+///   [`resume_writing`](StringReceiver::resume_writing) runs, then the held frames are
+///   delivered and reading resumes. The adapter resumes only a pause it made. A
+///   connection's memory stays within the high-water mark plus one frame's replies, plus
+///   one read and one partial frame.
+/// - **The receiver paused reading.** After [`Transport::pause_reading`] (or anything
+///   that makes [`Transport::is_reading`] false), no further frame is delivered, even
+///   those already read, until [`Protocol::reading_resumed`] follows
+///   [`Transport::resume_reading`].
+/// - **End of file.** If the peer half-closes while frames are held back, the connection
+///   stays open until they are all delivered; then the receiver's
+///   [`eof_received`](StringReceiver::eof_received) runs, and if it returns `false` the
+///   adapter closes with [`Transport::lose_connection`]. After end of file only write
+///   pressure holds frames back (the reactor's transport no longer reports a reading
+///   pause then).
+///
+/// Nothing is lost, repeated or reordered. As with `Lines`, a pause made by someone else
+/// while the adapter holds its own pause cannot be told apart from it and is lifted on
+/// `resume_writing`.
 pub struct Framed<D, R> {
     core: Core<R>,
     decoder: D,
@@ -414,6 +476,24 @@ impl<D: Framing, R: StringReceiver> Framed<D, R> {
     pub fn into_receiver(self) -> R {
         self.core.receiver
     }
+
+    /// Bytes received and not yet delivered (held back, or part of an incomplete frame).
+    pub fn buffered_len(&self) -> usize {
+        self.decoder.buffered_len()
+    }
+}
+
+impl<D: Framing + 'static, R: StringReceiver> Framed<D, R> {
+    fn deliver(&mut self, transport: &Transport) -> bool {
+        let decoder = &mut self.decoder;
+        self.core.deliver(transport, || decoder.next())
+    }
+
+    fn deliver_then_eof(&mut self, transport: &Transport) {
+        if self.deliver(transport) {
+            self.core.owed_eof(transport);
+        }
+    }
 }
 
 impl<D: Framing + 'static, R: StringReceiver> Protocol for Framed<D, R> {
@@ -426,11 +506,22 @@ impl<D: Framing + 'static, R: StringReceiver> Protocol for Framed<D, R> {
             return;
         }
         self.decoder.push(data);
-        let decoder = &mut self.decoder;
-        self.core.deliver(transport, || decoder.next());
+        self.deliver(transport);
     }
 
     fn eof_received(&mut self, transport: &Transport) -> bool {
+        if self.core.failed {
+            return false;
+        }
+        self.core.gate.eof_received(transport);
+        if self.decoder.buffered_len() > 0 && !self.deliver(transport) {
+            // Strings are still held back: answer the end-of-file after them.
+            self.core.gate.owe_eof();
+            return !transport.is_closing();
+        }
+        if transport.is_closing() {
+            return false;
+        }
         self.core.eof_received(transport)
     }
 
@@ -444,5 +535,10 @@ impl<D: Framing + 'static, R: StringReceiver> Protocol for Framed<D, R> {
 
     fn resume_writing(&mut self, transport: &Transport) {
         self.core.resume_writing(transport);
+        self.deliver_then_eof(transport);
+    }
+
+    fn reading_resumed(&mut self, transport: &Transport) {
+        self.deliver_then_eof(transport);
     }
 }

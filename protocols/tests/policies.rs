@@ -76,6 +76,11 @@ impl Protocol for Probe {
     fn resume_writing(&mut self, _: &Transport) {
         self.log.borrow_mut().push("resume".into());
     }
+    fn reading_resumed(&mut self, t: &Transport) {
+        self.log
+            .borrow_mut()
+            .push(format!("reading resumed, reading: {}", t.is_reading()));
+    }
 }
 
 fn taken(log: &Log) -> Vec<String> {
@@ -169,6 +174,56 @@ fn a_panicking_timeout_handler_aborts_only_that_connection() {
     assert!(t.aborted());
     p.connection_lost(&ConnectionLost::Aborted);
     assert_eq!(taken(&log), ["made", "lost panicked: handler boom"]);
+}
+
+// --- every wrapper forwards reading_resumed -----------------------------------------
+
+#[test]
+fn every_wrapper_forwards_reading_resumed() {
+    fn check<P: Protocol>(what: &str, wrap: impl FnOnce(Probe) -> P) {
+        let log: Log = Rc::default();
+        let mut p = wrap(Probe::new(&log));
+        let t = StringTransport::new();
+        p.connection_made(&t.transport());
+        p.reading_resumed(&t.transport());
+        assert_eq!(
+            taken(&log),
+            ["made", "reading resumed, reading: true"],
+            "{what}"
+        );
+    }
+    let clock = Clock::new();
+    let scheduler: Rc<dyn Scheduler> = Rc::new(clock.clone());
+    let timeout = TimeoutPolicy::new(scheduler.clone(), secs(10));
+    check("Timeout", |probe| {
+        timeout.wrap(&peer(), || Some(probe)).unwrap()
+    });
+    let limit = ConnectionLimit::refuse(1);
+    check("Limited", |probe| {
+        limit.wrap(&peer(), || Some(probe)).unwrap()
+    });
+    let per_peer = LimitConnectionsByPeer::new(1);
+    check("PeerLimited", |probe| {
+        per_peer.wrap(&peer(), || Some(probe)).unwrap()
+    });
+}
+
+#[test]
+fn a_held_connection_forwards_reading_resumed_only_once_started() {
+    let clock = Clock::new();
+    let limit = ConnectionLimit::hold(1, 1, Rc::new(clock.clone()));
+    let (first, held): (Log, Log) = (Rc::default(), Rc::default());
+    let mut a = limit.wrap(&peer(), || Some(Probe::new(&first))).unwrap();
+    let mut b = limit.wrap(&peer(), || Some(Probe::new(&held))).unwrap();
+    let (ta, tb) = (StringTransport::new(), StringTransport::new());
+    a.connection_made(&ta.transport());
+    b.connection_made(&tb.transport());
+    b.reading_resumed(&tb.transport());
+    assert!(held.borrow().is_empty(), "not started: nothing forwarded");
+    a.connection_lost(&ConnectionLost::Done);
+    clock.advance(Duration::ZERO);
+    b.reading_resumed(&tb.transport());
+    assert_eq!(taken(&held), ["made", "reading resumed, reading: true"]);
 }
 
 // --- connection limits --------------------------------------------------------------
@@ -408,6 +463,81 @@ fn reading_pauses_while_over_budget_and_respects_the_protocols_own_pause() {
     p.data_received(&t.transport(), b"resume");
     assert!(!t.reading_paused());
     assert_eq!(log.borrow().len(), 4);
+}
+
+#[test]
+fn the_rate_limits_wrapper_reports_is_reading_and_reading_resumed_as_its_protocol_sees_them() {
+    let clock = Clock::new();
+    let limit = RateLimit::new(Rc::new(clock.clone())).read_limit(100);
+    let log: Log = Rc::default();
+    let probe = Probe::new(&log);
+    let kept = probe.transport.clone();
+    let mut p = limit.wrap(&peer(), || Some(probe)).unwrap();
+    let t = StringTransport::new();
+    p.connection_made(&t.transport());
+    let wrapped = kept.borrow().clone().unwrap();
+    // Over budget: the limit pauses the real transport, not the protocol's reading.
+    p.data_received(&t.transport(), &[b'a'; 300]);
+    assert!(t.reading_paused());
+    assert!(
+        wrapped.is_reading(),
+        "the limit's pause is the wrapper's business"
+    );
+    // The reactor's call when the limit lifts is not forwarded.
+    clock.advance(secs(3));
+    assert!(!t.reading_paused());
+    p.reading_resumed(&t.transport());
+    // The protocol's own pause and resume: reported, and `reading_resumed` follows on
+    // the next turn, even while the limit still holds reading back.
+    wrapped.pause_reading();
+    assert!(!wrapped.is_reading());
+    p.data_received(&t.transport(), &[b'a'; 300]);
+    wrapped.resume_reading();
+    assert!(wrapped.is_reading());
+    assert!(t.reading_paused(), "the read limit still holds");
+    let data = format!("data {}", "a".repeat(300));
+    assert_eq!(taken(&log), ["made", data.as_str(), data.as_str()]);
+    clock.advance(Duration::ZERO);
+    assert_eq!(taken(&log), ["reading resumed, reading: true"]);
+    clock.advance(secs(10));
+    assert!(taken(&log).is_empty(), "the limit's resume is not reported");
+    // End of file: not reading any more.
+    assert!(!p.eof_received(&t.transport()));
+    assert!(!wrapped.is_reading());
+}
+
+#[test]
+fn held_bytes_count_toward_the_high_mark_at_once() {
+    let clock = Clock::new();
+    let limit = RateLimit::new(Rc::new(clock.clone())).write_limit(1000);
+    let log: Log = Rc::default();
+    let kept = Rc::new(RefCell::new(None));
+    let mut p = limit
+        .wrap(&peer(), || {
+            Some(Writer {
+                n: 1500,
+                log: log.clone(),
+                transport: kept.clone(),
+            })
+        })
+        .unwrap();
+    let t = StringTransport::new();
+    t.transport().set_write_buffer_limits(400, 100);
+    p.connection_made(&t.transport());
+    let wrapped = kept.borrow().clone().unwrap();
+    // 1000 went out, 500 are held: over the 400 mark, synchronously.
+    assert_eq!(wrapped.buffer_size(), 500);
+    assert!(wrapped.is_writing_paused());
+    assert!(taken(&log).is_empty(), "told from the loop, not now");
+    clock.advance(Duration::ZERO);
+    assert_eq!(taken(&log), ["pause"]);
+    // Released over the next half second: back to the low mark, resumed.
+    clock.advance(Duration::from_millis(350));
+    assert!(wrapped.is_writing_paused(), "still 150 held");
+    clock.advance(Duration::from_millis(200));
+    assert!(!wrapped.is_writing_paused());
+    assert_eq!(taken(&log), ["resume"]);
+    assert_eq!(t.written().len(), 1500);
 }
 
 #[test]

@@ -337,6 +337,15 @@ impl<P: Protocol> Protocol for Limited<P> {
             self.conn.protocol.borrow_mut().resume_writing(transport);
         }
     }
+
+    /// Forwarded once the protocol is started (also the one that follows the start of a
+    /// held connection, which resumes reading: protocols treat it as a hint to look at
+    /// what they hold).
+    fn reading_resumed(&mut self, transport: &Transport) {
+        if self.conn.made.get() {
+            self.conn.protocol.borrow_mut().reading_resumed(transport);
+        }
+    }
 }
 
 impl<P: Protocol> Drop for Limited<P> {

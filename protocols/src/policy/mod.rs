@@ -44,7 +44,11 @@
 //!
 //! # Writing a policy
 //!
-//! Implement [`Policy`] for every protocol type it can wrap:
+//! Implement [`Policy`] for every protocol type it can wrap. A wrapper protocol forwards
+//! every [`Protocol`] method it does not handle itself,
+//! `reading_resumed` included (the framing adapters wait for it after a pause), and a
+//! wrapping [`TransportBackend`](torsion_reactor::TransportBackend) reports
+//! `is_reading` and `is_writing_paused` as its protocol sees them:
 //!
 //! ```
 //! use std::cell::Cell;
@@ -68,6 +72,7 @@
 //!     fn connection_lost(&mut self, reason: &ConnectionLost) { self.inner.connection_lost(reason) }
 //!     fn pause_writing(&mut self, t: &Transport) { self.inner.pause_writing(t) }
 //!     fn resume_writing(&mut self, t: &Transport) { self.inner.resume_writing(t) }
+//!     fn reading_resumed(&mut self, t: &Transport) { self.inner.reading_resumed(t) }
 //! }
 //!
 //! impl<P: Protocol> Policy<P> for CountBytes {

@@ -148,4 +148,7 @@ impl<P: Protocol> Protocol for PeerLimited<P> {
     fn resume_writing(&mut self, transport: &Transport) {
         self.inner.resume_writing(transport)
     }
+    fn reading_resumed(&mut self, transport: &Transport) {
+        self.inner.reading_resumed(transport)
+    }
 }

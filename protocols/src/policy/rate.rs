@@ -26,15 +26,24 @@ use super::shared::{guarded, lost_reason};
 ///   budget, reading is paused (`pause_reading`) until the budget is back to zero. One
 ///   read (at most 64 KiB on the reactor) can overshoot; the average does not. A
 ///   protocol's own `pause_reading`/`resume_reading` still work: reading resumes only
-///   when neither wants it paused.
+///   when neither wants it paused. [`Transport::is_reading`] reports the protocol's own
+///   pause (and closing, and end of file), not the limit's, and the protocol gets
+///   [`Protocol::reading_resumed`] (on the next turn of the loop) when it resumes a pause
+///   of its own, whether or not the limit still holds reading back; the limit's own
+///   pauses and resumes are not reported.
 /// - **Writing**: the protocol's transport is wrapped. Bytes within budget go straight
 ///   through; the rest are held, in order, and released as the budget refills (about ten
-///   times a second). [`Transport::buffer_size`] counts held bytes, and the protocol gets
-///   `pause_writing` when held plus socket-buffered bytes pass the transport's high-water
-///   mark and `resume_writing` when they drain to the low mark, so a producer that honours
-///   flow control keeps memory bounded. `lose_connection` and `lose_write_connection`
-///   take effect once the held bytes are out; `abort_connection` drops them. Bytes still
-///   held when the reactor shuts down are lost.
+///   times a second). Held bytes count as buffered: [`Transport::buffer_size`] is held
+///   plus socket-buffered bytes, and [`Transport::is_writing_paused`] turns true (and the
+///   protocol is told `pause_writing`) as soon as that sum passes the transport's
+///   high-water mark, so a producer is paused by what it queued, not only by what the
+///   socket could not take. It turns false (and the protocol is told `resume_writing`)
+///   once the held bytes are down to the low mark and the socket buffer is not itself
+///   paused. A producer that honours flow control, such as the framing adapters, keeps
+///   memory within the high mark plus one write. `lose_connection` and
+///   `lose_write_connection` take effect once the held bytes are out;
+///   `abort_connection` drops them. Bytes still held when the reactor shuts down are
+///   lost.
 ///
 /// ```
 /// use std::rc::Rc;
@@ -110,7 +119,9 @@ impl<P: Protocol> Policy<P> for RateLimit {
             after_held: Cell::new(AfterHeld::Nothing),
             resume_timer: RefCell::new(None),
             release_timer: RefCell::new(None),
-            reactor_paused: Cell::new(false),
+            eof: Cell::new(false),
+            paused: Cell::new(false),
+            raised: Cell::new(false),
             told_paused: Cell::new(false),
             flow_scheduled: Cell::new(false),
             owner: RefCell::new(None),
@@ -181,6 +192,7 @@ enum AfterHeld {
 /// Tells the protocol about flow control decided by the wrapper.
 trait Flow {
     fn tell(&self, pause: bool);
+    fn reading_resumed(&self);
 }
 
 /// The wrapping transport's state, shared with the protocol wrapper.
@@ -199,9 +211,17 @@ struct Io {
     after_held: Cell<AfterHeld>,
     resume_timer: RefCell<Option<DelayedCall>>,
     release_timer: RefCell<Option<DelayedCall>>,
-    /// The reactor told the wrapper `pause_writing` (socket buffer above its mark).
-    reactor_paused: Cell<bool>,
-    /// What the protocol was last told.
+    /// The peer half-closed.
+    eof: Cell<bool>,
+    /// What `is_writing_paused` reports: set once held plus socket-buffered bytes pass
+    /// the high mark (or the socket buffer is paused), cleared once the held bytes are
+    /// down to the low mark and the socket buffer is not paused.
+    paused: Cell<bool>,
+    /// `paused` went up since the protocol was last told: it is told `pause_writing`
+    /// even if the state went down meanwhile, so whoever saw `is_writing_paused()`
+    /// return true gets its `resume_writing`.
+    raised: Cell<bool>,
+    /// What the protocol was last told: `pause_writing` (true) or `resume_writing`.
     told_paused: Cell<bool>,
     flow_scheduled: Cell<bool>,
     owner: RefCell<Option<Weak<dyn Flow>>>,
@@ -272,7 +292,9 @@ impl Io {
     fn send(self: &Rc<Self>, data: Bytes) -> Result<(), Error> {
         let inner = self.writable()?;
         let Some(bucket) = &self.write else {
-            return inner.try_write_bytes(data);
+            inner.try_write_bytes(data)?;
+            self.check_flow_later();
+            return Ok(());
         };
         if data.is_empty() {
             return Ok(());
@@ -294,8 +316,8 @@ impl Io {
             self.held_len.set(self.held_len.get() + rest.len());
             self.held.borrow_mut().push_back(rest);
             self.schedule_release();
-            self.check_flow_later();
         }
+        self.check_flow_later();
         Ok(())
     }
 
@@ -363,40 +385,63 @@ impl Io {
         self.check_flow();
     }
 
-    /// Whether the protocol should be paused, or may resume, given both buffers.
-    fn flow_wanted(&self) -> Option<bool> {
-        let (high, low) = self
-            .inner()
-            .map(|t| t.write_buffer_limits())
-            .unwrap_or((usize::MAX, usize::MAX));
+    /// Brings `paused` up to date (no callback). The held bytes count toward the
+    /// transport's high mark together with the socket-buffered ones, so a producer is
+    /// paused by what it queued; resuming waits only for the held bytes to fall to the
+    /// low mark while the socket buffer is not paused (the socket buffer draining below
+    /// its own marks is not announced, so it could not be waited for).
+    fn update_flow(&self) {
+        let Some(inner) = self.inner() else { return };
+        let (high, low) = inner.write_buffer_limits();
         let held = self.held_len.get();
-        let paused = self.told_paused.get();
-        if !paused && (self.reactor_paused.get() || held > high) {
-            Some(true)
-        } else if paused && !self.reactor_paused.get() && held <= low {
-            Some(false)
-        } else {
-            None
+        let inner_paused = inner.is_writing_paused();
+        if !self.paused.get() {
+            if inner_paused || held.saturating_add(inner.buffer_size()) > high {
+                self.paused.set(true);
+                self.raised.set(true);
+            }
+        } else if !inner_paused && held <= low {
+            self.paused.set(false);
         }
     }
 
-    /// Tells the protocol now (only from the loop: a timer or the wrapper's own callback).
+    /// Whether the protocol must be told something.
+    fn flow_due(&self) -> bool {
+        let told = self.told_paused.get();
+        self.paused.get() != told || (self.raised.get() && !told)
+    }
+
+    /// Tells the protocol `pause_writing` and/or `resume_writing`, so that what it was
+    /// told last matches the state, and a pause anyone saw is followed by a resume. Only
+    /// from the loop: a timer or the wrapper's own callback.
     fn check_flow(&self) {
         if self.closed.get() {
             return;
         }
-        if let Some(pause) = self.flow_wanted() {
-            self.told_paused.set(pause);
-            let owner = self.owner.borrow().as_ref().and_then(Weak::upgrade);
-            if let Some(owner) = owner {
-                owner.tell(pause);
+        self.update_flow();
+        let owner = self.owner.borrow().as_ref().and_then(Weak::upgrade);
+        if !self.told_paused.get() && (self.paused.get() || self.raised.get()) {
+            self.told_paused.set(true);
+            if let Some(owner) = &owner {
+                owner.tell(true);
+            }
+        }
+        self.raised.set(false);
+        // The protocol may have written in `pause_writing`: look again.
+        self.update_flow();
+        if self.told_paused.get() && !self.paused.get() && !self.closed.get() {
+            self.told_paused.set(false);
+            if let Some(owner) = &owner {
+                owner.tell(false);
             }
         }
     }
 
-    /// From inside a protocol callback (a write): tell it on the next turn.
+    /// After a write or a look at the state from inside a protocol callback: bring the
+    /// state up to date and tell the protocol on the next turn if needed.
     fn check_flow_later(self: &Rc<Self>) {
-        if self.flow_scheduled.get() || self.flow_wanted().is_none() {
+        self.update_flow();
+        if self.flow_scheduled.get() || self.closed.get() || !self.flow_due() {
             return;
         }
         self.flow_scheduled.set(true);
@@ -405,6 +450,24 @@ impl Io {
             if let Some(io) = weak.upgrade() {
                 io.flow_scheduled.set(false);
                 io.check_flow();
+            }
+        });
+    }
+
+    /// The protocol resumed reading: tell it `reading_resumed` on the next turn (the
+    /// real transport's own call is not forwarded, since the read limit pauses and
+    /// resumes it too).
+    fn reading_resumed_later(self: &Rc<Self>) {
+        let weak = Rc::downgrade(self);
+        self.scheduler.call_later(Duration::ZERO, move || {
+            if let Some(io) = weak.upgrade() {
+                if io.closed.get() || io.user_paused.get() {
+                    return;
+                }
+                let owner = io.owner.borrow().as_ref().and_then(Weak::upgrade);
+                if let Some(owner) = owner {
+                    owner.reading_resumed();
+                }
             }
         });
     }
@@ -427,7 +490,9 @@ struct Backend(Rc<Io>);
 impl TransportBackend for Backend {
     fn write(&self, data: &[u8]) -> Result<(), Error> {
         if self.0.write.is_none() {
-            return self.0.writable()?.try_write(data);
+            self.0.writable()?.try_write(data)?;
+            self.0.check_flow_later();
+            return Ok(());
         }
         self.0.send(Bytes::copy_from_slice(data))
     }
@@ -436,7 +501,9 @@ impl TransportBackend for Backend {
     }
     fn write_vectored(&self, parts: &[&[u8]]) -> Result<(), Error> {
         if self.0.write.is_none() {
-            return self.0.writable()?.try_write_vectored(parts);
+            self.0.writable()?.try_write_vectored(parts)?;
+            self.0.check_flow_later();
+            return Ok(());
         }
         self.0.send(Bytes::from(parts.concat()))
     }
@@ -486,22 +553,34 @@ impl TransportBackend for Backend {
         self.0.update_reading();
     }
     fn resume_reading(&self) {
-        self.0.user_paused.set(false);
+        let was_paused = self.0.user_paused.replace(false);
         self.0.update_reading();
+        if was_paused && !self.0.closed.get() {
+            self.0.reading_resumed_later();
+        }
     }
     fn buffer_size(&self) -> usize {
         self.0.held_len.get() + self.0.inner().map_or(0, |t| t.buffer_size())
     }
+    /// Not paused by the protocol (a pause by the read limit does not count: it is the
+    /// wrapper's, and lifts by itself), not closing, not at end of file.
     fn is_reading(&self) -> bool {
-        !self.0.user_paused.get() && self.0.inner().is_some_and(|t| !t.is_closing())
+        !self.0.user_paused.get()
+            && !self.0.eof.get()
+            && !self.0.closed.get()
+            && self.0.after_held.get() != AfterHeld::Lose
+            && self.0.inner().is_some_and(|t| !t.is_closing())
     }
+    /// Held plus socket-buffered bytes went above the high mark (see `update_flow`).
     fn is_writing_paused(&self) -> bool {
-        self.0.inner().is_some_and(|t| t.is_writing_paused())
+        self.0.check_flow_later();
+        self.0.paused.get()
     }
     fn set_write_buffer_limits(&self, high: usize, low: usize) {
         if let Some(t) = self.0.inner() {
             t.set_write_buffer_limits(high, low);
         }
+        self.0.check_flow_later();
     }
     fn write_buffer_limits(&self) -> (usize, usize) {
         self.0.inner().map(|t| t.write_buffer_limits()).unwrap_or((
@@ -553,6 +632,18 @@ impl<P: Protocol> Flow for Conn<P> {
             }
         });
     }
+
+    fn reading_resumed(&self) {
+        let Some(transport) = self.transport.borrow().clone() else {
+            return;
+        };
+        let Ok(mut protocol) = self.protocol.try_borrow_mut() else {
+            return;
+        };
+        guarded("reading_resumed", &transport, &self.panicked, || {
+            protocol.reading_resumed(&transport)
+        });
+    }
 }
 
 /// The protocol [`RateLimit`] wraps around `P`.
@@ -594,6 +685,7 @@ impl<P: Protocol> Protocol for RateLimited<P> {
     }
 
     fn eof_received(&mut self, _transport: &Transport) -> bool {
+        self.conn.io.eof.set(true);
         let mut keep = false;
         self.call(|p, t| keep = p.eof_received(t));
         keep
@@ -606,12 +698,15 @@ impl<P: Protocol> Protocol for RateLimited<P> {
     }
 
     fn pause_writing(&mut self, _transport: &Transport) {
-        self.conn.io.reactor_paused.set(true);
         self.conn.io.check_flow();
     }
 
     fn resume_writing(&mut self, _transport: &Transport) {
-        self.conn.io.reactor_paused.set(false);
         self.conn.io.check_flow();
     }
+
+    /// Not forwarded: the real transport's reading is also paused and resumed by the
+    /// read limit, which the protocol never asked for. The protocol gets
+    /// `reading_resumed` (on the next turn) when it resumes the reading it paused.
+    fn reading_resumed(&mut self, _transport: &Transport) {}
 }

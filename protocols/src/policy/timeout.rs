@@ -303,6 +303,10 @@ impl<P: Protocol, H: TimeoutHandler<P>> Protocol for Timeout<P, H> {
     fn resume_writing(&mut self, transport: &Transport) {
         self.with(transport, |p, t| p.resume_writing(t));
     }
+
+    fn reading_resumed(&mut self, transport: &Transport) {
+        self.with(transport, |p, t| p.reading_resumed(t));
+    }
 }
 
 /// A transport that forwards everything and records successful writes as traffic.
