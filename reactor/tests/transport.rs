@@ -1,0 +1,212 @@
+//! The transport handle beyond reading and writing: swapping the protocol of a live
+//! connection, reaching it from elsewhere, the socket's descriptor and options.
+
+mod common;
+
+use std::cell::RefCell;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::rc::Rc;
+use std::time::Duration;
+
+use common::{PATIENCE, listen, reactor};
+use torsion_reactor::{ConnectionLost, ErrorKind, Protocol, Transport, factory_fn};
+
+type Log = Rc<RefCell<Vec<String>>>;
+
+/// Echoes lines until `upgrade`, then hands the connection to `Shout`.
+struct Plain(Log);
+
+impl Protocol for Plain {
+    fn data_received(&mut self, t: &Transport, data: &[u8]) {
+        self.0
+            .borrow_mut()
+            .push(format!("plain: {}", String::from_utf8_lossy(data)));
+        if data.starts_with(b"upgrade") {
+            t.write(b"ok\n");
+            t.set_protocol(Shout(self.0.clone())).unwrap();
+            // Still this protocol until the callback returns.
+            let busy = t.with_protocol(|_: &mut Plain| ()).unwrap_err();
+            assert_eq!(busy.kind(), ErrorKind::Busy);
+        } else {
+            t.write(data);
+        }
+    }
+    fn connection_lost(&mut self, _: &ConnectionLost) {
+        self.0.borrow_mut().push("plain lost".into());
+    }
+}
+
+impl Drop for Plain {
+    fn drop(&mut self) {
+        self.0.borrow_mut().push("plain dropped".into());
+    }
+}
+
+struct Shout(Log);
+
+impl Protocol for Shout {
+    fn data_received(&mut self, t: &Transport, data: &[u8]) {
+        self.0
+            .borrow_mut()
+            .push(format!("shout: {}", String::from_utf8_lossy(data)));
+        t.write(&data.to_ascii_uppercase());
+    }
+    fn connection_lost(&mut self, reason: &ConnectionLost) {
+        self.0.borrow_mut().push(format!("shout lost: {reason}"));
+    }
+}
+
+fn read_exactly(c: &mut TcpStream, n: usize) -> Vec<u8> {
+    let mut buf = vec![0; n];
+    c.read_exact(&mut buf).unwrap();
+    buf
+}
+
+#[test]
+fn set_protocol_hands_the_next_callbacks_to_the_new_protocol() {
+    let r = reactor();
+    let log: Log = Rc::default();
+    let l = log.clone();
+    let (_port, addr) = listen(&r, factory_fn(move |_| Plain(l.clone())));
+    let mut c = TcpStream::connect(addr).unwrap();
+    c.set_read_timeout(Some(PATIENCE)).unwrap();
+    let talk = std::thread::spawn(move || {
+        c.write_all(b"hello").unwrap();
+        let a = read_exactly(&mut c, 5);
+        c.write_all(b"upgrade").unwrap();
+        let b = read_exactly(&mut c, 3);
+        c.write_all(b"quiet").unwrap();
+        let d = read_exactly(&mut c, 5);
+        drop(c);
+        (a, b, d)
+    });
+    r.run_until(PATIENCE, || talk.is_finished())
+        .expect("the conversation ends");
+    let (a, b, d) = talk.join().unwrap();
+    assert_eq!(
+        (&a[..], &b[..], &d[..]),
+        (&b"hello"[..], &b"ok\n"[..], &b"QUIET"[..])
+    );
+    r.run_until(PATIENCE, || {
+        log.borrow().iter().any(|l| l.starts_with("shout lost"))
+    })
+    .expect("the new protocol hears the loss");
+    assert_eq!(
+        *log.borrow(),
+        [
+            "plain: hello",
+            "plain: upgrade",
+            "plain dropped",
+            "shout: quiet",
+            "shout lost: the connection was closed cleanly",
+        ],
+        "the old protocol is dropped after its callback; connection_lost once, to the new one"
+    );
+}
+
+/// Keeps its transport where the test can reach it, and counts what it received.
+struct Counter {
+    transports: Rc<RefCell<Vec<Transport>>>,
+    bytes: usize,
+}
+
+impl Protocol for Counter {
+    fn connection_made(&mut self, t: &Transport) {
+        self.transports.borrow_mut().push(t.clone());
+    }
+    fn data_received(&mut self, _: &Transport, data: &[u8]) {
+        self.bytes += data.len();
+    }
+}
+
+#[test]
+fn with_protocol_reaches_a_connections_protocol_by_type() {
+    let r = reactor();
+    let transports: Rc<RefCell<Vec<Transport>>> = Rc::default();
+    let t = transports.clone();
+    let (_port, addr) = listen(
+        &r,
+        factory_fn(move |_| Counter {
+            transports: t.clone(),
+            bytes: 0,
+        }),
+    );
+    let mut c = TcpStream::connect(addr).unwrap();
+    c.write_all(b"12345").unwrap();
+    r.run_until(PATIENCE, || {
+        transports
+            .borrow()
+            .first()
+            .is_some_and(|t| t.with_protocol(|p: &mut Counter| p.bytes).unwrap() == 5)
+    })
+    .expect("five bytes counted");
+    let t = transports.borrow()[0].clone();
+    let wrong = t.with_protocol(|_: &mut Shout| ()).unwrap_err();
+    assert_eq!(wrong.kind(), ErrorKind::InvalidInput);
+    assert!(wrong.to_string().contains("Shout"), "{wrong}");
+    t.set_protocol(Shout(Rc::default())).unwrap();
+    assert!(
+        t.with_protocol(|_: &mut Shout| ()).is_ok(),
+        "swapped at once from outside"
+    );
+    t.abort_connection();
+    r.run_until(PATIENCE, || t.with_protocol(|_: &mut Shout| ()).is_err())
+        .expect("the protocol is gone once connection_lost ran");
+    assert_eq!(
+        t.with_protocol(|_: &mut Shout| ()).unwrap_err().kind(),
+        ErrorKind::ConnectionClosed
+    );
+    assert_eq!(
+        t.set_protocol(Shout(Rc::default())).unwrap_err().kind(),
+        ErrorKind::ConnectionClosed
+    );
+}
+
+#[test]
+fn the_socket_and_its_options_are_reachable_while_open() {
+    let r = reactor();
+    let transports: Rc<RefCell<Vec<Transport>>> = Rc::default();
+    let t = transports.clone();
+    let (_port, addr) = listen(
+        &r,
+        factory_fn(move |_| Counter {
+            transports: t.clone(),
+            bytes: 0,
+        }),
+    );
+    let mut c = TcpStream::connect(addr).unwrap();
+    r.run_until(PATIENCE, || !transports.borrow().is_empty())
+        .expect("accepted");
+    let t = transports.borrow()[0].clone();
+    let fd = t
+        .with_fd(|fd| std::os::fd::AsRawFd::as_raw_fd(&fd))
+        .unwrap();
+    assert!(fd > 2);
+    assert!(
+        t.with_socket(|s| s.tcp_nodelay()).unwrap(),
+        "TCP_NODELAY is on by default"
+    );
+    t.with_socket(|s| s.set_linger(Some(Duration::ZERO)))
+        .unwrap();
+    assert_eq!(t.with_socket(|s| s.linger()).unwrap(), Some(Duration::ZERO));
+    // With SO_LINGER 0, closing resets the connection: the peer sees ECONNRESET.
+    t.lose_connection();
+    c.set_read_timeout(Some(PATIENCE)).unwrap();
+    let reader = std::thread::spawn(move || c.read(&mut [0u8; 16]).map_err(|e| e.kind()));
+    r.run_until(PATIENCE, || reader.is_finished())
+        .expect("the peer sees the close");
+    assert_eq!(
+        reader.join().unwrap(),
+        Err(std::io::ErrorKind::ConnectionReset)
+    );
+    assert_eq!(
+        t.with_fd(|_| ()).unwrap_err().kind(),
+        ErrorKind::ConnectionClosed
+    );
+    let double = torsion_reactor::testing::StringTransport::new().transport();
+    assert_eq!(
+        double.with_fd(|_| ()).unwrap_err().kind(),
+        ErrorKind::Unsupported
+    );
+}
