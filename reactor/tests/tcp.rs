@@ -591,16 +591,29 @@ fn factory_can_refuse_and_start_stop_are_called_once() {
     });
     let (p1, addr) = listen(&r, f.clone());
     let (p2, _) = listen(&r, f.clone());
-    assert_eq!(f.starts.get(), 1);
+    assert_eq!(f.starts.get(), 0, "user code never runs inside listen");
+    r.iterate(Duration::ZERO).unwrap();
+    assert_eq!(
+        f.starts.get(),
+        1,
+        "started once, from the loop, for both ports"
+    );
     let mut c = TcpStream::connect(addr).unwrap();
     r.run_until(LONG, || f.built.get() == 1).unwrap();
     c.set_read_timeout(Some(LONG)).unwrap();
     let mut buf = [0u8; 1];
     assert_eq!(c.read(&mut buf).unwrap(), 0, "refused: closed at once");
     p1.stop_listening();
-    assert_eq!(f.stops.get(), 0);
+    r.iterate(Duration::ZERO).unwrap();
+    assert_eq!(f.stops.get(), 0, "one port still uses it");
     p2.stop_listening();
     p2.stop_listening();
+    assert_eq!(
+        f.stops.get(),
+        0,
+        "user code never runs inside stop_listening"
+    );
+    r.iterate(Duration::ZERO).unwrap();
     assert_eq!(f.stops.get(), 1);
     assert!(!p1.is_listening());
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use socket2::{SockAddr, Socket};
 
 use super::conn::{Conn, LostHook};
-use super::factory::{Counted, Factory, SharedFactory};
+use super::factory::{Counted, Factory, FnFactory, MaybeProtocol, SharedFactory};
 use super::protocol::{Address, ConnectionLost, Protocol, boxed};
 use super::stream::Stream;
 use super::transport::{Transport, TransportBackend};
@@ -46,6 +46,15 @@ pub trait ClientFactory: Factory {
     fn client_connection_lost(&self, connector: &Connector, reason: &ConnectionLost) {
         let _ = (connector, reason);
     }
+}
+
+/// A closure factory can connect too (told nothing about attempts: `Reconnecting` wraps it
+/// to retry).
+impl<M, F> ClientFactory for FnFactory<F>
+where
+    M: MaybeProtocol,
+    F: Fn(&Address) -> M + 'static,
+{
 }
 
 impl<F: ClientFactory> ClientFactory for SharedFactory<F> {
@@ -357,35 +366,35 @@ impl<D: Dial> ConnectorImpl<D> {
     }
 }
 
-impl<D: Dial> ConnectorBackend for ConnectorImpl<D> {
-    fn connect(&self) {
-        if self.state.get() != ConnectorState::Disconnected {
-            return;
+impl<D: Dial> ConnectorImpl<D> {
+    /// The attempt itself, from the loop: the factory hears `start_factory` (first attempt)
+    /// and `started_connecting`, then the socket connects.
+    fn begin(self: Rc<Self>) {
+        if self.state.get() != ConnectorState::Connecting {
+            return; // stopped before the loop got here
         }
         let Some(inner) = self.inner.upgrade() else {
             return;
         };
-        if inner.is_closed() {
-            return self.fail_soon(ConnectionLost::Cancelled);
-        }
         if !self.started.replace(true) {
             self.factory.started();
         }
-        self.state.set(ConnectorState::Connecting);
         if let Some(connector) = self.handle() {
             contain("started_connecting", None, || {
                 self.factory.started_connecting(&connector)
             });
         }
+        if self.state.get() != ConnectorState::Connecting {
+            return; // the factory stopped it
+        }
         let socket = match self.dial.dial() {
             Ok(socket) => socket,
             Err(e) => return self.fail_soon(ConnectionLost::Refused(Arc::new(e))),
         };
-        let Some(me) = self.me.upgrade() else { return };
         let attempt = Rc::new(Attempt {
             socket: RefCell::new(None),
             timer: RefCell::new(None),
-            connector: RefCell::new(Some(me)),
+            connector: RefCell::new(Some(Rc::clone(&self))),
         });
         match Registration::new(
             &inner,
@@ -408,11 +417,34 @@ impl<D: Dial> ConnectorBackend for ConnectorImpl<D> {
         }
         *self.attempt.borrow_mut() = Some(attempt);
     }
+}
+
+impl<D: Dial> ConnectorBackend for ConnectorImpl<D> {
+    /// Starts an attempt on the next loop turn (the factory's callbacks never run inside
+    /// this call).
+    fn connect(&self) {
+        if self.state.get() != ConnectorState::Disconnected {
+            return;
+        }
+        let (Some(inner), Some(me)) = (self.inner.upgrade(), self.me.upgrade()) else {
+            return;
+        };
+        if inner.is_closed() {
+            return;
+        }
+        self.state.set(ConnectorState::Connecting);
+        inner.reactor().call_soon(move || me.begin());
+    }
 
     fn stop_connecting(&self) {
         let attempt = self.attempt.borrow_mut().take();
-        if let Some(attempt) = attempt {
-            attempt.give_up(ConnectionLost::Cancelled);
+        match attempt {
+            Some(attempt) => attempt.give_up(ConnectionLost::Cancelled),
+            // Stopped before the loop began the attempt.
+            None if self.state.get() == ConnectorState::Connecting => {
+                self.fail_soon(ConnectionLost::Cancelled)
+            }
+            None => {}
         }
     }
 
@@ -445,7 +477,14 @@ impl<D: Dial> ConnectorBackend for ConnectorImpl<D> {
 impl<D: Dial> Drop for ConnectorImpl<D> {
     fn drop(&mut self) {
         if self.started.get() {
-            self.factory.stopped();
+            // From the loop: the last handle may be dropped inside user code.
+            let factory = self.factory.clone();
+            match crate::event_loop::Reactor::current_if_alive() {
+                Some(reactor) if !reactor.is_closed() => {
+                    reactor.call_soon(move || factory.stopped())
+                }
+                _ => factory.stopped(),
+            }
         }
     }
 }

@@ -63,7 +63,7 @@ pub trait Factory: 'static {
 /// `SharedFactory<Reconnecting<F>>`, `shared.room` on a chat factory).
 ///
 /// ```
-/// use std::cell::Cell;
+/// use std::{cell::Cell, time::Duration};
 /// use torsion_reactor::{Address, Factory, Reactor, SharedFactory, testing::Sink};
 ///
 /// #[derive(Default)]
@@ -79,10 +79,13 @@ pub trait Factory: 'static {
 /// let reactor = Reactor::current();
 /// let a = reactor.listen_tcp("127.0.0.1:0".parse().unwrap(), shared.clone()).unwrap();
 /// let b = reactor.listen_tcp("127.0.0.1:0".parse().unwrap(), shared.clone()).unwrap();
+/// reactor.iterate(Duration::ZERO).unwrap(); // factories hear start/stop from the loop
 /// assert_eq!(shared.starts.get(), 1, "started once for both ports");
 /// a.stop_listening();
+/// reactor.iterate(Duration::ZERO).unwrap();
 /// assert_eq!(shared.stops.get(), 0, "one port still uses it");
 /// b.stop_listening();
+/// reactor.iterate(Duration::ZERO).unwrap();
 /// assert_eq!(shared.stops.get(), 1);
 /// ```
 pub struct SharedFactory<F>(Rc<Counted<F>>);
@@ -268,6 +271,7 @@ impl<F: ?Sized> Counted<F> {
 /// let reactor = Reactor::current();
 /// let a = reactor.listen_tcp("127.0.0.1:0".parse().unwrap(), shared.clone()).unwrap();
 /// let b = reactor.listen_tcp("127.0.0.1:0".parse().unwrap(), shared.clone()).unwrap();
+/// reactor.iterate(std::time::Duration::ZERO).unwrap(); // start_factory runs from the loop
 /// assert_eq!(starts.get(), 1, "one factory, started once for both ports");
 /// a.stop_listening();
 /// b.stop_listening();

@@ -44,6 +44,8 @@ pub(crate) struct Listener<A: Acceptor> {
     local: Address,
     backoff: RefCell<Option<DelayedCall>>,
     warned: Cell<bool>,
+    /// The factory heard `start_factory` (and will hear `stop_factory`).
+    started: Cell<bool>,
 }
 
 impl<A: Acceptor> Listener<A> {
@@ -60,11 +62,14 @@ impl<A: Acceptor> Listener<A> {
             local,
             backoff: RefCell::new(None),
             warned: Cell::new(false),
+            started: Cell::new(false),
         });
+        // Accepting starts once the factory has heard `start_factory`, from the loop (user
+        // code never runs inside `listen`).
         let registration = Registration::new(
             inner,
             socket,
-            Interest::READ,
+            Interest::NONE,
             listener.clone(),
             Sharing::Exclusive,
         )
@@ -76,7 +81,14 @@ impl<A: Acceptor> Listener<A> {
             )
         })?;
         *listener.socket.borrow_mut() = Some(registration);
-        listener.factory.started();
+        let me = Rc::clone(&listener);
+        inner.reactor().call_soon(move || {
+            if me.is_listening() {
+                me.factory.started();
+                me.started.set(true);
+                me.set_interest(Interest::READ);
+            }
+        });
         Ok(listener)
     }
 
@@ -118,6 +130,10 @@ impl<A: Acceptor> Listener<A> {
         if let Some(socket) = &*self.socket.borrow() {
             socket.set_interest(interest);
         }
+    }
+
+    fn is_listening(&self) -> bool {
+        self.socket.borrow().is_some()
     }
 
     /// Out of descriptors: stop accepting for a moment instead of spinning on a listener
@@ -169,11 +185,20 @@ impl<A: Acceptor> Port for Listener<A> {
         let socket = registration.into_inner();
         socket.cleanup();
         drop(socket);
-        self.factory.stopped();
+        if self.started.replace(false) {
+            // From the loop: stop_listening is user code's call.
+            let factory = self.factory.clone();
+            match crate::event_loop::Reactor::current_if_alive() {
+                Some(reactor) if !reactor.is_closed() => {
+                    reactor.call_soon(move || factory.stopped())
+                }
+                _ => factory.stopped(),
+            }
+        }
     }
 
     fn is_listening(&self) -> bool {
-        self.socket.borrow().is_some()
+        Listener::is_listening(self)
     }
 }
 

@@ -5,10 +5,10 @@
 //! `resetDelay` to remember.
 
 use std::cell::{Cell, RefCell};
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::time::Duration;
 
-use super::client::{ClientFactory, Connector, ConnectorState};
+use super::client::{ClientFactory, Connector, ConnectorBackend, ConnectorState};
 use super::factory::Factory;
 use super::protocol::{Address, ConnectionLost};
 use crate::time::{DelayedCall, Scheduler, SchedulerExt};
@@ -134,7 +134,9 @@ pub struct Reconnecting<F> {
     backoff: RefCell<Backoff>,
     scheduler: Rc<dyn Scheduler>,
     retry: RefCell<Option<DelayedCall>>,
-    connector: RefCell<Option<Connector>>,
+    /// The connector, weakly: the connector holds this factory, so a strong handle here
+    /// would keep both alive forever. A scheduled retry or an attempt keeps it alive.
+    connector: RefCell<Option<Weak<dyn ConnectorBackend>>>,
     stopped: Cell<bool>,
 }
 
@@ -177,8 +179,8 @@ impl<F: ClientFactory> Reconnecting<F> {
         if let Some(call) = self.retry.borrow_mut().take() {
             let _ = call.cancel();
         }
-        let connector = self.connector.borrow().clone();
-        if let Some(c) = connector {
+        let connector = self.connector.borrow().as_ref().and_then(Weak::upgrade);
+        if let Some(c) = connector.map(Connector::new) {
             if c.state() == ConnectorState::Connecting {
                 c.stop_connecting();
             }
@@ -224,7 +226,7 @@ impl<F: ClientFactory> Factory for Reconnecting<F> {
 
 impl<F: ClientFactory> ClientFactory for Reconnecting<F> {
     fn started_connecting(&self, connector: &Connector) {
-        *self.connector.borrow_mut() = Some(connector.clone());
+        *self.connector.borrow_mut() = Some(Rc::downgrade(&connector.0));
         self.factory.started_connecting(connector)
     }
 
