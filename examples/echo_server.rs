@@ -29,6 +29,10 @@ impl Protocol for Echo {
 
     // Flow control: stop reading while the peer is not reading what we send back.
     fn pause_writing(&mut self, transport: &Transport) {
+        log::debug!(
+            "{} is not reading its echoes: pausing reading",
+            transport.peer_addr()
+        );
         transport.pause_reading();
     }
 

@@ -26,6 +26,14 @@ fn rss_kib(pid: i32) -> u64 {
         .unwrap()
 }
 
+/// Clock ticks per second, the unit of /proc's CPU times (`getconf CLK_TCK`).
+fn ticks_per_second() -> f64 {
+    // SAFETY: sysconf reads a constant of the system; no memory is involved.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    assert!(hz > 0, "sysconf(_SC_CLK_TCK) failed");
+    hz as f64
+}
+
 fn cpu_ticks(pid: i32) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
     // Fields after the command name (which is in parentheses).
@@ -55,29 +63,28 @@ fn echoes_and_closes_after_the_client_half_closes() {
 
 #[test]
 fn a_client_that_does_not_read_is_paused_and_cannot_grow_the_server() {
-    let server = Server::start("echo_server", &[LOCAL]);
+    let server = Server::start_with(
+        Command::new(example("echo_server"))
+            .arg(LOCAL)
+            .env("RUST_LOG", "debug"),
+    );
     let c = TcpStream::connect(server.socket_addr()).unwrap();
     c.set_nonblocking(true).unwrap();
-    // Warm up, then measure.
     let before = rss_kib(server.pid());
-    // Send without reading until the server stops taking bytes: it has paused reading.
+    // Send without reading. The server announces (on stderr, at debug level) when it pauses
+    // reading this client; once it has, write until every buffer on the way is full.
     let mut sent = 0usize;
-    let mut stuck_since = None;
+    let mut paused = false;
     let deadline = Instant::now() + LONG;
     loop {
         assert!(Instant::now() < deadline, "the server never pushed back");
         match (&c).write(&pattern(sent, 64 * 1024)) {
-            Ok(n) => {
-                sent += n;
-                stuck_since = None;
-            }
+            Ok(n) => sent += n,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                // Blocked for a while: every buffer on the way is full.
-                let since = *stuck_since.get_or_insert_with(Instant::now);
-                if since.elapsed() > Duration::from_millis(300) {
-                    break;
+                if paused {
+                    break; // paused, and nothing more fits: measure now
                 }
-                std::thread::yield_now();
+                paused = server.wait_for_stderr("pausing reading", Duration::from_millis(50));
             }
             Err(e) => panic!("{e}"),
         }
@@ -223,9 +230,8 @@ fn out_of_descriptors_backs_off_without_spinning_and_recovers() {
     let wall = Instant::now();
     std::thread::sleep(Duration::from_secs(1)); // measuring CPU over a second, not waiting for an event
     let used = cpu_ticks(server.pid()) - t0;
-    let ticks_per_sec = 100; // USER_HZ
     assert!(
-        (used as f64) < 0.2 * ticks_per_sec as f64 * wall.elapsed().as_secs_f64(),
+        (used as f64) < 0.2 * ticks_per_second() * wall.elapsed().as_secs_f64(),
         "server used {used} ticks in {:?} while out of descriptors",
         wall.elapsed()
     );

@@ -7,7 +7,7 @@ use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{logged, logs, reactor};
+use common::{logged, logs, reactor, run};
 use torsion_reactor::{Clock, ErrorKind, Phase, Reactor, SystemEvent};
 
 fn stop_later(r: &Reactor, ms: u64) {
@@ -224,7 +224,7 @@ fn calls_from_threads_before_run_and_while_stopped_run_later() {
     .join()
     .unwrap();
     stop_later(&r, 1);
-    r.run().unwrap();
+    run(&r);
     assert_eq!(*flag.lock().unwrap(), ["queued before run"]);
 }
 
@@ -239,7 +239,7 @@ fn remote_wakes_a_reactor_blocked_without_timers() {
             .unwrap();
     });
     // No timers: only the remote call's wake-up can end this run.
-    r.run().unwrap();
+    run(&r);
     handle.join().unwrap();
 }
 
@@ -265,7 +265,7 @@ fn panicking_callbacks_are_logged_with_their_origin_and_the_loop_goes_on() {
         a.set(true);
         Reactor::current().stop().unwrap();
     });
-    r.run().unwrap();
+    run(&r);
     assert!(after.get());
     let soon = logged("boom in call_soon");
     let soon = soon.first().expect("the panic was logged");
@@ -306,7 +306,7 @@ fn stop_errors_when_not_running_and_the_reactor_restarts() {
             ));
             reactor.stop().unwrap();
         });
-        r.run().unwrap();
+        run(&r);
         assert!(!r.running());
     }
     assert_eq!(runs.get(), 3);
@@ -332,7 +332,7 @@ fn stop_from_a_callback_ends_after_the_current_iteration() {
     });
     let l = log.clone();
     r.call_soon(move || l.borrow_mut().push("same iteration"));
-    r.run().unwrap();
+    run(&r);
     assert_eq!(log.borrow()[..2], ["stopper", "same iteration"]);
 }
 

@@ -9,7 +9,7 @@ use std::net::TcpStream;
 use std::rc::Rc;
 use std::time::Duration;
 
-use common::{PATIENCE, listen, reactor};
+use common::{PATIENCE, listen, reactor, run};
 use torsion_reactor::{
     Clock, ConnectionLost, Deferred, ErrorKind, Protocol, Reactor, Scheduler, SchedulerExt,
     Transport, defer_later, factory_fn, sleep,
@@ -225,7 +225,7 @@ fn close_while_running_is_refused() {
         *o.borrow_mut() = Some(r.close().unwrap_err().kind());
         r.stop().unwrap();
     });
-    r.run().unwrap();
+    run(&r);
     assert_eq!(*outcome.borrow(), Some(ErrorKind::AlreadyRunning));
     assert!(!r.is_closed());
 }

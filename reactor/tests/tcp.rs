@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{PATIENCE as LONG, listen, reactor};
+use common::{PATIENCE as LONG, listen, reactor, run};
 
 use std::cell::{Cell, RefCell};
 use std::io::{Read, Write};
@@ -908,7 +908,7 @@ fn stop_flushes_every_connection_before_run_returns() {
     );
     let client = TcpStream::connect(addr).unwrap();
     let reader = std::thread::spawn(move || read_all(client));
-    r.run().unwrap();
+    run(&r);
     let got = reader.join().unwrap();
     assert_eq!(got.len(), SIZE, "every byte before the close");
     assert!(got == pattern(0, SIZE));
@@ -938,7 +938,7 @@ fn stop_aborts_connections_that_cannot_flush_within_the_grace_period() {
     sock.set_recv_buffer_size(4096).unwrap();
     sock.connect(&addr.into()).unwrap();
     let t0 = std::time::Instant::now();
-    r.run().unwrap();
+    run(&r);
     assert!(t0.elapsed() < Duration::from_secs(20));
     assert_eq!(lost.borrow().last().unwrap(), &Ev::Lost("aborted".into()));
     assert_eq!(r.open_connections(), 0);

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{PATIENCE, reactor};
+use common::{PATIENCE, reactor, run};
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -94,7 +94,7 @@ fn call_in_thread_reports_back_through_remote_and_the_pool_is_joined_at_shutdown
     // run() shuts the pool down on the way out; the next job starts it again.
     assert!(r.thread_pool_threads() > 0);
     r.call_soon(|| Reactor::current().stop().unwrap());
-    r.run().unwrap();
+    run(&r);
     assert_eq!(r.thread_pool_threads(), 0);
     let again = r.run_until_complete(r.defer_to_thread(|| "again")).unwrap();
     assert_eq!(again.unwrap(), "again");

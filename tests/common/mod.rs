@@ -1,7 +1,7 @@
 //! Helpers for tests that run the examples as child processes.
 #![allow(dead_code)] // each test file uses part of this
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
@@ -51,6 +51,9 @@ pub struct Server {
     pub child: Child,
     pub addr: String,
     pub stdout: BufReader<ChildStdout>,
+    /// What the child wrote on stderr so far (read by a thread as it comes).
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+    stderr_reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Server {
@@ -67,6 +70,16 @@ impl Server {
             .spawn()
             .expect("the example starts");
         let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+        let stderr: std::sync::Arc<std::sync::Mutex<String>> = Default::default();
+        let mut pipe = BufReader::new(child.stderr.take().expect("piped stderr"));
+        let collected = stderr.clone();
+        let stderr_reader = std::thread::spawn(move || {
+            let mut line = String::new();
+            while pipe.read_line(&mut line).is_ok_and(|n| n > 0) {
+                collected.lock().unwrap().push_str(&line);
+                line.clear();
+            }
+        });
         let mut line = String::new();
         stdout.read_line(&mut line).expect("reads the first line");
         let addr = line
@@ -78,6 +91,8 @@ impl Server {
             child,
             addr,
             stdout,
+            stderr,
+            stderr_reader: Some(stderr_reader),
         }
     }
 
@@ -100,12 +115,18 @@ impl Server {
         wait_timeout(&mut self.child, timeout)
     }
 
+    /// Everything the child wrote on stderr: call it once the child has exited (it waits
+    /// for the end of the stream).
     pub fn stderr(&mut self) -> String {
-        let mut s = String::new();
-        if let Some(mut e) = self.child.stderr.take() {
-            let _ = e.read_to_string(&mut s);
+        if let Some(reader) = self.stderr_reader.take() {
+            let _ = reader.join();
         }
-        s
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Waits until the child's stderr contains `needle` (for events the child logs).
+    pub fn wait_for_stderr(&self, needle: &str, timeout: Duration) -> bool {
+        eventually(timeout, || self.stderr.lock().unwrap().contains(needle))
     }
 
     /// Descriptors the child has open (from /proc).
@@ -153,25 +174,27 @@ pub fn path_exists(p: &Path) -> bool {
     p.exists()
 }
 
-/// This thread's reactor, with signal handling off (tests share a process).
-pub fn reactor() -> torsion::reactor::Reactor {
-    let r = torsion::reactor::Reactor::current();
-    r.set_handle_signals(false);
-    r
+thread_local! {
+    static MADE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-/// Runs the reactor until `d` fires (at most 30 s), and returns its result.
+/// This test's reactor (each test runs on its own thread): made on the first call by
+/// `testing::test_reactor` (signals off; a panic caught in a callback fails the test),
+/// returned by later calls.
+pub fn reactor() -> torsion::reactor::Reactor {
+    if MADE.with(|m| m.replace(true)) {
+        torsion::reactor::Reactor::current()
+    } else {
+        torsion::reactor::testing::test_reactor()
+    }
+}
+
+/// Runs the reactor until `d` fires (at most `testing::PATIENCE`), and returns its result.
 pub fn wait<T: 'static>(
     r: &torsion::reactor::Reactor,
     d: torsion::reactor::Deferred<T>,
 ) -> Result<T, torsion::reactor::Error> {
-    let slot: std::rc::Rc<std::cell::RefCell<Option<Result<T, torsion::reactor::Error>>>> =
-        Default::default();
-    let s = slot.clone();
-    d.on_result(move |result| *s.borrow_mut() = Some(result));
-    r.run_until(Duration::from_secs(30), || slot.borrow().is_some())
-        .expect("never fired");
-    slot.borrow_mut().take().expect("fired")
+    torsion::reactor::testing::wait_for(r, d)
 }
 
 /// Says `hello` when connected and keeps what comes back.

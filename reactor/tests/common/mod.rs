@@ -72,3 +72,20 @@ pub fn wait<T>(slot: &Slot<T>) -> Result<T, Error> {
         .take()
         .expect("run_until returned once the slot was filled")
 }
+
+/// Runs `r` until something stops it, failing the test (instead of hanging) if nothing has
+/// after [`PATIENCE`].
+pub fn run(r: &Reactor) {
+    let timed_out = Rc::new(std::cell::Cell::new(false));
+    let t = timed_out.clone();
+    let watchdog = r.call_later(PATIENCE, move || {
+        t.set(true);
+        let _ = Reactor::current().stop();
+    });
+    r.run().expect("the reactor runs");
+    let _ = watchdog.cancel();
+    assert!(
+        !timed_out.get(),
+        "the reactor was still running after {PATIENCE:?}: nothing stopped it"
+    );
+}
