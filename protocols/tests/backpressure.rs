@@ -6,6 +6,10 @@
 //! then over real loopback sockets: a pipelined key-value-like server whose client sends
 //! 10,000 requests for 16 KiB values and does not read.
 
+mod common;
+
+use common::{PATIENCE as LONG, reactor};
+
 use std::cell::{Cell, RefCell};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -25,8 +29,6 @@ use torsion_reactor::{
     Address, Clock, DEFAULT_HIGH_WATER, Error, ErrorKind, ListeningPort, Protocol, Reactor,
     Transport, TransportBackend, factory_fn,
 };
-
-const LONG: Duration = Duration::from_secs(30);
 
 // --- a transport double with a write buffer ------------------------------------------
 
@@ -773,12 +775,6 @@ fn kv_server(r: &Reactor) -> (ListeningPort, SocketAddr, Rc<Seen>) {
         .unwrap();
     let addr = port.local_addr().socket_addr().unwrap();
     (port, addr, seen)
-}
-
-fn reactor() -> Reactor {
-    let r = Reactor::current();
-    r.set_handle_signals(false);
-    r
 }
 
 fn requests() -> Vec<u8> {

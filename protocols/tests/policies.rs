@@ -1,5 +1,9 @@
 //! Policies with `Clock` and `StringTransport`, and the connection limits over loopback.
 
+mod common;
+
+use common::{PATIENCE as LONG, listen, reactor};
+
 use std::cell::{Cell, RefCell};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -11,11 +15,8 @@ use torsion_protocols::policy::{
 };
 use torsion_reactor::testing::StringTransport;
 use torsion_reactor::{
-    Address, Clock, ConnectionLost, Factory, ListeningPort, Protocol, Reactor, Scheduler,
-    Transport, factory_fn,
+    Address, Clock, ConnectionLost, Factory, Protocol, Reactor, Scheduler, Transport, factory_fn,
 };
-
-const LONG: Duration = Duration::from_secs(30);
 
 fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
@@ -594,20 +595,6 @@ fn peers_are_counted_by_ip_address() {
 }
 
 // --- over loopback ------------------------------------------------------------------
-
-fn reactor() -> Reactor {
-    let r = Reactor::current();
-    r.set_handle_signals(false);
-    r
-}
-
-fn listen<F: Factory>(r: &Reactor, factory: F) -> (ListeningPort, SocketAddr) {
-    let port = r
-        .listen_tcp("127.0.0.1:0".parse().unwrap(), factory)
-        .unwrap();
-    let addr = port.local_addr().socket_addr().unwrap();
-    (port, addr)
-}
 
 /// A non-blocking client; `poll` reads what is there.
 struct Client {

@@ -2,21 +2,22 @@
 //! `StringTransport` (whole, byte by byte, split at every point) and over real loopback
 //! sockets.
 
+mod common;
+
+use common::{PATIENCE as LONG, listen, reactor};
+
 use std::cell::RefCell;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::rc::Rc;
 use std::sync::mpsc;
-use std::time::Duration;
 
 use torsion_protocols::{
     EncodeError, FramingError, LineControl, LineReceiver, LineSender, Lines, NetstringErrorKind,
     Netstrings, PrefixedStrings, SendError, StringReceiver, StringSender,
 };
 use torsion_reactor::testing::StringTransport;
-use torsion_reactor::{ConnectionLost, Factory, ListeningPort, Protocol, Reactor, factory_fn};
-
-const LONG: Duration = Duration::from_secs(30);
+use torsion_reactor::{ConnectionLost, Protocol, Reactor, factory_fn};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Ev {
@@ -519,20 +520,6 @@ fn prefixed_send_checks_the_limit_of_each_width() {
 }
 
 // --- over real sockets --------------------------------------------------------------
-
-fn reactor() -> Reactor {
-    let r = Reactor::current();
-    r.set_handle_signals(false);
-    r
-}
-
-fn listen<F: Factory>(r: &Reactor, factory: F) -> (ListeningPort, SocketAddr) {
-    let port = r
-        .listen_tcp("127.0.0.1:0".parse().unwrap(), factory)
-        .unwrap();
-    let addr = port.local_addr().socket_addr().unwrap();
-    (port, addr)
-}
 
 /// Runs a client in a thread: sends `input` in `pieces`-byte writes, half-closes, and
 /// reads until the server closes. Runs the reactor until the client is done.

@@ -1,6 +1,10 @@
 //! The classic services with `StringTransport` and `Clock`, and their flow control over
 //! loopback: chargen stops producing when the peer does not read, echo stops reading.
 
+mod common;
+
+use common::{PATIENCE as LONG, listen, reactor};
+
 use std::cell::{Cell, RefCell};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -14,11 +18,8 @@ use torsion_protocols::services::{
 };
 use torsion_reactor::testing::StringTransport;
 use torsion_reactor::{
-    Clock, ConnectionLost, DEFAULT_HIGH_WATER, Factory, ListeningPort, Protocol, Reactor,
-    Scheduler, Transport, factory_fn,
+    Clock, ConnectionLost, DEFAULT_HIGH_WATER, Protocol, Scheduler, Transport, factory_fn,
 };
-
-const LONG: Duration = Duration::from_secs(30);
 
 #[test]
 fn echo_pauses_reading_while_its_peer_does_not_read() {
@@ -103,20 +104,6 @@ fn chargen_produces_one_chunk_per_turn_and_stops_when_closing() {
     assert_eq!(t.written().len(), 3 * CHARGEN_CHUNK);
     p.connection_lost(&ConnectionLost::Done);
     assert_eq!(clock.pending(), 0);
-}
-
-fn reactor() -> Reactor {
-    let r = Reactor::current();
-    r.set_handle_signals(false);
-    r
-}
-
-fn listen<F: Factory>(r: &Reactor, factory: F) -> (ListeningPort, SocketAddr) {
-    let port = r
-        .listen_tcp("127.0.0.1:0".parse().unwrap(), factory)
-        .unwrap();
-    let addr = port.local_addr().socket_addr().unwrap();
-    (port, addr)
 }
 
 /// Wraps a protocol, keeping its transport and counting `pause_writing` calls.
