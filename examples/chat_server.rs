@@ -23,16 +23,15 @@
 //! `Idle timeout.` and closed (a user who only listens to an active room is not idle), and
 //! one IP address may hold at most 100 connections at once (the next are closed at once).
 
-mod support;
-
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::Duration;
 
+use torsion::program;
 use torsion::protocols::policy::{FactoryExt, LimitConnectionsByPeer, TimeoutPolicy};
 use torsion::protocols::{LineControl, LineEncoder, LineReceiver, LineSender, Lines};
-use torsion::reactor::{ConnectionLost, Reactor, Scheduler, Transport, factory_fn};
+use torsion::reactor::{ConnectionLost, Reactor, Transport, factory_fn};
 
 /// Longest line accepted, not counting its ending.
 const MAX_LINE: usize = 4096;
@@ -186,10 +185,10 @@ fn chat_user(room: &Rc<RefCell<Room>>) -> Lines<ChatUser> {
 }
 
 fn main() {
-    support::init_logging();
-    let endpoint = support::endpoint_arg("tcp:8000", "[ENDPOINT]   (default tcp:8000)");
+    program::init_logging();
+    let endpoint = program::endpoint_arg("tcp:8000", "[ENDPOINT]   (default tcp:8000)");
     let reactor = Reactor::current();
-    let scheduler: Rc<dyn Scheduler> = Rc::new(reactor.clone());
+    let scheduler = reactor.scheduler();
     let room = Rc::new(RefCell::new(Room::default()));
     let chat = factory_fn(move |_| chat_user(&room))
         .with_policy(TimeoutPolicy::new(scheduler, IDLE_TIMEOUT).on_timeout(
@@ -198,6 +197,6 @@ fn main() {
             },
         ))
         .with_policy(LimitConnectionsByPeer::new(MAX_PER_PEER));
-    support::listen(&reactor, &endpoint, chat);
-    support::run(&reactor);
+    program::listen(&reactor, &endpoint, chat);
+    program::run(&reactor);
 }

@@ -6,14 +6,13 @@
 //! printf 'hello\n' | cargo run --example echo_client -- tcp:host=127.0.0.1:port=8000
 //! ```
 
-mod support;
-
 use std::cell::RefCell;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::AsFd;
 use std::rc::Rc;
 
+use torsion::program;
 use torsion::reactor::{Address, ConnectionLost, Factory, Protocol, Reactor, Transport};
 
 /// Standard input, read through the reactor and forwarded to the connection.
@@ -39,7 +38,7 @@ impl Input {
             }
         });
         if let Err(err) = added {
-            support::fail(&err.to_string());
+            program::fail(&err.to_string());
         }
     }
 }
@@ -58,7 +57,7 @@ impl Protocol for EchoClient {
     fn data_received(&mut self, _transport: &Transport, data: &[u8]) {
         let mut out = std::io::stdout().lock();
         if out.write_all(data).and_then(|()| out.flush()).is_err() {
-            support::fail("cannot write to standard output");
+            program::fail("cannot write to standard output");
         }
     }
 
@@ -100,20 +99,20 @@ impl Factory for Client {
 }
 
 fn main() {
-    support::init_logging();
-    let endpoint = support::endpoint_arg(
+    program::init_logging();
+    let endpoint = program::endpoint_arg(
         "tcp:host=127.0.0.1:port=8000",
         "[ENDPOINT]   (default tcp:host=127.0.0.1:port=8000)",
     );
     let reactor = Reactor::current();
     let endpoint = match torsion::endpoints::client_from_string(&reactor, &endpoint) {
         Ok(e) => e,
-        Err(err) => support::usage_error(&err.to_string()),
+        Err(err) => program::usage_error(&err.to_string()),
     };
     // A private handle on fd 0, so std's buffered Stdin reads nothing ahead of the reactor.
     let file = match std::io::stdin().as_fd().try_clone_to_owned() {
         Ok(fd) => Rc::new(File::from(fd)),
-        Err(err) => support::fail(&format!("cannot use standard input: {err}")),
+        Err(err) => program::fail(&format!("cannot use standard input: {err}")),
     };
     let factory = Client {
         input: Rc::new(RefCell::new(Some(Input { file }))),
@@ -122,8 +121,8 @@ fn main() {
     // names the host, the port and the cause.
     endpoint.connect(factory).on_result(|connected| {
         if let Err(err) = connected {
-            support::fail(&err.to_string());
+            program::fail(&err.to_string());
         }
     });
-    support::run(&reactor);
+    program::run(&reactor);
 }

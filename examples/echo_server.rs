@@ -13,11 +13,10 @@
 //! (`SO_REUSEPORT`: the kernel spreads connections among them), the way to use several
 //! cores with a per-thread reactor.
 
-mod support;
-
 use std::sync::mpsc;
 
 use torsion::endpoints::{ServerEndpoint, TcpServer, server_from_string};
+use torsion::program;
 use torsion::reactor::{Protocol, Reactor, Transport, factory_fn};
 
 struct Echo;
@@ -50,44 +49,44 @@ fn parse_args() -> (String, usize) {
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "-h" | "--help" => {
-                println!("usage: {} {USAGE}", support::program());
+                println!("usage: {} {USAGE}", program::name());
                 std::process::exit(0);
             }
             "--threads" => {
                 threads = match args.next().and_then(|n| n.parse::<usize>().ok()) {
                     Some(n) if (1..=1024).contains(&n) => n,
-                    _ => support::usage_error("--threads takes a number from 1 to 1024"),
+                    _ => program::usage_error("--threads takes a number from 1 to 1024"),
                 }
             }
             _ if endpoint.is_none() => endpoint = Some(arg),
-            _ => support::usage_error(&format!("unexpected argument {arg:?}\nusage: {USAGE}")),
+            _ => program::usage_error(&format!("unexpected argument {arg:?}\nusage: {USAGE}")),
         }
     }
     (endpoint.unwrap_or_else(|| "tcp:8000".into()), threads)
 }
 
 fn main() {
-    support::init_logging();
+    program::init_logging();
     let (endpoint, threads) = parse_args();
     let reactor = Reactor::current();
     if threads == 1 {
-        support::listen(&reactor, &endpoint, factory_fn(|_| Echo));
-        support::run(&reactor);
+        program::listen(&reactor, &endpoint, factory_fn(|_| Echo));
+        program::run(&reactor);
     }
 
     // Several reactors sharing one TCP port.
     let parsed = match server_from_string(&reactor, &endpoint) {
         Ok(e) => e,
-        Err(err) => support::usage_error(&err.to_string()),
+        Err(err) => program::usage_error(&err.to_string()),
     };
     let Some(tcp) = parsed.spec().downcast_ref::<TcpServer>() else {
-        support::usage_error("--threads needs a tcp or tcp6 endpoint")
+        program::usage_error("--threads needs a tcp or tcp6 endpoint")
     };
     let mut tcp = tcp.clone();
     tcp.reuseport = true;
     let first = ServerEndpoint::new(&reactor, tcp.clone())
         .listen(factory_fn(|_| Echo))
-        .unwrap_or_else(|err| support::fail(&err.to_string()));
+        .unwrap_or_else(|err| program::fail(&err.to_string()));
     let addr = first.local_addr();
     if let Some(bound) = addr.socket_addr() {
         tcp.port = bound.port(); // port 0: the others join the port the first one got
@@ -116,8 +115,8 @@ fn main() {
     for _ in 1..threads {
         match ready_rx.recv() {
             Ok(Ok(())) => {}
-            Ok(Err(err)) => support::fail(&err),
-            Err(_) => support::fail("a worker thread failed to start"),
+            Ok(Err(err)) => program::fail(&err),
+            Err(_) => program::fail("a worker thread failed to start"),
         }
     }
     reactor.call_when_running(move || {
@@ -133,6 +132,6 @@ fn main() {
     }
     match result {
         Ok(()) => std::process::exit(0),
-        Err(err) => support::fail(&err.to_string()),
+        Err(err) => program::fail(&err.to_string()),
     }
 }

@@ -13,11 +13,10 @@
 //! exit 2. A listen failure: one line on stderr naming the address and the cause, exit 1.
 //! SIGINT or SIGTERM: graceful shutdown, exit 0.
 
-mod support;
-
 use std::io::Write;
 use std::rc::Rc;
 
+use torsion::program;
 use torsion::protocols::services::{Chargen, Daytime, Discard, Echo, Qotd, Time};
 use torsion::reactor::{BoxedFactory, Reactor, Scheduler, factory_fn};
 
@@ -46,16 +45,16 @@ fn factory(name: &str, scheduler: &Rc<dyn Scheduler>) -> Option<BoxedFactory> {
 }
 
 fn main() {
-    support::init_logging();
+    program::init_logging();
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "-h" || a == "--help") {
-        println!("usage: {} {USAGE}", support::program());
+        println!("usage: {} {USAGE}", program::name());
         std::process::exit(0);
     }
     if args.is_empty() {
-        support::usage_error(&format!(
+        program::usage_error(&format!(
             "name at least one service to serve\nusage: {} {USAGE}",
-            support::program()
+            program::name()
         ));
     }
     let reactor = Reactor::current();
@@ -65,18 +64,18 @@ fn main() {
     let mut plan = Vec::new();
     for arg in &args {
         let Some((name, description)) = arg.split_once('=') else {
-            support::usage_error(&format!(
+            program::usage_error(&format!(
                 "argument {arg:?} is not NAME=ENDPOINT (for example echo=tcp:7007)"
             ));
         };
         let Some(factory) = factory(name, &scheduler) else {
-            support::usage_error(&format!(
+            program::usage_error(&format!(
                 "unknown service {name:?} in {arg:?}: expected one of {SERVICES}"
             ));
         };
         let endpoint = match torsion::endpoints::server_from_string(&reactor, description) {
             Ok(endpoint) => endpoint,
-            Err(err) => support::usage_error(&format!("{name}: {err}")),
+            Err(err) => program::usage_error(&format!("{name}: {err}")),
         };
         plan.push((name.to_string(), endpoint, factory));
     }
@@ -89,7 +88,7 @@ fn main() {
                 lines.push(format!("listening on {name} {}", port.local_addr()));
                 ports.push(port);
             }
-            Err(err) => support::fail(&format!("{name}: {err}")),
+            Err(err) => program::fail(&format!("{name}: {err}")),
         }
     }
     reactor.call_when_running(move || {
@@ -99,5 +98,5 @@ fn main() {
         }
         let _ = out.flush();
     });
-    support::run(&reactor);
+    program::run(&reactor);
 }

@@ -25,25 +25,39 @@
 //! }
 //! ```
 //!
-//! The crates behind the facade: [`reactor`] (the loop, timers, transports, Deferreds,
+//! Or, with the conventions every torsion program follows (logs on stderr, the endpoint
+//! from the command line, `listening on ADDRESS`, exit codes, graceful SIGTERM), as one
+//! call: `torsion::program::serve("tcp:8000", factory_fn(|_| Echo))` (see [`program`]).
+//!
+//! Everything is documented here: [`reactor`] (the loop, timers, transports, Deferreds,
 //! tasks, test doubles), [`protocols`] (line, netstring and length-prefixed framing,
-//! policies, classic services) and [`endpoints`] (endpoint strings).
+//! policies, classic services), [`endpoints`] (endpoint strings) and [`program`] (a
+//! program's `main`). The guide, from a first server to production, is in the repository's
+//! [`docs/`](https://example.invalid/torsion/tree/main/docs) directory (every code block in it
+//! is compiled by the tests).
 #![deny(missing_docs)]
 
+#[doc(inline)]
 pub use torsion_endpoints as endpoints;
+#[doc(inline)]
 pub use torsion_protocols as protocols;
+#[doc(inline)]
 pub use torsion_reactor as reactor;
+
+pub mod program;
 
 /// Everything a typical application needs: `use torsion::prelude::*;`.
 pub mod prelude {
     pub use torsion_endpoints::{
         ClientEndpoint, ServerEndpoint, client_from_string, server_from_string,
     };
+    pub use torsion_protocols::{LineControl, LineReceiver, LineSender, Lines};
     pub use torsion_reactor::{
         Address, Backoff, ClientFactory, Clock, ConnectionLost, Connector, Deferred, DelayedCall,
         Error, ErrorKind, Factory, ListeningPort, LoopingCall, Phase, Protocol, Reactor,
-        Reconnecting, Remote, Resolver, Scheduler, SchedulerExt, SystemEvent, TcpConnectOptions,
-        TcpListenOptions, Transport, UnixListenOptions, factory_fn, sleep, timeout,
+        Reconnecting, Remote, Resolver, Scheduler, SchedulerExt, SharedFactory, SystemEvent,
+        TcpConnectOptions, TcpListenOptions, Transport, UnixListenOptions, factory_fn, sleep,
+        timeout,
     };
 }
 
