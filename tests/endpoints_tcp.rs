@@ -105,6 +105,9 @@ fn listen_returns_the_port_and_connect_a_deferred_and_they_echo() {
         &format!("tcp:host=127.0.0.1:port={}:timeout=5", addr.port()),
     );
     assert!(!t.same_connection(&t2));
+    // The client's protocol is boxed once on its way through the endpoint: reachable as
+    // the type the factory built.
+    assert!(t.with_protocol(|_: &mut Hello| ()).is_ok());
     t.lose_connection();
     t2.lose_connection();
     port.stop_listening();

@@ -210,3 +210,22 @@ fn the_socket_and_its_options_are_reachable_while_open() {
         ErrorKind::Unsupported
     );
 }
+
+#[test]
+fn a_type_erased_factorys_protocol_is_boxed_once() {
+    // Were the protocol boxed twice, it would be a `Box<dyn Protocol>` inside the
+    // connection's box, and not reachable as a `Counter`.
+    let r = reactor();
+    let transports: Rc<RefCell<Vec<Transport>>> = Rc::default();
+    let t = transports.clone();
+    let erased = torsion_reactor::BoxedFactory::new(factory_fn(move |_| Counter {
+        transports: t.clone(),
+        bytes: 0,
+    }));
+    let (_port, addr) = listen(&r, torsion_reactor::BoxedFactory::new(erased));
+    let _c = TcpStream::connect(addr).unwrap();
+    r.run_until(PATIENCE, || !transports.borrow().is_empty())
+        .expect("accepted");
+    let t = transports.borrow()[0].clone();
+    assert_eq!(t.with_protocol(|p: &mut Counter| p.bytes).unwrap(), 0);
+}

@@ -1,11 +1,8 @@
 //! The built-in endpoint types, one module each holding the type's spec, its parser and its
 //! I/O: [`tcp`] (`tcp`, `tcp6`), [`unix`] (`unix`) and [`systemd`] (`systemd`, servers only).
 //!
-//! [`listen`] and [`connect`] are how endpoints use a spec: for a built-in spec they call
-//! its I/O with the application's factory type intact, so the reactor boxes each
-//! connection's protocol once (through the trait objects, the factory is erased to
-//! `BoxedFactory`, whose protocols are boxes the reactor boxes again); any other spec goes
-//! through its [`ServerSpec::listen`] / [`ClientSpec::connect`].
+//! [`listen`] and [`connect`] are how endpoints use a spec, through its
+//! [`ServerSpec::listen`] / [`ClientSpec::connect`].
 
 use torsion_reactor::{
     BoxedClientFactory, BoxedFactory, ClientFactory, Deferred, Error, Factory, ListeningPort,
@@ -37,37 +34,21 @@ pub(crate) fn client_types() -> Vec<Box<dyn ClientType>> {
     ]
 }
 
-/// Listens with `spec` on `reactor`; see the [module documentation](self).
+/// Listens with `spec` on `reactor`. The factory is erased once, to a `BoxedFactory`; the
+/// reactor uses the protocols it builds as they are (one box per connection).
 pub(crate) fn listen<F: Factory>(
     spec: &dyn ServerSpec,
     reactor: &Reactor,
     factory: F,
 ) -> Result<ListeningPort, Error> {
-    let any = spec.as_any();
-    if let Some(tcp) = any.downcast_ref::<tcp::TcpServer>() {
-        tcp.listen_with(reactor, factory)
-    } else if let Some(unix) = any.downcast_ref::<unix::UnixServer>() {
-        unix.listen_with(reactor, factory)
-    } else if let Some(systemd) = any.downcast_ref::<systemd::SystemdServer>() {
-        systemd.listen_with(reactor, factory)
-    } else {
-        spec.listen(reactor, BoxedFactory::new(factory))
-    }
+    spec.listen(reactor, BoxedFactory::new(factory))
 }
 
-/// Connects once with `spec` on `reactor` (the contract of [`ClientSpec::connect`]); see
-/// the [module documentation](self).
+/// Connects once with `spec` on `reactor` (the contract of [`ClientSpec::connect`]).
 pub(crate) fn connect<C: ClientFactory>(
     spec: &dyn ClientSpec,
     reactor: &Reactor,
     factory: SharedFactory<C>,
 ) -> Deferred<Transport> {
-    let any = spec.as_any();
-    if let Some(tcp) = any.downcast_ref::<tcp::TcpClient>() {
-        tcp.connect_with(reactor, factory)
-    } else if let Some(unix) = any.downcast_ref::<unix::UnixClient>() {
-        unix.connect_with(reactor, factory)
-    } else {
-        spec.connect(reactor, BoxedClientFactory::new(factory))
-    }
+    spec.connect(reactor, BoxedClientFactory::new(factory))
 }
