@@ -1,7 +1,6 @@
 //! Client connections: [`ClientFactory`], the [`Connector`] that makes (and remakes) a
 //! connection, and the in-progress connect that waits for the socket to become writable.
 
-use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::io;
 use std::rc::{Rc, Weak};
@@ -12,7 +11,7 @@ use socket2::{SockAddr, Socket};
 
 use super::conn::{Conn, LostHook};
 use super::factory::{Counted, Factory, FnFactory, MaybeProtocol, SharedFactory};
-use super::protocol::{Address, ConnectionLost, Protocol, boxed};
+use super::protocol::{Address, ConnectionLost, Protocol, boxed, reuse_or_wrap};
 use super::stream::Stream;
 use super::transport::{Transport, TransportBackend};
 use crate::event_loop::Inner;
@@ -115,18 +114,7 @@ impl<F: ClientFactory> ErasedClientFactory for F {
 impl BoxedClientFactory {
     /// Erases `factory`'s protocol type (a `BoxedClientFactory` comes back as it is).
     pub fn new<F: ClientFactory>(factory: F) -> BoxedClientFactory {
-        let mut slot = Some(factory);
-        if let Some(already) =
-            (&mut slot as &mut dyn Any).downcast_mut::<Option<BoxedClientFactory>>()
-        {
-            if let Some(already) = already.take() {
-                return already;
-            }
-        }
-        match slot {
-            Some(factory) => BoxedClientFactory(Rc::new(Counted::new(factory))),
-            None => unreachable!("taken only when it was a BoxedClientFactory"),
-        }
+        reuse_or_wrap(factory, |f| BoxedClientFactory(Rc::new(Counted::new(f))))
     }
 
     fn started(&self) {

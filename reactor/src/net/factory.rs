@@ -9,11 +9,10 @@
 //! so the wrapped factory is started when the first port starts and stopped when the last
 //! one stops.
 
-use std::any::Any;
 use std::cell::Cell;
 use std::rc::Rc;
 
-use super::protocol::{Address, Protocol, boxed};
+use super::protocol::{Address, Protocol, boxed, reuse_or_wrap};
 use crate::event_loop::callback;
 
 /// Builds one [`Protocol`] per connection and holds what connections share (a chat room,
@@ -283,16 +282,7 @@ impl BoxedFactory {
     /// Erases `factory`'s protocol type. A `BoxedFactory` given here comes back as it is
     /// (sharing its count), not wrapped again.
     pub fn new<F: Factory>(factory: F) -> BoxedFactory {
-        let mut slot = Some(factory);
-        if let Some(already) = (&mut slot as &mut dyn Any).downcast_mut::<Option<BoxedFactory>>() {
-            if let Some(already) = already.take() {
-                return already;
-            }
-        }
-        match slot {
-            Some(factory) => BoxedFactory(Rc::new(Counted::new(factory))),
-            None => unreachable!("taken only when it was a BoxedFactory"),
-        }
+        reuse_or_wrap(factory, |f| BoxedFactory(Rc::new(Counted::new(f))))
     }
 
     /// A port (or connector) starts using this factory (the first one starts it); a panic

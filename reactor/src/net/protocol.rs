@@ -191,13 +191,25 @@ impl<P: Protocol + ?Sized> Protocol for Box<P> {
     }
 }
 
+/// `value` itself if it already is a `U`, else `wrap(value)`: how a value that is already
+/// type-erased (a `Box<dyn Protocol>`, a `BoxedFactory`) is not erased a second time.
+pub(crate) fn reuse_or_wrap<T: 'static, U: 'static>(value: T, wrap: impl FnOnce(T) -> U) -> U {
+    let mut slot = Some(value);
+    if let Some(already) = (&mut slot as &mut dyn Any)
+        .downcast_mut::<Option<U>>()
+        .and_then(Option::take)
+    {
+        return already;
+    }
+    match slot {
+        Some(value) => wrap(value),
+        None => unreachable!("the value is taken only when it is a U"),
+    }
+}
+
 /// What a factory built, as the connection's one box: a protocol that already is a
 /// `Box<dyn Protocol>` is used as it is, so `data_received` is one dynamic call whatever
 /// the factory built.
-pub(crate) fn boxed<P: Protocol>(mut built: Option<P>) -> Option<Box<dyn Protocol>> {
-    if let Some(already) = (&mut built as &mut dyn Any).downcast_mut::<Option<Box<dyn Protocol>>>()
-    {
-        return already.take();
-    }
-    built.map(|p| Box::new(p) as Box<dyn Protocol>)
+pub(crate) fn boxed<P: Protocol>(built: Option<P>) -> Option<Box<dyn Protocol>> {
+    built.map(|p| reuse_or_wrap(p, |p| Box::new(p) as Box<dyn Protocol>))
 }
