@@ -48,10 +48,17 @@ mod time;
 
 pub mod testing;
 
+pub use defer::as_completed::as_completed;
 pub use defer::cooperate::{CooperativeTask, Cooperator, DEFAULT_TIME_SLICE, TaskState, cooperate};
 pub use defer::deferred::combinators::{first, gather, race, settle};
 pub use defer::deferred::{DRAIN_BUDGET, Deferred, DeferredError, Resolver, defer_later};
+pub use defer::group::TaskGroup;
 pub use defer::looping::LoopingCall;
+pub use defer::shared::SharedDeferred;
+pub use defer::sync::event::{Event, EventWait};
+pub use defer::sync::lock::{Lock, LockAcquire, LockGuard};
+pub use defer::sync::queue::{Get, Put, Queue};
+pub use defer::sync::semaphore::{Acquire, Permit, Semaphore};
 pub use defer::threads::DEFAULT_THREAD_POOL_SIZE;
 pub use error::{Error, ErrorKind, Result};
 pub use event_loop::{
