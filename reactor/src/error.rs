@@ -156,5 +156,19 @@ impl From<io::Error> for Error {
     }
 }
 
+/// For code that returns `io::Result` (stream handlers) and awaits torsion's Deferreds:
+/// the same text, with the OS error's kind when there is one (`TimedOut` for a timeout).
+impl From<Error> for io::Error {
+    fn from(err: Error) -> io::Error {
+        let kind = match (&err.source, err.kind) {
+            (Some(source), _) => source.kind(),
+            (None, ErrorKind::TimedOut) => io::ErrorKind::TimedOut,
+            (None, ErrorKind::InvalidInput) => io::ErrorKind::InvalidInput,
+            _ => io::ErrorKind::Other,
+        };
+        io::Error::new(kind, err.to_string())
+    }
+}
+
 /// `Result<T, torsion_reactor::Error>`.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

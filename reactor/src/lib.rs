@@ -64,6 +64,10 @@ pub use error::{Error, ErrorKind, Result};
 pub use event_loop::{
     Caught, CaughtKind, DEFAULT_SHUTDOWN_GRACE, Phase, Reactor, Remote, SystemEvent, TriggerId,
 };
+pub use net::async_stream::client::{StreamClient, stream_client};
+pub use net::async_stream::protocol::{DEFAULT_STREAM_LIMIT, StreamProtocol};
+pub use net::async_stream::serve::{HandlerOutcome, StreamFactory, stream_factory};
+pub use net::async_stream::stream::{AsyncStream, StreamReader, StreamWriter};
 pub use net::client::{
     BoxedClientFactory, ClientFactory, Connector, ConnectorBackend, ConnectorState,
     DEFAULT_CONNECT_TIMEOUT,
