@@ -522,7 +522,8 @@ impl StreamWriter {
     }
 
     /// Closes the connection once what was written is sent (asyncio's `close`); reading
-    /// stops now. See [`wait_closed`](StreamWriter::wait_closed).
+    /// stops now. See [`wait_closed`](StreamWriter::wait_closed). (Not the `futures-io`
+    /// `AsyncWriteExt::close`, which half-closes: see [`shutdown`](StreamWriter::shutdown).)
     pub fn close(&self) {
         self.transport.lose_connection();
     }
