@@ -151,7 +151,10 @@ fn a_malformed_endpoint_exits_2_and_a_port_in_use_exits_1() {
 fn it_serves_unix_sockets_too() {
     let path = std::env::temp_dir().join(format!("torsion-async-echo-{}.sock", std::process::id()));
     let _ = std::fs::remove_file(&path);
-    let server = Server::start("async_echo", &[&format!("unix:{}:lockfile=0", path.display())]);
+    let server = Server::start(
+        "async_echo",
+        &[&format!("unix:{}:lockfile=0", path.display())],
+    );
     let mut c = std::os::unix::net::UnixStream::connect(&path).unwrap();
     c.set_read_timeout(Some(LONG)).unwrap();
     c.write_all(b"over a unix socket").unwrap();
@@ -185,7 +188,12 @@ fn the_async_client_sends_stdin_and_prints_the_echo() {
     feeder.join().unwrap().unwrap();
     let status = wait_timeout(&mut child, LONG).expect("exits");
     assert_eq!(status.code(), Some(0));
-    assert!(out == input, "echoed {} of {} bytes", out.len(), input.len());
+    assert!(
+        out == input,
+        "echoed {} of {} bytes",
+        out.len(),
+        input.len()
+    );
 }
 
 #[test]

@@ -16,7 +16,9 @@ async fn lengths(mut stream: AsyncStream) -> std::io::Result<()> {
         if line.is_empty() {
             return Ok(());
         }
-        stream.write_all(format!("{}\n", line.len()).as_bytes()).await?;
+        stream
+            .write_all(format!("{}\n", line.len()).as_bytes())
+            .await?;
     }
 }
 
@@ -63,7 +65,10 @@ fn over_unix_sockets() {
 #[test]
 fn errors_name_the_description_or_the_address() {
     let r = reactor();
-    let bad = wait(&r, connect_stream("tcp:host=127.0.0.1:port=nope").map(|_| ()));
+    let bad = wait(
+        &r,
+        connect_stream("tcp:host=127.0.0.1:port=nope").map(|_| ()),
+    );
     let bad = bad.unwrap_err();
     assert_eq!(bad.kind(), ErrorKind::InvalidInput);
     assert!(bad.to_string().contains("nope"), "{bad}");
@@ -76,7 +81,10 @@ fn errors_name_the_description_or_the_address() {
         connect_stream(&format!("tcp:host=127.0.0.1:port={}", free.port())).map(|_| ()),
     )
     .unwrap_err();
-    assert!(refused.to_string().contains("connection refused"), "{refused}");
+    assert!(
+        refused.to_string().contains("connection refused"),
+        "{refused}"
+    );
     let err = serve_streams("tcp:port=-1", lengths).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
 }

@@ -213,11 +213,11 @@ pub use endpoint::{ClientEndpoint, ServerEndpoint, client_from_string, server_fr
 pub use error::{EndpointError, ErrorKind, Side};
 pub use grammar::quote;
 pub use registry::Registry;
-pub use streams::{connect_stream, serve_streams};
 pub use spec::{
     ClientSpec, ClientType, DEFAULT_BACKLOG, DEFAULT_TIMEOUT, MAX_BACKLOG, ParamValue, ServerSpec,
     ServerType,
 };
+pub use streams::{connect_stream, serve_streams};
 pub use types::systemd::{self, FdSelector, SocketDomain, SystemdServer};
 pub use types::tcp::{BindAddress, BindAddressError, ClientFamily, TcpClient, TcpServer};
 pub use types::unix::{DEFAULT_UNIX_MODE, UnixClient, UnixServer};

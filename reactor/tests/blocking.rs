@@ -61,7 +61,10 @@ fn errors_and_panics_come_back_typed() {
     assert_eq!(failed.unwrap_err().to_string(), "no such user");
     let panicked = panicked.unwrap_err();
     assert_eq!(panicked.kind(), ErrorKind::Panicked);
-    assert!(panicked.to_string().contains("bug on the reactor"), "{panicked}");
+    assert!(
+        panicked.to_string().contains("bug on the reactor"),
+        "{panicked}"
+    );
 }
 
 #[test]

@@ -70,7 +70,13 @@ fn the_lock_serves_tasks_and_callbacks_in_the_order_they_asked() {
     drop(first);
     wait_for(&r, torsion_reactor::gather(done)).unwrap();
     let expected: Vec<String> = (0..10)
-        .map(|i| if i % 2 == 0 { format!("task {i}") } else { format!("callback {i}") })
+        .map(|i| {
+            if i % 2 == 0 {
+                format!("task {i}")
+            } else {
+                format!("callback {i}")
+            }
+        })
         .collect();
     assert_eq!(*log.borrow(), expected);
     assert!(!lock.is_locked());
@@ -111,7 +117,10 @@ fn a_lock_acquire_under_a_timeout_gives_up_cleanly() {
     assert_eq!(outcome.unwrap_err().kind(), ErrorKind::TimedOut);
     assert_eq!(lock.waiting(), 0);
     drop(held);
-    assert!(lock.try_acquire().is_some(), "nobody holds it after the timeout");
+    assert!(
+        lock.try_acquire().is_some(),
+        "nobody holds it after the timeout"
+    );
 }
 
 #[test]
@@ -156,7 +165,11 @@ fn the_semaphore_admits_n_at_a_time_and_newcomers_queue_behind_waiters() {
 fn many_tasks_through_a_semaphore_never_exceed_its_permits() {
     let r = test_reactor();
     let sem = Semaphore::new(3);
-    let (busy, most, order) = (Rc::new(Cell::new(0)), Rc::new(Cell::new(0)), Rc::new(RefCell::new(Vec::new())));
+    let (busy, most, order) = (
+        Rc::new(Cell::new(0)),
+        Rc::new(Cell::new(0)),
+        Rc::new(RefCell::new(Vec::new())),
+    );
     let tasks: Vec<_> = (0..30)
         .map(|i| {
             let (sem, busy, most, order) = (sem.clone(), busy.clone(), most.clone(), order.clone());
@@ -234,7 +247,10 @@ fn put_waits_while_the_queue_is_full_so_memory_stays_bounded() {
         got
     });
     wait_for(&r, producer).unwrap();
-    assert_eq!(wait_for(&r, consumer).unwrap(), (0..100).collect::<Vec<_>>());
+    assert_eq!(
+        wait_for(&r, consumer).unwrap(),
+        (0..100).collect::<Vec<_>>()
+    );
     assert_eq!(most.get(), 3);
     assert!(Queue::<u8>::new(0).is_err());
 }
@@ -253,9 +269,10 @@ fn getters_and_putters_are_served_in_order_from_tasks_and_callbacks() {
                 got.borrow_mut().push(format!("task {i}: {item}"));
             });
         } else {
-            queue
-                .get_deferred()
-                .on_result(move |v| got.borrow_mut().push(format!("callback {i}: {}", v.unwrap())));
+            queue.get_deferred().on_result(move |v| {
+                got.borrow_mut()
+                    .push(format!("callback {i}: {}", v.unwrap()))
+            });
         }
     }
     settle(&r);
@@ -267,12 +284,18 @@ fn getters_and_putters_are_served_in_order_from_tasks_and_callbacks() {
     // loop than tasks, so sort what they logged).
     let mut got = got.borrow().clone();
     got.sort_by_key(|l| l.split(' ').nth(1).map(str::to_string));
-    assert_eq!(got, ["task 0: a", "callback 1: b", "task 2: c", "callback 3: d"]);
+    assert_eq!(
+        got,
+        ["task 0: a", "callback 1: b", "task 2: c", "callback 3: d"]
+    );
     // Producers wait in line too.
     queue.try_put("x").unwrap();
     let second = queue.put_deferred("y");
     let third = queue.put("z");
-    assert!(queue.try_put("w").is_err(), "full, and producers are waiting");
+    assert!(
+        queue.try_put("w").is_err(),
+        "full, and producers are waiting"
+    );
     assert_eq!(queue.try_get(), Some("x"));
     assert!(second.is_fired(), "y was let in");
     assert_eq!(queue.try_get(), Some("y"));
@@ -289,7 +312,11 @@ fn a_cancelled_get_never_loses_an_item_and_a_cancelled_put_puts_nothing() {
     let next = queue.get_deferred();
     queue.try_put(1).unwrap(); // goes to `dropped`
     drop(dropped);
-    assert_eq!(wait_for(&r, next).unwrap(), 1, "passed on to the next getter");
+    assert_eq!(
+        wait_for(&r, next).unwrap(),
+        1,
+        "passed on to the next getter"
+    );
     // With nobody waiting, it goes back to the front.
     let dropped = queue.get();
     queue.try_put(2).unwrap();
@@ -379,7 +406,10 @@ fn the_first_failure_cancels_the_rest_and_join_fails_with_it() {
     assert_eq!(*log.borrow(), ["sleeper dropped"]);
     assert_eq!(group.running(), 0, "join waited for the cancelled members");
     assert_eq!(r.pending_tasks(), 0);
-    assert!(group.spawn(async { Ok(()) }).is_err(), "a failed group takes no more");
+    assert!(
+        group.spawn(async { Ok(()) }).is_err(),
+        "a failed group takes no more"
+    );
 }
 
 #[test]
@@ -449,7 +479,10 @@ fn as_completed_gives_results_in_arrival_order_with_their_index() {
     second.cancel(); // its place goes to the next result
     clock.advance(Duration::from_secs(3));
     let (i, result) = wait_for(&r, first).unwrap();
-    assert_eq!((i, result.unwrap_err().to_string()), (1, "input 1 failed".to_string()));
+    assert_eq!(
+        (i, result.unwrap_err().to_string()),
+        (1, "input 1 failed".to_string())
+    );
     let (i, result) = wait_for(&r, third).unwrap();
     assert_eq!((i, result.unwrap()), (2, 20));
     assert!(as_completed(Vec::<Deferred<u8>>::new()).is_empty());
@@ -468,14 +501,23 @@ fn a_shared_deferred_serves_every_consumer_and_one_giving_up_affects_no_other() 
     assert_eq!(wait_for(&r, a).unwrap(), "value");
     assert_eq!(wait_for(&r, c).unwrap(), "value");
     assert!(shared.is_fired());
-    assert_eq!(wait_for(&r, shared.get()).unwrap(), "value", "a late consumer");
+    assert_eq!(
+        wait_for(&r, shared.get()).unwrap(),
+        "value",
+        "a late consumer"
+    );
 
-    let failing: Deferred<u8> = Deferred::fail(Error::new(ErrorKind::Other, "no")).shared().get();
+    let failing: Deferred<u8> = Deferred::fail(Error::new(ErrorKind::Other, "no"))
+        .shared()
+        .get();
     assert_eq!(wait_for(&r, failing).unwrap_err().to_string(), "no");
 
     let (upstream, _resolver) = Deferred::<u8>::new();
     let shared = upstream.shared();
     let consumer = shared.get();
     shared.cancel();
-    assert_eq!(wait_for(&r, consumer).unwrap_err().kind(), ErrorKind::Cancelled);
+    assert_eq!(
+        wait_for(&r, consumer).unwrap_err().kind(),
+        ErrorKind::Cancelled
+    );
 }

@@ -306,7 +306,10 @@ fn the_next_call_waits_for_the_deferred_then_keeps_to_the_grid() {
     assert_eq!(*starts.borrow(), [0.0, 3.0, 6.0]);
     lc.stop().unwrap(); // during the call that started at 6 s
     clock.advance(SEC); // 8 s
-    assert!(done.borrow().is_none(), "stop waits for the call in progress");
+    assert!(
+        done.borrow().is_none(),
+        "stop waits for the call in progress"
+    );
     clock.advance(Duration::from_millis(500)); // it finishes at 8.5 s
     assert!(matches!(*done.borrow(), Some(Ok(()))));
     assert_eq!(starts.borrow().len(), 3, "no call after stop");
@@ -319,9 +322,8 @@ fn a_failed_deferred_stops_the_loop_with_its_error() {
     let (c, k) = (calls.clone(), clock.clone());
     let lc = LoopingCall::new_deferred(move || {
         c.set(c.get() + 1);
-        torsion_reactor::defer_later(&k, SEC, || ()).try_map(|()| {
-            Err(Error::new(ErrorKind::Other, "the job failed"))
-        })
+        torsion_reactor::defer_later(&k, SEC, || ())
+            .try_map(|()| Err(Error::new(ErrorKind::Other, "the job failed")))
     });
     let done = collect(lc.start_on(clock.clone(), SEC, true).unwrap());
     clock.advance(Duration::from_secs(5));
@@ -340,7 +342,9 @@ fn a_stopped_loop_whose_call_is_still_running_cannot_start_again_yet() {
     let err = lc.start_on(clock.clone(), SEC, true).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::AlreadyRunning);
     clock.advance(Duration::from_secs(3));
-    let _again = lc.start_on(clock.clone(), SEC, true).expect("the call finished");
+    let _again = lc
+        .start_on(clock.clone(), SEC, true)
+        .expect("the call finished");
     lc.stop().unwrap();
 }
 

@@ -66,9 +66,7 @@ fn wait_buffered(r: &Reactor, stream: &AsyncStream, n: usize) {
 fn lines_delimiters_exact_sizes_and_chunks() {
     let r = test_reactor();
     let (mut server, client) = pair(&r);
-    client
-        .write(b"first line\nsecond\r\nABCDEFGHtail")
-        .unwrap();
+    client.write(b"first line\nsecond\r\nABCDEFGHtail").unwrap();
     let got = run(&r, async move {
         let line = server.read_line(100).await?;
         let until = server.read_until(b"\r\n", 100).await?;
@@ -99,7 +97,11 @@ fn a_line_longer_than_the_maximum_fails_and_stays_readable() {
         (err, rest)
     });
     assert_eq!(err.kind(), IoKind::InvalidData);
-    assert!(err.to_string().contains("within the first 10 bytes from 127.0.0.1:"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("within the first 10 bytes from 127.0.0.1:"),
+        "{err}"
+    );
     assert_eq!(&rest[..], b"0123456789abc\nnext\n", "nothing was lost");
 }
 
@@ -147,7 +149,12 @@ fn a_half_closed_stream_still_writes_and_drops_close_after_flushing() {
     });
     wait_for(&r, writer).unwrap();
     let got = wait_for(&r, reader).unwrap().unwrap();
-    assert!(got == expected, "got {} of {} bytes", got.len(), expected.len());
+    assert!(
+        got == expected,
+        "got {} of {} bytes",
+        got.len(),
+        expected.len()
+    );
     r.run_until(PATIENCE, || r.open_connections() == 0)
         .expect("both connections closed");
 }
@@ -246,9 +253,18 @@ fn a_task_that_does_not_read_stops_the_peer_and_memory_stays_bounded() {
     let mut stream = take_accepted(&r, &accepted);
     let (sent, most) = flood(&r, &peer, &stream);
     // One socket read (at most 64 KiB) may land on top of a full buffer.
-    assert!(most <= limit + 64 * 1024, "buffered {most} bytes with a limit of {limit}");
-    assert!(stream.buffered() >= limit, "the buffer filled before pausing");
-    assert!(!stream.transport().is_reading(), "reading from the peer is paused");
+    assert!(
+        most <= limit + 64 * 1024,
+        "buffered {most} bytes with a limit of {limit}"
+    );
+    assert!(
+        stream.buffered() >= limit,
+        "the buffer filled before pausing"
+    );
+    assert!(
+        !stream.transport().is_reading(),
+        "reading from the peer is paused"
+    );
     assert!(sent > stream.buffered(), "the kernel holds the rest");
     // Reading resumes the flow: every byte arrives, in order.
     let got = run(&r, async move {
@@ -412,7 +428,9 @@ fn a_cancelled_drain_or_write_all_keeps_what_was_written() {
     let big = vec![5u8; 4 * 1024 * 1024];
     stream.write(&big).unwrap();
     assert!(stream.transport().is_writing_paused());
-    let stream = cancelled_midway(&r, stream, 0, |s| Box::pin(async move { drop(s.drain().await) }));
+    let stream = cancelled_midway(&r, stream, 0, |s| {
+        Box::pin(async move { drop(s.drain().await) })
+    });
     let stream = cancelled_midway(&r, stream, 0, |s| {
         Box::pin(async move { drop(s.write_all(b"!").await) })
     });
@@ -424,7 +442,11 @@ fn a_cancelled_drain_or_write_all_keeps_what_was_written() {
     });
     r.run_until(PATIENCE, || reader.is_finished()).unwrap();
     let got = reader.join().unwrap().unwrap();
-    assert_eq!(got.len(), big.len() + 1, "every byte, the cancelled write_all's too");
+    assert_eq!(
+        got.len(),
+        big.len() + 1,
+        "every byte, the cancelled write_all's too"
+    );
     assert_eq!(got.last(), Some(&b'!'));
 }
 
@@ -532,7 +554,10 @@ fn futures_io_copy_and_buf_reader_work_on_streams() {
         let stream = connected.await.unwrap();
         let (reader, mut writer) = stream.into_split();
         for i in 0..1000 {
-            writer.write_all(format!("line {i}\n").as_bytes()).await.unwrap();
+            writer
+                .write_all(format!("line {i}\n").as_bytes())
+                .await
+                .unwrap();
         }
         // futures-io's close is a half-close: the copy ends, then the server closes.
         AsyncWriteExt::close(&mut writer).await.unwrap();

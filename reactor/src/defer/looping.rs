@@ -172,11 +172,8 @@ impl LoopingCall {
         let origin = Location::caller();
         LoopingCall::build(
             Body::Later(Box::new(move |_| {
-                crate::defer::executor::spawn_at(
-                    &Reactor::current(),
-                    f(),
-                    origin,
-                    move |out| match out {
+                crate::defer::executor::spawn_at(&Reactor::current(), f(), origin, move |out| {
+                    match out {
                         Ok(result) => result,
                         Err(msg) => Err(Error::new(
                             ErrorKind::Panicked,
@@ -184,8 +181,8 @@ impl LoopingCall {
                                 "the future of the LoopingCall created at {origin} panicked: {msg}"
                             ),
                         )),
-                    },
-                )
+                    }
+                })
             })),
             origin,
         )

@@ -181,10 +181,7 @@ impl<T> WaitList<T> {
 
 /// Gives `value` to the first waiter still waiting in the list that `list` borrows, without
 /// holding the borrow while granting; `Err(value)` if nobody is waiting.
-pub(crate) fn grant_first<T>(
-    list: impl Fn() -> Option<Waiter<T>>,
-    mut value: T,
-) -> Result<(), T> {
+pub(crate) fn grant_first<T>(list: impl Fn() -> Option<Waiter<T>>, mut value: T) -> Result<(), T> {
     while let Some(waiter) = list() {
         match waiter.grant(value) {
             Ok(()) => return Ok(()),

@@ -67,7 +67,11 @@ pub fn stream_client() -> (StreamClient, Deferred<AsyncStream>) {
 impl StreamClient {
     /// Sets the stream's read-buffer limit (see [`StreamProtocol::with_limit`]).
     pub fn with_limit(self, limit: usize) -> StreamClient {
-        let protocol = self.protocol.borrow_mut().take().map(|p| p.with_limit(limit));
+        let protocol = self
+            .protocol
+            .borrow_mut()
+            .take()
+            .map(|p| p.with_limit(limit));
         *self.protocol.borrow_mut() = protocol;
         self
     }

@@ -401,7 +401,9 @@ impl StreamReader {
         outcome?;
         let buffered = self.buffered();
         if buffered >= max {
-            let shown = String::from_utf8_lossy(delimiter).escape_debug().to_string();
+            let shown = String::from_utf8_lossy(delimiter)
+                .escape_debug()
+                .to_string();
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!(
@@ -514,9 +516,7 @@ impl StreamWriter {
     pub fn shutdown(&self) -> io::Result<()> {
         match self.transport.lose_write_connection() {
             Ok(()) => Ok(()),
-            Err(_) if self.shared.lost.borrow().is_none() && !self.transport.is_closing() => {
-                Ok(())
-            }
+            Err(_) if self.shared.lost.borrow().is_none() && !self.transport.is_closing() => Ok(()),
             Err(_) => Err(self.closed_error()),
         }
     }
