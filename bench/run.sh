@@ -8,6 +8,7 @@
 #   RUNS [3]            rounds; each round runs every scenario on every server (A B C A B C ...)
 #   DURATION [5]        seconds of load per timed scenario
 #   SERVERS ["torsion tokio mio tokio_mt"]   servers, in this order; a missing binary is skipped
+#                       (also: async_echo, torsion's echo written with async streams; baseline)
 #   SCENARIOS ["pp1 pp50 pp500 bulk churn hold"]
 #   BASE [torsion]      numerator of the ratio columns (BASE/peer)
 #   HOLD_CONNS [10000]  idle connections in the hold scenario
@@ -95,6 +96,7 @@ server_cmd() { # NAME -> prints the command words, one per line; status 1 if unk
             # shellcheck disable=SC2086  # word splitting intended
             [[ -n $TORSION_ARGS ]] && printf '%s\n' $TORSION_ARGS
             true ;;
+        async_echo) printf '%s\n' "$ROOT_TARGET/release/examples/async_echo" "$ENDPOINT" ;;
         baseline) printf '%s\n' "${BASELINE_BIN:-$RAW/echo_server_baseline}" "$ENDPOINT" ;;
         tokio) printf '%s\n' "$BENCH_TARGET/release/tokio_echo" "$ENDPOINT" ;;
         mio) printf '%s\n' "$BENCH_TARGET/release/mio_echo" "$ENDPOINT" ;;
@@ -165,6 +167,13 @@ if [[ $NO_BUILD != 1 ]]; then
             TORSION_SKIP="the project has no examples/echo_server yet"
         fi
     fi
+    if [[ " $SERVERS " == *" async_echo "* && -f $ROOT/examples/async_echo.rs ]]; then
+        say "== building torsion's async_echo example in release"
+        if ! (cd "$ROOT" && cargo build --release --example async_echo) >"$LOG/build-async.log" 2>&1; then
+            tail -n 30 "$LOG/build-async.log" >&2
+            say "run.sh: building async_echo failed (log: $LOG/build-async.log); it is skipped"
+        fi
+    fi
 fi
 [[ -x $LOADGEN ]] || { say "run.sh: no loadgen binary at $LOADGEN"; exit 1; }
 
@@ -172,7 +181,7 @@ ACTIVE=()
 SKIPPED=()
 for s in $SERVERS; do
     if ! server_cmd "$s" >/dev/null; then
-        say "run.sh: unknown server '$s' (known: torsion baseline tokio mio tokio_mt)"
+        say "run.sh: unknown server '$s' (known: torsion async_echo baseline tokio mio tokio_mt)"
         exit 2
     fi
     bin=$(server_cmd "$s" | head -n 1)

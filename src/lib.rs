@@ -49,14 +49,16 @@ pub mod program;
 /// Everything a typical application needs: `use torsion::prelude::*;`.
 pub mod prelude {
     pub use torsion_endpoints::{
-        ClientEndpoint, ServerEndpoint, client_from_string, server_from_string,
+        ClientEndpoint, ServerEndpoint, client_from_string, connect_stream, serve_streams,
+        server_from_string,
     };
     pub use torsion_protocols::{LineControl, LineReceiver, LineSender, Lines};
     pub use torsion_reactor::{
-        Address, Backoff, ClientFactory, Clock, ConnectionLost, Connector, Deferred, DelayedCall,
-        Error, ErrorKind, Factory, ListeningPort, LoopingCall, Phase, Protocol, Reactor,
-        Reconnecting, Remote, Resolver, Scheduler, SchedulerExt, SharedFactory, SystemEvent,
-        TcpConnectOptions, TcpListenOptions, Transport, UnixListenOptions, factory_fn, sleep,
+        Address, AsyncStream, Backoff, ClientFactory, Clock, ConnectionLost, Connector, Deferred,
+        DelayedCall, Error, ErrorKind, Event, Factory, ListeningPort, Lock, LoopingCall, Phase,
+        Protocol, Queue, Reactor, Reconnecting, Remote, Resolver, Scheduler, SchedulerExt,
+        Semaphore, SharedDeferred, SharedFactory, SystemEvent, TaskGroup, TcpConnectOptions,
+        TcpListenOptions, Transport, UnixListenOptions, as_completed, factory_fn, gather, sleep,
         timeout,
     };
 }

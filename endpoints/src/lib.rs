@@ -187,11 +187,14 @@
 //! `types/unix.rs`, `types/systemd.rs`: each a type's spec, parser and I/O), and
 //! [`Registry`]. Connecting has its own pieces: `attempt` (a reactor connector as a
 //! `Deferred<Transport>`), [`happy_eyeballs`] (the race) and `connector` (the
-//! [`ClientEndpoint::connector`] backend); `endpoint` binds specs to a reactor.
+//! [`ClientEndpoint::connector`] backend); `endpoint` binds specs to a reactor; `streams`
+//! gives async code [`connect_stream`] and [`serve_streams`] (a connection as an
+//! [`AsyncStream`](torsion_reactor::AsyncStream), over any endpoint).
 #![deny(missing_docs)]
 
 // Each module uses only those before it in: error, grammar, values, args, spec, attempt,
-// happy_eyeballs, types, registry, connector, endpoint (see "Where things are" above).
+// happy_eyeballs, types, registry, connector, endpoint, streams (see "Where things are"
+// above).
 mod args;
 mod attempt;
 mod connector;
@@ -201,6 +204,7 @@ mod grammar;
 pub mod happy_eyeballs;
 mod registry;
 mod spec;
+mod streams;
 mod types;
 mod values;
 
@@ -213,6 +217,7 @@ pub use spec::{
     ClientSpec, ClientType, DEFAULT_BACKLOG, DEFAULT_TIMEOUT, MAX_BACKLOG, ParamValue, ServerSpec,
     ServerType,
 };
+pub use streams::{connect_stream, serve_streams};
 pub use types::systemd::{self, FdSelector, SocketDomain, SystemdServer};
 pub use types::tcp::{BindAddress, BindAddressError, ClientFamily, TcpClient, TcpServer};
 pub use types::unix::{DEFAULT_UNIX_MODE, UnixClient, UnixServer};

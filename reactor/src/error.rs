@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::io;
+use std::sync::Arc;
 
 /// What went wrong, as a type a caller can match on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -44,21 +45,28 @@ pub enum ErrorKind {
     Panicked,
     /// A value passed by the caller is out of range or malformed.
     InvalidInput,
+    /// Called on a thread where it cannot work: a blocking call into the reactor made on
+    /// the reactor's own thread would wait forever.
+    WrongThread,
     /// Anything else (context in the message).
     Other,
 }
 
 /// torsion's error type: a kind, a sentence of context, and the OS error when there is one.
 ///
+/// Cloning is cheap (the OS error is shared), so one error can reach several consumers (a
+/// [`SharedDeferred`](crate::SharedDeferred)'s, say).
+///
 /// ```
 /// use torsion_reactor::{Error, ErrorKind};
 /// let e = Error::new(ErrorKind::NotRunning, "stop() called but the reactor is not running");
 /// assert_eq!(e.to_string(), "stop() called but the reactor is not running");
 /// ```
+#[derive(Clone)]
 pub struct Error {
     kind: ErrorKind,
     message: String,
-    source: Option<io::Error>,
+    source: Option<Arc<io::Error>>,
 }
 
 impl Error {
@@ -77,7 +85,7 @@ impl Error {
         Error {
             kind: ErrorKind::Io,
             message: context.into(),
-            source: Some(err),
+            source: Some(Arc::new(err)),
         }
     }
 
@@ -88,7 +96,7 @@ impl Error {
 
     /// The underlying OS error, if any.
     pub fn io_error(&self) -> Option<&io::Error> {
-        self.source.as_ref()
+        self.source.as_deref()
     }
 
     /// The context message without the OS error.
@@ -137,7 +145,7 @@ impl fmt::Debug for Error {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         self.source
-            .as_ref()
+            .as_deref()
             .map(|e| e as &(dyn std::error::Error + 'static))
     }
 }
@@ -145,6 +153,20 @@ impl std::error::Error for Error {
 impl From<io::Error> for Error {
     fn from(err: io::Error) -> Error {
         Error::io("I/O error", err)
+    }
+}
+
+/// For code that returns `io::Result` (stream handlers) and awaits torsion's Deferreds:
+/// the same text, with the OS error's kind when there is one (`TimedOut` for a timeout).
+impl From<Error> for io::Error {
+    fn from(err: Error) -> io::Error {
+        let kind = match (&err.source, err.kind) {
+            (Some(source), _) => source.kind(),
+            (None, ErrorKind::TimedOut) => io::ErrorKind::TimedOut,
+            (None, ErrorKind::InvalidInput) => io::ErrorKind::InvalidInput,
+            _ => io::ErrorKind::Other,
+        };
+        io::Error::new(kind, err.to_string())
     }
 }
 

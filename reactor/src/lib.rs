@@ -9,7 +9,9 @@
 //! [`Deferred::and_then`], [`gather`], ...) or `.await` it in a task ([`Reactor::spawn`],
 //! [`Reactor::run_until_complete`], [`sleep`], [`timeout`]). [`LoopingCall`] and
 //! [`cooperate`] are Twisted's `task` module; [`Reactor::defer_to_thread`] runs blocking
-//! code on the reactor's thread pool.
+//! code on the reactor's thread pool. A connection can be an [`AsyncStream`] read and
+//! written with `.await` ([`stream_factory`], [`stream_client`]), and callbacks and tasks
+//! coordinate through [`Lock`], [`Semaphore`], [`Event`], [`Queue`] and [`TaskGroup`].
 //!
 //! ```
 //! use std::time::Duration;
@@ -28,8 +30,8 @@
 //! | `event_loop` | the [`Reactor`], its run queues and the phases of one iteration (listed in [`Reactor`]'s module docs), [`Remote`], signals, startup/shutdown triggers |
 //! | `io` | registration of descriptors with the poller (one owned `Registration` type for every source), the OS backends (epoll, `polling`), `add_reader`/`add_writer` |
 //! | `time` | [`Scheduler`], timers and [`DelayedCall`], [`Clock`], [`sleep`], [`timeout`] |
-//! | `net` | [`Protocol`], [`Factory`], [`Transport`], connections (a state machine per connection), listening ports, connectors, TCP and Unix sockets, reconnecting clients |
-//! | `defer` | [`Deferred`], tasks, [`LoopingCall`], [`cooperate`], the thread pool |
+//! | `net` | [`Protocol`], [`Factory`], [`Transport`], connections (a state machine per connection), listening ports, connectors, TCP and Unix sockets, reconnecting clients, connections as async streams ([`AsyncStream`]) |
+//! | `defer` | [`Deferred`], [`SharedDeferred`], [`as_completed`], tasks and [`TaskGroup`], coordination ([`Lock`], [`Semaphore`], [`Event`], [`Queue`]), [`LoopingCall`], [`cooperate`], the thread pool, [`Remote::blocking_call_from_thread`] |
 //! | [`testing`] | test doubles: `StringTransport`, `Loopback`, and the test-support helpers |
 //!
 //! Where a byte goes from the socket to `data_received`: `io/poller` reports the socket
@@ -48,15 +50,26 @@ mod time;
 
 pub mod testing;
 
+pub use defer::as_completed::as_completed;
 pub use defer::cooperate::{CooperativeTask, Cooperator, DEFAULT_TIME_SLICE, TaskState, cooperate};
 pub use defer::deferred::combinators::{first, gather, race, settle};
 pub use defer::deferred::{DRAIN_BUDGET, Deferred, DeferredError, Resolver, defer_later};
+pub use defer::group::TaskGroup;
 pub use defer::looping::LoopingCall;
+pub use defer::shared::SharedDeferred;
+pub use defer::sync::event::{Event, EventWait};
+pub use defer::sync::lock::{Lock, LockAcquire, LockGuard};
+pub use defer::sync::queue::{Get, Put, Queue};
+pub use defer::sync::semaphore::{Acquire, Permit, Semaphore};
 pub use defer::threads::DEFAULT_THREAD_POOL_SIZE;
 pub use error::{Error, ErrorKind, Result};
 pub use event_loop::{
     Caught, CaughtKind, DEFAULT_SHUTDOWN_GRACE, Phase, Reactor, Remote, SystemEvent, TriggerId,
 };
+pub use net::async_stream::client::{StreamClient, stream_client};
+pub use net::async_stream::protocol::{DEFAULT_STREAM_LIMIT, StreamProtocol};
+pub use net::async_stream::serve::{HandlerOutcome, StreamFactory, stream_factory};
+pub use net::async_stream::stream::{AsyncStream, StreamReader, StreamWriter};
 pub use net::client::{
     BoxedClientFactory, ClientFactory, Connector, ConnectorBackend, ConnectorState,
     DEFAULT_CONNECT_TIMEOUT,

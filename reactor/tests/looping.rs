@@ -279,3 +279,99 @@ fn a_long_cooperative_task_leaves_the_loop_responsive() {
         ErrorKind::Cancelled
     ));
 }
+
+// ---------------------------------------------------------------------------------------
+// Functions that return a Deferred or a future: the next call waits for them.
+
+/// A LoopingCall whose calls each take `takes` on the clock (a Deferred fired by a timer),
+/// recording when they start.
+fn slow_recorder(clock: &Clock, takes: Duration) -> (LoopingCall, Rc<RefCell<Vec<f64>>>) {
+    let starts = Rc::new(RefCell::new(Vec::new()));
+    let (s, k) = (starts.clone(), clock.clone());
+    let lc = LoopingCall::new_deferred(move || {
+        s.borrow_mut().push(k.elapsed().as_secs_f64());
+        torsion_reactor::defer_later(&k, takes, || ())
+    });
+    (lc, starts)
+}
+
+#[test]
+fn the_next_call_waits_for_the_deferred_then_keeps_to_the_grid() {
+    let clock = Clock::new();
+    // Twisted's rule: a call that finishes at 2.5 s with a 1 s interval is followed by one
+    // at 3 s.
+    let (lc, starts) = slow_recorder(&clock, Duration::from_millis(2500));
+    let done = collect(lc.start_on(clock.clone(), SEC, true).unwrap());
+    clock.advance(Duration::from_secs(7));
+    assert_eq!(*starts.borrow(), [0.0, 3.0, 6.0]);
+    lc.stop().unwrap(); // during the call that started at 6 s
+    clock.advance(SEC); // 8 s
+    assert!(
+        done.borrow().is_none(),
+        "stop waits for the call in progress"
+    );
+    clock.advance(Duration::from_millis(500)); // it finishes at 8.5 s
+    assert!(matches!(*done.borrow(), Some(Ok(()))));
+    assert_eq!(starts.borrow().len(), 3, "no call after stop");
+}
+
+#[test]
+fn a_failed_deferred_stops_the_loop_with_its_error() {
+    let clock = Clock::new();
+    let calls = Rc::new(Cell::new(0));
+    let (c, k) = (calls.clone(), clock.clone());
+    let lc = LoopingCall::new_deferred(move || {
+        c.set(c.get() + 1);
+        torsion_reactor::defer_later(&k, SEC, || ())
+            .try_map(|()| Err(Error::new(ErrorKind::Other, "the job failed")))
+    });
+    let done = collect(lc.start_on(clock.clone(), SEC, true).unwrap());
+    clock.advance(Duration::from_secs(5));
+    let err = done.borrow_mut().take().unwrap().unwrap_err();
+    assert_eq!(err.to_string(), "the job failed");
+    assert_eq!(calls.get(), 1);
+    assert!(!lc.running());
+}
+
+#[test]
+fn a_stopped_loop_whose_call_is_still_running_cannot_start_again_yet() {
+    let clock = Clock::new();
+    let (lc, _) = slow_recorder(&clock, Duration::from_secs(3));
+    let _done = lc.start_on(clock.clone(), SEC, true).unwrap();
+    lc.stop().unwrap();
+    let err = lc.start_on(clock.clone(), SEC, true).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::AlreadyRunning);
+    clock.advance(Duration::from_secs(3));
+    let _again = lc
+        .start_on(clock.clone(), SEC, true)
+        .expect("the call finished");
+    lc.stop().unwrap();
+}
+
+#[test]
+fn an_async_function_runs_as_a_task_and_calls_never_overlap() {
+    let r = reactor();
+    let busy = Rc::new(Cell::new(false));
+    let (overlaps, calls) = (Rc::new(Cell::new(0)), Rc::new(Cell::new(0)));
+    let (b, o, n) = (busy.clone(), overlaps.clone(), calls.clone());
+    let lc = LoopingCall::new_async(move || {
+        let (b, o, n) = (b.clone(), o.clone(), n.clone());
+        async move {
+            if b.replace(true) {
+                o.set(o.get() + 1);
+            }
+            torsion_reactor::sleep(Duration::from_millis(5)).await;
+            b.set(false);
+            n.set(n.get() + 1);
+            if n.get() == 3 {
+                return Err(Error::new(ErrorKind::Other, "third call fails"));
+            }
+            Ok(())
+        }
+    });
+    let done = lc.start(Duration::from_millis(1), true).unwrap();
+    let err = wait(&collect(done)).unwrap_err();
+    assert_eq!(err.to_string(), "third call fails");
+    assert_eq!((calls.get(), overlaps.get()), (3, 0));
+    r.run_until(PATIENCE, || r.pending_tasks() == 0).unwrap();
+}

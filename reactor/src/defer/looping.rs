@@ -1,7 +1,9 @@
-//! [`LoopingCall`]: call a function every interval (Twisted's `task.LoopingCall`).
+//! [`LoopingCall`]: call a function every interval (Twisted's `task.LoopingCall`), including
+//! functions that return a Deferred or a future: the next call then waits for it.
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
+use std::future::Future;
 use std::panic::Location;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -13,7 +15,11 @@ use crate::event_loop::callback::guard;
 use crate::time::timer::deadline_after;
 use crate::time::{DelayedCall, Scheduler, SchedulerExt};
 
-type Body = Box<dyn FnMut(u64) -> Result<(), Error>>;
+/// The function: done when it returns, or when the Deferred it returns fires.
+enum Body {
+    Now(Box<dyn FnMut(u64) -> Result<(), Error>>),
+    Later(Box<dyn FnMut(u64) -> Deferred<()>>),
+}
 
 struct Inner {
     /// Taken out while it runs.
@@ -26,6 +32,9 @@ struct Inner {
     last: Cell<Option<Instant>>,
     now_at_start: Cell<bool>,
     running: Cell<bool>,
+    /// A call's Deferred has not fired yet: the next call waits for it (and a `stop` meanwhile
+    /// fires the loop's Deferred only once it has).
+    in_call: Cell<bool>,
     /// Bumped by every start and stop; a timer from an earlier run does nothing.
     epoch: Cell<u64>,
     call: RefCell<Option<DelayedCall>>,
@@ -81,7 +90,7 @@ impl LoopingCall {
     where
         F: FnMut() -> Result<(), Error> + 'static,
     {
-        LoopingCall::build(Box::new(move |_| f()), Location::caller())
+        LoopingCall::build(Body::Now(Box::new(move |_| f())), Location::caller())
     }
 
     /// A loop that calls `f` with the number of intervals that went by since the previous
@@ -91,7 +100,92 @@ impl LoopingCall {
     where
         F: FnMut(u64) -> Result<(), Error> + 'static,
     {
-        LoopingCall::build(Box::new(f), Location::caller())
+        LoopingCall::build(Body::Now(Box::new(f)), Location::caller())
+    }
+
+    /// A loop whose function returns a Deferred: the next call is scheduled only once it has
+    /// fired, at the first interval boundary after that (Twisted's behaviour: a call that
+    /// finishes at 2.5 s with a 1 s interval is followed by one at 3 s). An error stops the
+    /// loop, as for [`new`](LoopingCall::new). [`stop`](LoopingCall::stop) during a call
+    /// lets it finish: the loop's Deferred fires when the call's does.
+    ///
+    /// ```
+    /// use std::{cell::RefCell, rc::Rc, time::{Duration, Instant}};
+    /// use torsion_reactor::{Clock, LoopingCall, Scheduler, defer_later};
+    ///
+    /// let clock = Clock::new();
+    /// let t0 = clock.now();
+    /// let starts = Rc::new(RefCell::new(Vec::new()));
+    /// let (s, c) = (starts.clone(), clock.clone());
+    /// let lc = LoopingCall::new_deferred(move || {
+    ///     s.borrow_mut().push(c.now() - t0);
+    ///     defer_later(&c, Duration::from_millis(1500), || ()) // each call takes 1.5 s
+    /// });
+    /// let _done = lc.start_on(clock.clone(), Duration::from_secs(1), true).unwrap();
+    /// clock.advance(Duration::from_secs(5));
+    /// let secs: Vec<f64> = starts.borrow().iter().map(|d| d.as_secs_f64()).collect();
+    /// assert_eq!(secs, [0.0, 2.0, 4.0]); // never overlapping, on the 1 s grid
+    /// ```
+    #[track_caller]
+    pub fn new_deferred<F>(mut f: F) -> LoopingCall
+    where
+        F: FnMut() -> Deferred<()> + 'static,
+    {
+        LoopingCall::build(Body::Later(Box::new(move |_| f())), Location::caller())
+    }
+
+    /// A loop whose function returns a future, run as a task on this thread's reactor: the
+    /// next call waits for it, as with [`new_deferred`](LoopingCall::new_deferred). Stopping
+    /// the loop does not cancel a call in progress.
+    ///
+    /// ```
+    /// use std::{cell::Cell, rc::Rc, time::Duration};
+    /// use torsion_reactor::{LoopingCall, Reactor, sleep};
+    ///
+    /// let reactor = Reactor::current();
+    /// let (busy, overlaps, calls) = (Rc::new(Cell::new(false)), Rc::new(Cell::new(0)), Rc::new(Cell::new(0)));
+    /// let (b, o, n) = (busy.clone(), overlaps.clone(), calls.clone());
+    /// let lc = LoopingCall::new_async(move || {
+    ///     let (b, o, n) = (b.clone(), o.clone(), n.clone());
+    ///     async move {
+    ///         if b.replace(true) {
+    ///             o.set(o.get() + 1);
+    ///         }
+    ///         sleep(Duration::from_millis(3)).await; // longer than the interval
+    ///         b.set(false);
+    ///         n.set(n.get() + 1);
+    ///         Ok(())
+    ///     }
+    /// });
+    /// let done = lc.start(Duration::from_millis(1), true).unwrap();
+    /// reactor.run_until(Duration::from_secs(5), || calls.get() >= 3).unwrap();
+    /// lc.stop().unwrap();
+    /// reactor.run_until_complete(done).unwrap().unwrap();
+    /// assert_eq!(overlaps.get(), 0);
+    /// ```
+    #[track_caller]
+    pub fn new_async<F, Fut>(mut f: F) -> LoopingCall
+    where
+        F: FnMut() -> Fut + 'static,
+        Fut: Future<Output = Result<(), Error>> + 'static,
+    {
+        let origin = Location::caller();
+        LoopingCall::build(
+            Body::Later(Box::new(move |_| {
+                crate::defer::executor::spawn_at(&Reactor::current(), f(), origin, move |out| {
+                    match out {
+                        Ok(result) => result,
+                        Err(msg) => Err(Error::new(
+                            ErrorKind::Panicked,
+                            format!(
+                                "the future of the LoopingCall created at {origin} panicked: {msg}"
+                            ),
+                        )),
+                    }
+                })
+            })),
+            origin,
+        )
     }
 
     fn build(f: Body, origin: &'static Location<'static>) -> LoopingCall {
@@ -104,6 +198,7 @@ impl LoopingCall {
                 last: Cell::new(None),
                 now_at_start: Cell::new(false),
                 running: Cell::new(false),
+                in_call: Cell::new(false),
                 epoch: Cell::new(0),
                 call: RefCell::new(None),
                 done: RefCell::new(None),
@@ -143,6 +238,16 @@ impl LoopingCall {
                 ),
             ));
         }
+        if inner.in_call.get() {
+            return Err(Error::new(
+                ErrorKind::AlreadyRunning,
+                format!(
+                    "the LoopingCall created at {} was stopped but its last call has not \
+                     finished; start it again once the Deferred from start() has fired",
+                    inner.origin
+                ),
+            ));
+        }
         let scheduler: Rc<dyn Scheduler> = Rc::new(scheduler);
         let (d, resolver) = Deferred::<()>::new_at(inner.origin);
         let old = inner.done.replace(Some(resolver));
@@ -164,7 +269,8 @@ impl LoopingCall {
     }
 
     /// Stops the loop: cancels the next call and fires the Deferred from `start` with
-    /// `Ok(())`. May be called from inside the function.
+    /// `Ok(())` (once the call in progress, if its Deferred has not fired yet, has
+    /// finished). May be called from inside the function.
     ///
     /// Error: [`ErrorKind::NotRunning`] if the loop is not running.
     pub fn stop(&self) -> Result<(), Error> {
@@ -176,6 +282,13 @@ impl LoopingCall {
                     self.inner.origin
                 ),
             ));
+        }
+        if self.inner.in_call.get() {
+            // The call in progress finishes first (see `after_call`).
+            let inner = &self.inner;
+            inner.running.set(false);
+            inner.epoch.set(inner.epoch.get() + 1);
+            return Ok(());
         }
         self.finish(Ok(()));
         Ok(())
@@ -199,11 +312,14 @@ impl LoopingCall {
             Some(s) => s.now(),
             None => return Ok(()),
         };
+        inner.start.set(Some(now));
+        inner.last.set(Some(now));
+        if inner.in_call.get() {
+            return Ok(()); // the call in progress schedules the next one, on the new grid
+        }
         if let Some(call) = inner.call.borrow_mut().take() {
             let _ = call.cancel();
         }
-        inner.start.set(Some(now));
-        inner.last.set(Some(now));
         inner.epoch.set(inner.epoch.get() + 1);
         self.schedule_from(None);
         Ok(())
@@ -275,18 +391,28 @@ impl LoopingCall {
             };
             inner.calls.set(inner.calls.get() + 1);
             let count = u64::try_from(count).unwrap_or(u64::MAX);
-            let outcome = guard(|| f(count));
+            let outcome = match &mut f {
+                Body::Now(f) => guard(|| f(count)).map(Ok),
+                Body::Later(f) => guard(|| f(count)).map(Err),
+            };
             inner.f.set(Some(f));
-            let failed = match outcome {
-                Ok(Ok(())) => None,
-                Ok(Err(err)) => Some(err),
-                Err(msg) => Some(Error::new(
+            let panicked = |msg: String| {
+                Error::new(
                     ErrorKind::Panicked,
                     format!(
                         "the function of the LoopingCall created at {} panicked: {msg}",
                         inner.origin
                     ),
-                )),
+                )
+            };
+            let failed = match outcome {
+                Ok(Ok(Ok(()))) => None,
+                Ok(Ok(Err(err))) => Some(err),
+                Ok(Err(pending)) => {
+                    self.wait_for_call(pending, epoch);
+                    return;
+                }
+                Err(msg) => Some(panicked(msg)),
             };
             if let Some(err) = failed {
                 if inner.running.get() && inner.epoch.get() == epoch {
@@ -299,6 +425,30 @@ impl LoopingCall {
         if inner.running.get() && inner.epoch.get() == epoch {
             let after = inner.scheduler.borrow().as_ref().map(|s| s.now());
             self.schedule_from(after);
+        }
+    }
+
+    /// The function returned a Deferred: the next call is scheduled once it fires.
+    fn wait_for_call(&self, pending: Deferred<()>, epoch: u64) {
+        self.inner.in_call.set(true);
+        let this = self.clone();
+        pending.on_result(move |result| this.after_call(result, epoch));
+    }
+
+    fn after_call(&self, result: Result<(), Error>, epoch: u64) {
+        let inner = &self.inner;
+        inner.in_call.set(false);
+        let current = inner.epoch.get() == epoch && inner.running.get();
+        match result {
+            Err(err) if current || inner.done.borrow().is_some() => self.finish(Err(err)),
+            Err(_) => {}
+            Ok(()) if current => {
+                let now = inner.scheduler.borrow().as_ref().map(|s| s.now());
+                self.schedule_from(now);
+            }
+            // Stopped during the call: the loop's Deferred fires now.
+            Ok(()) if !inner.running.get() => self.finish(Ok(())),
+            Ok(()) => {} // restarted meanwhile: that start scheduled its own calls
         }
     }
 

@@ -1,8 +1,11 @@
-//! The part of a reactor other threads can reach: [`Remote`] (calls from other threads)
-//! and the queue of woken tasks (a task's waker may be called from any thread).
+//! The part of a reactor other threads can reach: [`Remote`] (calls from other threads),
+//! the queue of woken tasks (a task's waker may be called from any thread), and whether the
+//! reactor is being run, for the threads blocked in a call into it
+//! (`Remote::blocking_call_from_thread`, in `defer/blocking.rs`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::ThreadId;
 
 use crate::error::{Error, ErrorKind};
 use crate::io::poller::Poller;
@@ -16,8 +19,25 @@ struct Queue {
     open: bool,
 }
 
+/// A call another thread is blocked in: told when the reactor stops running before the
+/// call could complete.
+pub(crate) trait Abort: Send + Sync {
+    fn abort(&self, why: Error);
+}
+
+#[derive(Default)]
+struct Serving {
+    /// `run()` or `run_until()` calls in progress (0 or 1: they do not nest).
+    depth: usize,
+    /// Blocking calls waiting for the reactor.
+    calls: Vec<Arc<dyn Abort>>,
+}
+
 pub(crate) struct RemoteShared {
     queue: Mutex<Queue>,
+    serving: Mutex<Serving>,
+    /// The reactor's own thread.
+    owner: ThreadId,
     pending: AtomicBool,
     /// Tasks woken since the last task phase (keys into the reactor's task table).
     woken: Mutex<Vec<Key>>,
@@ -33,6 +53,8 @@ impl RemoteShared {
                 open: true,
             }),
             pending: AtomicBool::new(false),
+            serving: Mutex::new(Serving::default()),
+            owner: std::thread::current().id(),
             woken: Mutex::new(Vec::new()),
             woken_pending: AtomicBool::new(false),
             poller,
@@ -93,6 +115,55 @@ impl RemoteShared {
         }
         let mut woken = self.woken.lock().unwrap_or_else(|p| p.into_inner());
         std::mem::swap(&mut *woken, into);
+    }
+
+    fn serving(&self) -> MutexGuard<'_, Serving> {
+        // Push/remove/take only: a poisoned lock still holds a consistent list.
+        self.serving.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// `run()` or `run_until()` starts: blocking calls from other threads are accepted.
+    pub(crate) fn serving_begin(&self) {
+        self.serving().depth += 1;
+    }
+
+    /// `run()` or `run_until()` returns: the blocking calls still waiting fail (the
+    /// reactor may never run again to complete them).
+    pub(crate) fn serving_end(&self) {
+        let calls = {
+            let mut serving = self.serving();
+            serving.depth = serving.depth.saturating_sub(1);
+            if serving.depth > 0 {
+                return;
+            }
+            std::mem::take(&mut serving.calls)
+        };
+        for call in calls {
+            call.abort(Error::new(
+                ErrorKind::NotRunning,
+                "the reactor stopped running before the blocking call completed",
+            ));
+        }
+    }
+
+    /// Registers a blocking call; `false` if the reactor is not being run.
+    pub(crate) fn register_call(&self, call: Arc<dyn Abort>) -> bool {
+        let mut serving = self.serving();
+        if serving.depth == 0 {
+            return false;
+        }
+        serving.calls.push(call);
+        true
+    }
+
+    /// The call completed (or gave up).
+    pub(crate) fn unregister_call(&self, call: &Arc<dyn Abort>) {
+        self.serving().calls.retain(|c| !Arc::ptr_eq(c, call));
+    }
+
+    /// The reactor's own thread.
+    pub(crate) fn owner(&self) -> ThreadId {
+        self.owner
     }
 
     pub(crate) fn wake(&self) {

@@ -34,6 +34,7 @@ impl Reactor {
         inner.state.set(State::Running);
         inner.stop_requested.set(false);
         inner.abort_requested.set(false);
+        inner.remote.serving_begin();
         let signals = if inner.handle_signals.get() {
             match signals::SignalWatch::install(&inner) {
                 Ok(watch) => Some(watch),
@@ -57,6 +58,7 @@ impl Reactor {
         inner.state.set(State::Idle);
         inner.stop_requested.set(false);
         inner.abort_requested.set(false);
+        inner.remote.serving_end();
         result.and_then(|()| inner.take_failures())
     }
 
@@ -130,6 +132,8 @@ impl Reactor {
     ) -> Result<(), Error> {
         const SLICE: Duration = Duration::from_millis(10);
         let deadline = deadline_after(Instant::now(), timeout);
+        // Blocking calls from other threads are served while this runs.
+        let _serving = Serving::begin(&self.inner);
         while !done() {
             let now = Instant::now();
             if now >= deadline {
@@ -148,6 +152,22 @@ impl Reactor {
             self.iterate(wait)?;
         }
         Ok(())
+    }
+}
+
+/// Marks the reactor as being run for the life of a `run_until`.
+struct Serving<'a>(&'a Inner);
+
+impl<'a> Serving<'a> {
+    fn begin(inner: &'a Inner) -> Serving<'a> {
+        inner.remote.serving_begin();
+        Serving(inner)
+    }
+}
+
+impl Drop for Serving<'_> {
+    fn drop(&mut self) {
+        self.0.remote.serving_end();
     }
 }
 

@@ -9,7 +9,9 @@
 //! - [`listen`]: listening ports; [`client`]: connectors and client factories;
 //!   [`reconnect`]: reconnecting clients.
 //! - [`tcp`], [`unix`]: the two socket families; [`stream`]: what they have in common.
+//! - [`async_stream`]: a connection as an async byte stream (`AsyncStream`).
 
+pub(crate) mod async_stream;
 pub(crate) mod client;
 pub(crate) mod conn;
 pub(crate) mod factory;
