@@ -55,7 +55,7 @@ pub use defer::cooperate::{CooperativeTask, Cooperator, DEFAULT_TIME_SLICE, Task
 pub use defer::deferred::combinators::{first, gather, race, settle};
 pub use defer::deferred::{DRAIN_BUDGET, Deferred, DeferredError, Resolver, defer_later};
 pub use defer::group::TaskGroup;
-pub use defer::looping::LoopingCall;
+pub use defer::looping::{LoopOutcome, LoopingCall};
 pub use defer::shared::SharedDeferred;
 pub use defer::sync::event::{Event, EventWait};
 pub use defer::sync::lock::{Lock, LockAcquire, LockGuard};

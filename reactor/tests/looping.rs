@@ -169,7 +169,7 @@ fn a_failing_call_stops_the_loop_with_its_error() {
     assert_eq!(clock.pending(), 0);
     assert_eq!(wait(&done).unwrap_err().message(), "second call failed");
 
-    let lc = LoopingCall::new(|| panic!("looping-panic"));
+    let lc = LoopingCall::new(|| -> Result<(), torsion_reactor::Error> { panic!("looping-panic") });
     let done = collect(lc.start_on(clock.clone(), SEC, true).unwrap());
     let err = wait(&done).unwrap_err();
     assert!(matches!(err.kind(), ErrorKind::Panicked));

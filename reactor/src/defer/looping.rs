@@ -83,24 +83,65 @@ pub struct LoopingCall {
     inner: Rc<Inner>,
 }
 
+/// What a loop's function may return: nothing (the loop goes on), or a `Result` (an error
+/// stops the loop and fails its Deferred).
+pub trait LoopOutcome {
+    /// `Err` stops the loop.
+    fn into_result(self) -> Result<(), Error>;
+}
+
+impl LoopOutcome for () {
+    fn into_result(self) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+impl LoopOutcome for Result<(), Error> {
+    fn into_result(self) -> Result<(), Error> {
+        self
+    }
+}
+
 impl LoopingCall {
-    /// A loop that calls `f` (not started yet).
+    /// A loop that calls `f` (not started yet). `f` returns nothing, or a `Result` whose
+    /// error stops the loop.
+    ///
+    /// ```
+    /// use std::{cell::Cell, rc::Rc, time::Duration};
+    /// use torsion_reactor::{Clock, LoopingCall};
+    ///
+    /// let clock = Clock::new();
+    /// let ticks = Rc::new(Cell::new(0));
+    /// let t = ticks.clone();
+    /// let lc = LoopingCall::new(move || t.set(t.get() + 1));
+    /// let _done = lc.start_on(clock.clone(), Duration::from_secs(1), false).unwrap();
+    /// clock.advance(Duration::from_secs(3));
+    /// assert_eq!(ticks.get(), 3);
+    /// ```
     #[track_caller]
-    pub fn new<F>(mut f: F) -> LoopingCall
+    pub fn new<F, R>(mut f: F) -> LoopingCall
     where
-        F: FnMut() -> Result<(), Error> + 'static,
+        F: FnMut() -> R + 'static,
+        R: LoopOutcome,
     {
-        LoopingCall::build(Body::Now(Box::new(move |_| f())), Location::caller())
+        LoopingCall::build(
+            Body::Now(Box::new(move |_| f().into_result())),
+            Location::caller(),
+        )
     }
 
     /// A loop that calls `f` with the number of intervals that went by since the previous
     /// call (or since the start): 1 when on time, more when calls were skipped.
     #[track_caller]
-    pub fn with_count<F>(f: F) -> LoopingCall
+    pub fn with_count<F, R>(mut f: F) -> LoopingCall
     where
-        F: FnMut(u64) -> Result<(), Error> + 'static,
+        F: FnMut(u64) -> R + 'static,
+        R: LoopOutcome,
     {
-        LoopingCall::build(Body::Now(Box::new(f)), Location::caller())
+        LoopingCall::build(
+            Body::Now(Box::new(move |n| f(n).into_result())),
+            Location::caller(),
+        )
     }
 
     /// A loop whose function returns a Deferred: the next call is scheduled only once it has
