@@ -44,6 +44,9 @@ pub enum ErrorKind {
     Panicked,
     /// A value passed by the caller is out of range or malformed.
     InvalidInput,
+    /// A datagram port's send queue is at its bound: the datagram was dropped (and counted,
+    /// and the protocol told through `error_received`).
+    QueueFull,
     /// Anything else (context in the message).
     Other,
 }

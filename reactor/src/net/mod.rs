@@ -9,9 +9,12 @@
 //! - [`listen`]: listening ports; [`client`]: connectors and client factories;
 //!   [`reconnect`]: reconnecting clients.
 //! - [`tcp`], [`unix`]: the two socket families; [`stream`]: what they have in common.
+//! - [`datagram`]: datagram ports (`DatagramProtocol`, `DatagramTransport`, the port and
+//!   its batched I/O); [`udp`] and [`unix_datagram`] open them.
 
 pub(crate) mod client;
 pub(crate) mod conn;
+pub(crate) mod datagram;
 pub(crate) mod factory;
 pub(crate) mod listen;
 pub(crate) mod protocol;
@@ -19,4 +22,6 @@ pub(crate) mod reconnect;
 pub(crate) mod stream;
 pub(crate) mod tcp;
 pub(crate) mod transport;
+pub(crate) mod udp;
 pub(crate) mod unix;
+pub(crate) mod unix_datagram;
