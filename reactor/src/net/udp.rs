@@ -211,4 +211,34 @@ impl Reactor {
         }
         self.open_udp(local, Some(peer), protocol, &UdpOptions::default())
     }
+
+    /// Runs a datagram port on a UDP socket made elsewhere (inherited from systemd with
+    /// `ListenDatagram=`, or bound and connected by hand): Twisted's `adoptDatagramPort`.
+    /// The socket is made non-blocking; if it is connected, the port is too. Ports adopted
+    /// this way have the default options (error reports on, the default sizes).
+    pub fn adopt_udp_socket<P: DatagramProtocol>(
+        &self,
+        socket: std::net::UdpSocket,
+        protocol: P,
+    ) -> Result<DatagramTransport, Error> {
+        let inner = self.inner_open()?;
+        let fail = |e| Error::io("cannot adopt the UDP socket", e);
+        socket.set_nonblocking(true).map_err(fail)?;
+        let local = socket.local_addr().map_err(fail)?;
+        let peer = socket.peer_addr().ok().map(SockAddr::from);
+        let family = if local.is_ipv6() {
+            Family::Udp6
+        } else {
+            Family::Udp4
+        };
+        let socket = Socket::from(socket);
+        let error_queue = cfg!(target_os = "linux")
+            && sys::enable_error_queue(socket.as_raw_fd(), local.is_ipv6()).is_ok();
+        let config = Config {
+            max_datagram: DEFAULT_MAX_DATAGRAM,
+            queue_limit: Cell::new(DEFAULT_SEND_QUEUE_LIMIT),
+            error_queue,
+        };
+        Port::start(&inner, socket, family, config, boxed(protocol), peer, None)
+    }
 }

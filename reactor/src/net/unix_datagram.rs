@@ -212,4 +212,28 @@ impl Reactor {
             None,
         )
     }
+
+    /// Runs a datagram port on a Unix datagram socket made elsewhere (inherited from
+    /// systemd, or from `UnixDatagram::pair`). The socket is made non-blocking; if it is
+    /// connected, the port is too. Its path, if any, is left in place when the port closes.
+    pub fn adopt_unix_datagram<P: DatagramProtocol>(
+        &self,
+        socket: std::os::unix::net::UnixDatagram,
+        protocol: P,
+    ) -> Result<DatagramTransport, Error> {
+        let inner = self.inner_open()?;
+        let fail = |e| Error::io("cannot adopt the Unix datagram socket", e);
+        socket.set_nonblocking(true).map_err(fail)?;
+        let socket = Socket::from(socket);
+        let peer = socket.peer_addr().ok();
+        Port::start(
+            &inner,
+            socket,
+            Family::Unix,
+            config(&UnixDatagramOptions::default()),
+            boxed(protocol),
+            peer,
+            None,
+        )
+    }
 }
