@@ -25,9 +25,13 @@
 //! }
 //! ```
 //!
-//! The crates behind the facade: [`reactor`] (the loop, timers, transports, Deferreds,
-//! tasks, test doubles), [`protocols`] (line, netstring and length-prefixed framing,
-//! policies, classic services) and [`endpoints`] (endpoint strings).
+//! Datagrams (UDP, multicast, Unix datagram sockets) have their own protocol trait,
+//! [`DatagramProtocol`](prelude::DatagramProtocol): see the guide chapter
+//! `docs/datagrams.md`.
+//!
+//! The crates behind the facade: [`reactor`] (the loop, timers, transports, datagram ports,
+//! Deferreds, tasks, test doubles), [`protocols`] (line, netstring and length-prefixed
+//! framing, policies, classic services) and [`endpoints`] (endpoint strings).
 #![deny(missing_docs)]
 
 pub use torsion_endpoints as endpoints;
@@ -37,13 +41,15 @@ pub use torsion_reactor as reactor;
 /// Everything a typical application needs: `use torsion::prelude::*;`.
 pub mod prelude {
     pub use torsion_endpoints::{
-        ClientEndpoint, ServerEndpoint, client_from_string, server_from_string,
+        ClientEndpoint, DatagramClientEndpoint, DatagramEndpoint, ServerEndpoint,
+        client_from_string, datagram_client_from_string, datagram_from_string, server_from_string,
     };
     pub use torsion_reactor::{
-        Address, Backoff, ClientFactory, Clock, ConnectionLost, Connector, Deferred, DelayedCall,
-        Error, ErrorKind, Factory, ListeningPort, LoopingCall, Phase, Protocol, Reactor,
-        Reconnecting, Remote, Resolver, Scheduler, SchedulerExt, SystemEvent, TcpConnectOptions,
-        TcpListenOptions, Transport, UnixListenOptions, factory_fn, sleep, timeout,
+        Address, Backoff, ClientFactory, Clock, ConnectionLost, Connector, DatagramError,
+        DatagramProtocol, DatagramTransport, Deferred, DelayedCall, Error, ErrorKind, Factory,
+        Interface, ListeningPort, LoopingCall, Phase, Protocol, Reactor, Reconnecting, Remote,
+        Resolver, Scheduler, SchedulerExt, SystemEvent, TcpConnectOptions, TcpListenOptions,
+        Transport, UdpOptions, UnixDatagramOptions, UnixListenOptions, factory_fn, sleep, timeout,
     };
 }
 
@@ -59,4 +65,7 @@ pub struct ReadmeDoctests;
 mod guide {
     #[doc = include_str!("../docs/async.md")]
     pub struct Async;
+
+    #[doc = include_str!("../docs/datagrams.md")]
+    pub struct Datagrams;
 }

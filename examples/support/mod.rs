@@ -6,7 +6,7 @@
 use std::io::Write;
 use std::process::exit;
 
-use torsion::reactor::{Factory, ListeningPort, Reactor};
+use torsion::reactor::{DatagramProtocol, DatagramTransport, Factory, ListeningPort, Reactor};
 
 /// Logs go to stderr through `env_logger`; quiet unless `RUST_LOG` says otherwise (or
 /// something goes wrong: warnings and errors show by default).
@@ -76,6 +76,36 @@ pub fn listen<F: Factory>(reactor: &Reactor, description: &str, factory: F) -> L
         let _ = out.flush();
     });
     port
+}
+
+/// Opens the datagram port named by `description` (exit 2 if it is malformed or not a
+/// datagram endpoint, 1 if opening fails) and, once the reactor runs, prints `listening on
+/// ADDRESS` on stdout.
+pub fn listen_datagram<P: DatagramProtocol>(
+    reactor: &Reactor,
+    description: &str,
+    protocol: P,
+) -> DatagramTransport {
+    let endpoint = match torsion::endpoints::datagram_from_string(reactor, description) {
+        Ok(endpoint) => endpoint,
+        Err(err) => usage_error(&err.to_string()),
+    };
+    let port = match endpoint.listen(protocol) {
+        Ok(port) => port,
+        Err(err) => fail(&err.to_string()),
+    };
+    announce(reactor, port.local_addr().to_string());
+    port
+}
+
+/// Prints `listening on ADDRESS` on stdout once the reactor runs (so SIGTERM already means
+/// a graceful stop).
+pub fn announce(reactor: &Reactor, addr: String) {
+    reactor.call_when_running(move || {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "listening on {addr}");
+        let _ = out.flush();
+    });
 }
 
 /// Runs the reactor until it is stopped (SIGINT/SIGTERM stop it gracefully), then exits.
