@@ -79,19 +79,20 @@ fn invalid(message: String) -> Error {
 }
 
 /// What the OS needs to send a `size`-byte datagram to `to` from a port of `family` bound
-/// to `local`, or why it cannot be sent.
+/// to `local()` (asked only for an error message), or why it cannot be sent.
 pub(crate) fn destination(
     to: &Address,
     family: Family,
     v6_only: bool,
     size: usize,
-    local: &Address,
+    local: &dyn Fn() -> Address,
 ) -> Result<SockAddr, Error> {
     match family {
         Family::Udp4 | Family::Udp6 => {
             let Some(inet) = to.socket_addr() else {
                 return Err(invalid(format!(
-                    "cannot send to {to}: the UDP port {local} sends to IP addresses only"
+                    "cannot send to {to}: the UDP port {} sends to IP addresses only",
+                    local()
                 )));
             };
             if inet.port() == 0 {
@@ -103,13 +104,15 @@ pub(crate) fn destination(
             let sock = match (family, inet) {
                 (Family::Udp4, SocketAddr::V6(_)) => {
                     return Err(invalid(format!(
-                        "cannot send to {inet}: the UDP port {local} is IPv4 (listen on an \
-                         IPv6 address such as [::]:0 to reach IPv6)"
+                        "cannot send to {inet}: the UDP port {} is IPv4 (listen on an \
+                         IPv6 address such as [::]:0 to reach IPv6)",
+                        local()
                     )));
                 }
                 (Family::Udp6, SocketAddr::V4(v4)) if v6_only => {
                     return Err(invalid(format!(
-                        "cannot send to {v4}: the UDP port {local} is IPv6-only"
+                        "cannot send to {v4}: the UDP port {} is IPv6-only",
+                        local()
                     )));
                 }
                 (Family::Udp6, SocketAddr::V4(v4)) => {
@@ -141,14 +144,16 @@ pub(crate) fn destination(
                 }
                 Address::Unix(None) => {
                     return Err(invalid(format!(
-                        "cannot send to an unnamed Unix socket from {local}: the sender did not \
-                         bind a name, so there is no address to answer"
+                        "cannot send to an unnamed Unix socket from {}: the sender did not \
+                         bind a name, so there is no address to answer",
+                        local()
                     )));
                 }
                 other => {
                     return Err(invalid(format!(
-                        "cannot send to {other}: the Unix datagram port {local} sends to \
-                         socket paths only"
+                        "cannot send to {other}: the Unix datagram port {} sends to \
+                         socket paths only",
+                        local()
                     )));
                 }
             };
@@ -170,6 +175,7 @@ mod tests {
     #[test]
     fn destinations_are_checked_at_the_call() {
         let local = udp("0.0.0.0:5000");
+        let local = &|| local.clone();
         let kind = |r: Result<SockAddr, Error>| r.map(|_| ()).map_err(|e| e.kind());
         assert_eq!(
             kind(destination(
@@ -213,10 +219,10 @@ mod tests {
         );
         let path = Address::Unix(Some(PathBuf::from("/tmp/x")));
         assert_eq!(
-            kind(destination(&path, Family::Udp4, false, 1, &local)),
+            kind(destination(&path, Family::Udp4, false, 1, local)),
             Err(ErrorKind::InvalidInput)
         );
-        let mapped = destination(&udp("127.0.0.1:9"), Family::Udp6, false, 1, &local).unwrap();
+        let mapped = destination(&udp("127.0.0.1:9"), Family::Udp6, false, 1, local).unwrap();
         assert_eq!(
             mapped.as_socket(),
             Some("[::ffff:127.0.0.1]:9".parse().unwrap())
@@ -231,7 +237,7 @@ mod tests {
             )),
             Err(ErrorKind::InvalidInput)
         );
-        let err = destination(&Address::Unix(None), Family::Unix, false, 1, &local).unwrap_err();
+        let err = destination(&Address::Unix(None), Family::Unix, false, 1, local).unwrap_err();
         assert!(err.to_string().contains("unnamed"), "{err}");
         let abs = destination(
             &Address::UnixAbstract(b"x".to_vec()),

@@ -132,6 +132,8 @@ pub(crate) struct Port {
     /// The socket; `None` once closed.
     io: RefCell<Option<Registration<Socket>>>,
     family: Family,
+    /// An IPv6 port that refuses IPv4 destinations (`IPV6_V6ONLY`, fixed once bound).
+    v6_only: bool,
     config: Config,
     core: RefCell<Core>,
     /// Out of its slot while one of its callbacks runs; gone once `connection_lost` ran.
@@ -179,11 +181,13 @@ impl Port {
     ) -> Result<DatagramTransport, Error> {
         let peer = peer.map(|p| (addr::from_sockaddr(&p, family), p));
         let local = addr::local_of(&socket, family);
+        let v6_only = family == Family::Udp6 && socket.only_v6().unwrap_or(false);
         let port = Rc::new_cyclic(|me| Port {
             me: me.clone(),
             reactor: Rc::downgrade(inner),
             io: RefCell::new(None),
             family,
+            v6_only,
             config,
             core: RefCell::new(Core {
                 life: Life::Starting,
@@ -640,13 +644,7 @@ impl Port {
 
     /// What the OS needs for `to`, checked against this port (family, port, size).
     pub(crate) fn destination(&self, to: &Address, size: usize) -> Result<SockAddr, Error> {
-        let v6_only = match self.family {
-            Family::Udp6 => self
-                .with_socket(|s| s.only_v6().unwrap_or(false))
-                .unwrap_or(false),
-            _ => false,
-        };
-        addr::destination(to, self.family, v6_only, size, &self.local_addr())
+        addr::destination(to, self.family, self.v6_only, size, &|| self.local_addr())
     }
 
     fn enqueue(self: &Rc<Self>, data: &[u8], dest: Option<SockAddr>) -> Result<(), Error> {
