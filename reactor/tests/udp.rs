@@ -752,3 +752,58 @@ fn with_protocol_reaches_the_protocol_and_a_stale_handle_is_harmless() {
     assert!(port.with_fd(|_| ()).is_err());
     assert!(format!("{port:?}").contains("closing: true"));
 }
+
+/// Forwards every datagram it gets through another port's handle.
+struct Relay {
+    via: DatagramTransport,
+    to: Address,
+}
+
+impl DatagramProtocol for Relay {
+    fn datagram_received(&mut self, _: &DatagramTransport, data: &[u8], _: Address) {
+        self.via.send_to(data, &self.to).unwrap();
+        assert_eq!(
+            self.via.queued_datagrams(),
+            1,
+            "gathered, not sent inside the callback"
+        );
+    }
+}
+
+#[test]
+fn a_datagram_sent_through_another_port_goes_out_before_the_loop_waits() {
+    let r = test_reactor();
+    let (sink, seen) = recorder(&r, false);
+    let (via, _) = recorder(&r, false);
+    let relay = r
+        .listen_udp(
+            local(),
+            Relay {
+                via: via.clone(),
+                to: sink.local_addr(),
+            },
+        )
+        .unwrap();
+    let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+    peer.send_to(b"pass it on", addr_of(&relay)).unwrap();
+    wait(&r, "the relayed datagram", || {
+        !seen.borrow().datagrams.is_empty()
+    });
+    assert_eq!(seen.borrow().datagrams[0].0, b"pass it on");
+    assert_eq!(seen.borrow().datagrams[0].1, via.local_addr());
+    assert_eq!(via.queued_datagrams(), 0);
+}
+
+#[test]
+fn an_adopted_socket_keeps_its_connection() {
+    let r = test_reactor();
+    let (server, _) = recorder(&r, true);
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.connect(addr_of(&server)).unwrap();
+    let (p, seen) = Recorder::new(false);
+    let port = r.adopt_udp_socket(socket, p).unwrap();
+    assert_eq!(port.peer_addr(), Some(server.local_addr()));
+    port.send(b"adopted").unwrap();
+    wait(&r, "the echo", || !seen.borrow().datagrams.is_empty());
+    assert_eq!(seen.borrow().datagrams[0].0, b"adopted");
+}

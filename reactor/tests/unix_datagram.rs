@@ -374,3 +374,20 @@ fn closing_with_a_queue_flushes_it_first_and_abort_drops_it() {
         "abort dropped the queue (only what the kernel held came: {after})"
     );
 }
+
+#[test]
+fn an_adopted_socket_pair() {
+    let r = test_reactor();
+    let (a, b) = UnixDatagram::pair().unwrap();
+    let (p, seen) = Recorder::new(true);
+    let port = r.adopt_unix_datagram(a, p).unwrap();
+    assert_eq!(port.peer_addr(), Some(Address::Unix(None)));
+    b.send(b"paired").unwrap();
+    wait(&r, "the datagram", || !seen.borrow().datagrams.is_empty());
+    assert_eq!(seen.borrow().datagrams[0].1, Address::Unix(None));
+    // The echo goes to the connected (unnamed) peer.
+    b.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut buf = [0u8; 16];
+    let n = b.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"paired");
+}

@@ -4,8 +4,8 @@
 //!
 //! - [`protocol`]: `DatagramProtocol` and `DatagramError`.
 //! - [`transport`]: `DatagramTransport` and `Interface` (multicast).
-//! - [`port`]: one port: socket, send queue, dispatch (where a datagram goes is written
-//!   there).
+//! - [`port`]: one port: socket, life, settings; `port/recv.rs` and `port/send.rs` its
+//!   two directions (where a datagram goes is written there).
 //! - [`queue`]: the send queue and its flow-control marks, without a socket.
 //! - [`addr`]: addresses, from the OS and to it, checked at the call.
 //! - [`sys`]: `recvmmsg`, `sendmmsg`, the `IP_RECVERR` error queue.
