@@ -97,7 +97,12 @@ impl Port {
             };
             if let Err(msg) = result {
                 let from = addr::from_sockaddr(&got.from, self.family);
-                self.report_panic("datagram_received", Some(&from), msg);
+                let what = if got.truncated {
+                    "error_received"
+                } else {
+                    "datagram_received"
+                };
+                self.report_panic(what, Some(&from), msg);
             }
         }
         received.clear();
