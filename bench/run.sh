@@ -9,11 +9,14 @@
 #   DURATION [5]        seconds of load per timed scenario
 #   SERVERS ["torsion tokio mio tokio_mt"]   servers, in this order; a missing binary is skipped
 #                       (also: async_echo, torsion's echo written with async streams; baseline)
-#   SCENARIOS ["pp1 pp50 pp500 bulk churn hold"]
+#   SCENARIOS ["pp1 pp50 pp500 bulk churn hold udp64x1 udp64x32 udp1200x1 udp1200x32"]
+#                       (the udp scenarios run torsion's udp_echo and tokio_udp_echo; the
+#                       other servers have no UDP peer and show "–" there)
 #   BASE [torsion]      numerator of the ratio columns (BASE/peer)
 #   HOLD_CONNS [10000]  idle connections in the hold scenario
 #   CHURN_CLIENTS [4]   client threads in the churn scenario
 #   TOKIO_WORKERS [2]   worker threads of tokio_mt
+#   UDP_WINDOW [1]      datagrams each UDP sender keeps in flight (1: ping-pong)
 #   TORSION_ARGS []     extra arguments for torsion's echo_server (after the endpoint)
 #   BASELINE_BIN []     the `baseline` server: an echo_server binary built from another commit,
 #                       for before/after runs (SERVERS="torsion baseline tokio")
@@ -30,11 +33,12 @@ ROOT=$(dirname "$BENCH_DIR")
 RUNS=${RUNS:-3}
 DURATION=${DURATION:-5}
 SERVERS=${SERVERS:-torsion tokio mio tokio_mt}
-SCENARIOS=${SCENARIOS:-pp1 pp50 pp500 bulk churn hold}
+SCENARIOS=${SCENARIOS:-pp1 pp50 pp500 bulk churn hold udp64x1 udp64x32 udp1200x1 udp1200x32}
 BASE=${BASE:-torsion}
 HOLD_CONNS=${HOLD_CONNS:-10000}
 CHURN_CLIENTS=${CHURN_CLIENTS:-4}
 TOKIO_WORKERS=${TOKIO_WORKERS:-2}
+UDP_WINDOW=${UDP_WINDOW:-1}
 TORSION_ARGS=${TORSION_ARGS:-}
 SERVER_CPU=${SERVER_CPU:-0}
 LOADGEN_CPU=${LOADGEN_CPU:-1}
@@ -43,6 +47,7 @@ STRACE_DURATION=${STRACE_DURATION:-2}
 NO_BUILD=${NO_BUILD:-0}
 OUT=${OUT:-$BENCH_DIR/results/latest.md}
 ENDPOINT="tcp:port=0:interface=127.0.0.1"
+UDP_ENDPOINT="udp:port=0:interface=127.0.0.1"
 IO_TIMEOUT=10
 
 RAW="$BENCH_DIR/results/raw"
@@ -70,7 +75,7 @@ rep() { printf '%s\n' "$*" | tee -a "$REPORT"; }
 for tool in taskset awk sed; do
     command -v "$tool" >/dev/null || { say "run.sh: '$tool' is required"; exit 2; }
 done
-for n in "$RUNS" "$DURATION" "$HOLD_CONNS" "$CHURN_CLIENTS" "$TOKIO_WORKERS" "$STRACE_DURATION"; do
+for n in "$RUNS" "$DURATION" "$HOLD_CONNS" "$CHURN_CLIENTS" "$TOKIO_WORKERS" "$STRACE_DURATION" "$UDP_WINDOW"; do
     [[ $n =~ ^[0-9]+([.][0-9]+)?$ ]] || { say "run.sh: '$n' is not a number"; exit 2; }
 done
 
@@ -90,7 +95,19 @@ cleanup() {
 trap cleanup EXIT
 trap 'say "run.sh: interrupted"; exit 130' INT TERM
 
-server_cmd() { # NAME -> prints the command words, one per line; status 1 if unknown
+is_udp() { [[ $1 == udp* ]]; }
+
+server_cmd() { # NAME [SCENARIO] -> prints the command words, one per line; status 1 if
+               # unknown, 2 if the server has no peer for that scenario
+    if is_udp "${2:-}"; then
+        case $1 in
+            torsion) printf '%s\n' "$ROOT_TARGET/release/examples/udp_echo" "$UDP_ENDPOINT" ;;
+            tokio) printf '%s\n' "$BENCH_TARGET/release/tokio_udp_echo" "$UDP_ENDPOINT" ;;
+            baseline | mio | tokio_mt) return 2 ;;
+            *) return 1 ;;
+        esac
+        return 0
+    fi
     case $1 in
         torsion) printf '%s\n' "$ROOT_TARGET/release/examples/echo_server" "$ENDPOINT"
             # shellcheck disable=SC2086  # word splitting intended
@@ -105,9 +122,9 @@ server_cmd() { # NAME -> prints the command words, one per line; status 1 if unk
     esac
 }
 
-start_server() { # NAME TAG -> sets SPID and SADDR
+start_server() { # NAME TAG [SCENARIO] -> sets SPID and SADDR
     local name=$1 tag=$2 cmd
-    mapfile -t cmd < <(server_cmd "$name")
+    mapfile -t cmd < <(server_cmd "$name" "${3:-}")
     local out="$LOG/$tag.server.out" err="$LOG/$tag.server.err"
     taskset -c "$SERVER_CPU" "${cmd[@]}" >"$out" 2>"$err" &
     SPID=$!
@@ -158,8 +175,8 @@ if [[ $NO_BUILD != 1 ]]; then
     fi
     if [[ " $SERVERS " == *" torsion "* ]]; then
         if [[ -f $ROOT/examples/echo_server.rs || -f $ROOT/examples/echo_server/main.rs ]]; then
-            say "== building torsion's echo_server example in release"
-            if ! (cd "$ROOT" && cargo build --release --example echo_server) >"$LOG/build-torsion.log" 2>&1; then
+            say "== building torsion's echo_server and udp_echo examples in release"
+            if ! (cd "$ROOT" && cargo build --release --example echo_server --example udp_echo) >"$LOG/build-torsion.log" 2>&1; then
                 tail -n 30 "$LOG/build-torsion.log" >&2
                 TORSION_SKIP="its echo_server example FAILED TO BUILD (log: $LOG/build-torsion.log)"
             fi
@@ -218,6 +235,10 @@ scenario_args() {
         bulk) echo "--mode bulk --conns 10 --size 16384 --window 262144 --duration $DURATION" ;;
         churn) echo "--mode churn --conns $CHURN_CLIENTS --size 64 --duration $DURATION" ;;
         hold) echo "--mode hold --conns $HOLD_CONNS --size 64" ;;
+        udp64x1) echo "--mode udp --conns 1 --size 64 --window $UDP_WINDOW --duration $DURATION" ;;
+        udp64x32) echo "--mode udp --conns 32 --size 64 --window $UDP_WINDOW --duration $DURATION" ;;
+        udp1200x1) echo "--mode udp --conns 1 --size 1200 --window $UDP_WINDOW --duration $DURATION" ;;
+        udp1200x32) echo "--mode udp --conns 32 --size 1200 --window $UDP_WINDOW --duration $DURATION" ;;
         *) return 1 ;;
     esac
 }
@@ -229,6 +250,10 @@ scenario_title() {
         bulk) echo "bulk 16 KiB, C=10" ;;
         churn) echo "churn, $CHURN_CLIENTS clients" ;;
         hold) echo "hold $HOLD_CONNS idle" ;;
+        udp64x1) echo "UDP echo 64 B, 1 sender" ;;
+        udp64x32) echo "UDP echo 64 B, 32 senders" ;;
+        udp1200x1) echo "UDP echo 1,200 B, 1 sender" ;;
+        udp1200x32) echo "UDP echo 1,200 B, 32 senders" ;;
     esac
 }
 for sc in $SCENARIOS; do
@@ -238,7 +263,8 @@ done
 FAILED=0
 measure() { # SERVER SCENARIO RUN
     local srv=$1 sc=$2 run=$3 tag="$2.$1.$3" rc=0
-    if ! start_server "$srv" "$tag"; then
+    server_cmd "$srv" "$sc" >/dev/null || return 0 # no peer of this kind for that scenario
+    if ! start_server "$srv" "$tag" "$sc"; then
         printf '%s\t%s\t%s\tFAIL\t\t\t\t\t\t\n' "$srv" "$sc" "$run" >>"$DATA"
         echo "$srv $sc run $run: server did not start" >>"$RAW/failures"
         FAILED=1
@@ -275,7 +301,7 @@ measure() { # SERVER SCENARIO RUN
 }
 
 # ---------------------------------------------------------------- header
-CMDLINE="RUNS=$RUNS DURATION=$DURATION SERVERS=\"${ACTIVE[*]}\" SCENARIOS=\"$SCENARIOS\" HOLD_CONNS=$HOLD_CONNS CHURN_CLIENTS=$CHURN_CLIENTS TOKIO_WORKERS=$TOKIO_WORKERS SERVER_CPU=$SERVER_CPU LOADGEN_CPU=$LOADGEN_CPU bench/run.sh"
+CMDLINE="RUNS=$RUNS DURATION=$DURATION SERVERS=\"${ACTIVE[*]}\" SCENARIOS=\"$SCENARIOS\" HOLD_CONNS=$HOLD_CONNS CHURN_CLIENTS=$CHURN_CLIENTS TOKIO_WORKERS=$TOKIO_WORKERS UDP_WINDOW=$UDP_WINDOW SERVER_CPU=$SERVER_CPU LOADGEN_CPU=$LOADGEN_CPU bench/run.sh"
 CPU_MODEL=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
 COMMIT=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
 DIRTY=$(git -C "$ROOT" status --porcelain 2>/dev/null | head -n 1)
@@ -389,6 +415,8 @@ BEGIN {
     n = split(titles, T, ";"); for (i = 1; i <= n; i++) if (T[i] != "") { split(T[i], kv, "@"); title[kv[1]] = kv[2] }
     unit["pp1"] = unit["pp50"] = unit["pp500"] = "msgs/s"; unit["bulk"] = "MB/s"; unit["churn"] = "cycles/s"; unit["hold"] = "KiB RSS per conn (lower is better)"
     per["pp1"] = per["pp50"] = per["pp500"] = "message"; per["bulk"] = "16 KiB chunk"; per["churn"] = "cycle"; per["hold"] = "connection"
+    unit["udp64x1"] = unit["udp64x32"] = unit["udp1200x1"] = unit["udp1200x32"] = "datagrams/s"
+    per["udp64x1"] = per["udp64x32"] = per["udp1200x1"] = per["udp1200x32"] = "datagram"
     hasbase = 0; for (i = 1; i <= ns; i++) if (S[i] == base) hasbase = 1
 }
 {

@@ -41,6 +41,6 @@ fn main() {
         Ok(port) => port,
         Err(err) => program::fail(&err.to_string()),
     };
-    program::announce(&reactor, &port);
+    program::announce(&reactor, port.local_addr());
     program::run(&reactor);
 }

@@ -157,7 +157,9 @@ fn main() -> ExitCode {
             for (name, value) in &params {
                 match (type_name.as_str(), name.as_str(), value) {
                     // The mode of a Unix socket reads best in octal, as it is written.
-                    ("unix", "mode", ParamValue::Int(mode)) => println!("  {name} = 0o{mode:o}"),
+                    ("unix" | "unixgram", "mode", ParamValue::Int(mode)) => {
+                        println!("  {name} = 0o{mode:o}")
+                    }
                     _ => println!("  {name} = {value}"),
                 }
             }

@@ -35,6 +35,10 @@
 //! program's `main`). The guide, from a first server to production, is in the repository's
 //! [`docs/`](https://example.invalid/torsion/tree/main/docs) directory (every code block in it
 //! is compiled by the tests).
+//!
+//! Datagrams (UDP, multicast, Unix datagram sockets) have their own protocol trait,
+//! [`DatagramProtocol`](prelude::DatagramProtocol): see the guide chapter
+//! `docs/datagrams.md`.
 #![deny(missing_docs)]
 
 #[doc(inline)]
@@ -49,17 +53,19 @@ pub mod program;
 /// Everything a typical application needs: `use torsion::prelude::*;`.
 pub mod prelude {
     pub use torsion_endpoints::{
-        ClientEndpoint, ServerEndpoint, client_from_string, connect_stream, serve_streams,
-        server_from_string,
+        ClientEndpoint, DatagramClientEndpoint, DatagramEndpoint, ServerEndpoint,
+        client_from_string, connect_stream, datagram_client_from_string, datagram_from_string,
+        serve_streams, server_from_string,
     };
     pub use torsion_protocols::{LineControl, LineReceiver, LineSender, Lines};
     pub use torsion_reactor::{
-        Address, AsyncStream, Backoff, ClientFactory, Clock, ConnectionLost, Connector, Deferred,
-        DelayedCall, Error, ErrorKind, Event, Factory, ListeningPort, Lock, LoopingCall, Phase,
-        Protocol, Queue, Reactor, Reconnecting, Remote, Resolver, Scheduler, SchedulerExt,
-        Semaphore, SharedDeferred, SharedFactory, SystemEvent, TaskGroup, TcpConnectOptions,
-        TcpListenOptions, Transport, UnixListenOptions, as_completed, factory_fn, gather, sleep,
-        timeout,
+        Address, AsyncStream, Backoff, ClientFactory, Clock, ConnectionLost, Connector,
+        DatagramError, DatagramProtocol, DatagramTransport, Deferred, DelayedCall, Error,
+        ErrorKind, Event, Factory, Interface, ListeningPort, Lock, LoopingCall, Phase, Protocol,
+        Queue, Reactor, Reconnecting, Remote, Resolver, Scheduler, SchedulerExt, Semaphore,
+        SharedDeferred, SharedFactory, SystemEvent, TaskGroup, TcpConnectOptions, TcpListenOptions,
+        Transport, UdpOptions, UnixDatagramOptions, UnixListenOptions, as_completed, factory_fn,
+        gather, sleep, timeout,
     };
 }
 
@@ -75,4 +81,7 @@ pub struct ReadmeDoctests;
 mod guide {
     #[doc = include_str!("../docs/async.md")]
     pub struct Async;
+
+    #[doc = include_str!("../docs/datagrams.md")]
+    pub struct Datagrams;
 }

@@ -21,14 +21,15 @@
 //! }
 //! ```
 //!
-//! The pieces it is made of ([`init_logging`], [`endpoint_arg`], [`listen`], [`run`],
-//! [`usage_error`], [`fail`]) are here for programs with more to set up.
+//! The pieces it is made of ([`init_logging`], [`endpoint_arg`], [`listen`] (or
+//! [`listen_datagram`]), [`announce`], [`run`], [`usage_error`], [`fail`]) are here for
+//! programs with more to set up.
 
 use std::io::Write;
 use std::process::exit;
 
-use torsion_endpoints::server_from_string;
-use torsion_reactor::{Factory, ListeningPort, Reactor};
+use torsion_endpoints::{datagram_from_string, server_from_string};
+use torsion_reactor::{DatagramProtocol, DatagramTransport, Factory, ListeningPort, Reactor};
 
 /// Sends `log` records to stderr through `env_logger`: quiet unless `RUST_LOG` says
 /// otherwise (warnings and errors show by default). Does nothing if the program already
@@ -99,13 +100,34 @@ pub fn listen<F: Factory>(reactor: &Reactor, description: &str, factory: F) -> L
         Ok(port) => port,
         Err(err) => fail(&err.to_string()),
     };
-    announce(reactor, &port);
+    announce(reactor, port.local_addr());
     port
 }
 
-/// Prints `listening on ADDRESS` for `port` once the reactor runs.
-pub fn announce(reactor: &Reactor, port: &ListeningPort) {
-    let addr = port.local_addr();
+/// Opens the datagram port `description` names (`udp:`, `udp6:`, `unixgram:`; exit 2 if
+/// it is malformed or not a datagram endpoint, 1 if opening fails) and, once the reactor
+/// runs, prints `listening on ADDRESS` on stdout.
+pub fn listen_datagram<P: DatagramProtocol>(
+    reactor: &Reactor,
+    description: &str,
+    protocol: P,
+) -> DatagramTransport {
+    let endpoint = match datagram_from_string(reactor, description) {
+        Ok(endpoint) => endpoint,
+        Err(err) => usage_error(&err.to_string()),
+    };
+    let port = match endpoint.listen(protocol) {
+        Ok(port) => port,
+        Err(err) => fail(&err.to_string()),
+    };
+    announce(reactor, port.local_addr());
+    port
+}
+
+/// Prints `listening on ADDRESS` on stdout once the reactor runs (so that SIGTERM is
+/// already a graceful stop when a supervisor sees the line).
+pub fn announce(reactor: &Reactor, address: impl std::fmt::Display) {
+    let addr = address.to_string();
     reactor.call_when_running(move || {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "listening on {addr}");

@@ -78,6 +78,33 @@ fn unix_mode_reads_in_octal() {
     let o = run(&["server", "unix:/run/chat.sock:mode=660"]);
     assert_eq!(o.status.code(), Some(0));
     assert!(stdout(&o).contains("  mode = 0o660\n"), "{}", stdout(&o));
+    let o = run(&["server", "unixgram:/run/log.sock:mode=620"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(stdout(&o).contains("  mode = 0o620\n"), "{}", stdout(&o));
+}
+
+#[test]
+fn datagram_descriptions_are_checked_as_strictly() {
+    let o = run(&["server", "udp:53"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(
+        stdout(&o),
+        "udp server\n  port = 53\n  interface = 0.0.0.0\n  reuseport = false\n"
+    );
+    let o = run(&["server", "udp:53:backlog=5"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("unknown parameter \"backlog\" for a udp server"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run(&["client", "udp:example.org:0"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("port 0 is not a destination"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
@@ -140,6 +167,30 @@ fn json_for_each_type() {
         (
             vec!["client", "unix:/run/chat.sock", "--json"],
             r#"{"ok":true,"kind":"client","type":"unix","params":{"path":"/run/chat.sock","timeout":30,"lockfile":false}}"#,
+        ),
+        (
+            vec![
+                "server",
+                "udp:5353:interface=127.0.0.1:reuseport=1",
+                "--json",
+            ],
+            r#"{"ok":true,"kind":"server","type":"udp","params":{"port":5353,"interface":"127.0.0.1","reuseport":true}}"#,
+        ),
+        (
+            vec!["server", "udp6:53:ipv6only=0", "--json"],
+            r#"{"ok":true,"kind":"server","type":"udp6","params":{"port":53,"interface":"::","reuseport":false,"ipv6only":false}}"#,
+        ),
+        (
+            vec!["server", "unixgram:@metrics", "--json"],
+            r#"{"ok":true,"kind":"server","type":"unixgram","params":{"address":"@metrics","mode":438,"lockfile":true}}"#,
+        ),
+        (
+            vec!["client", "udp:host=127.0.0.1:port=8000", "--json"],
+            r#"{"ok":true,"kind":"client","type":"udp","params":{"host":"127.0.0.1","port":8000,"timeout":30,"bindAddress":null}}"#,
+        ),
+        (
+            vec!["client", "unixgram:/run/log.sock", "--json"],
+            r#"{"ok":true,"kind":"client","type":"unixgram","params":{"path":"/run/log.sock"}}"#,
         ),
     ];
     for (args, expected) in cases {

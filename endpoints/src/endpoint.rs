@@ -1,20 +1,22 @@
 //! Endpoints: a parsed (or built) spec bound to a reactor, with the means to listen or
 //! connect. [`server_from_string`] and [`client_from_string`] parse with the built-in types;
 //! [`ServerEndpoint::new`] and [`ClientEndpoint::new`] take a spec made in Rust or parsed
-//! by a [`Registry`](crate::Registry) of your own.
+//! by a [`Registry`](crate::Registry) of your own. Datagram types (`udp`, `udp6`,
+//! `unixgram`) have their own endpoints, [`DatagramEndpoint`] and
+//! [`DatagramClientEndpoint`], which take a [`DatagramProtocol`] instead of a factory.
 
 use std::cell::RefCell;
 use std::fmt;
 use std::rc::Rc;
 
 use torsion_reactor::{
-    Address, ClientFactory, Connector, Deferred, Error, Factory, ListeningPort, Protocol, Reactor,
-    Transport,
+    Address, ClientFactory, Connector, DatagramProtocol, DatagramTransport, Deferred, Error,
+    Factory, ListeningPort, Protocol, Reactor, Transport,
 };
 
 use crate::attempt::connect_once;
 use crate::connector::connector;
-use crate::error::EndpointError;
+use crate::error::{EndpointError, ErrorKind};
 use crate::registry::Registry;
 use crate::spec::{ClientSpec, ServerSpec};
 use crate::types;
@@ -40,23 +42,193 @@ use crate::types;
 /// println!("listening on {}", port.local_addr());
 /// port.stop_listening();
 /// ```
+///
+/// A datagram type (`udp:53`) is an [`ErrorKind::WrongTransport`] error here: open it with
+/// [`datagram_from_string`].
 pub fn server_from_string(
     reactor: &Reactor,
     description: &str,
 ) -> Result<ServerEndpoint, EndpointError> {
     let spec = Registry::builtins().parse_server(description)?;
+    if spec.is_datagram() {
+        return Err(wrong_transport(description, spec.type_name(), true));
+    }
     Ok(ServerEndpoint::new(reactor, spec))
 }
 
 /// Parses a client description with the built-in types into an endpoint that connects on
 /// `reactor` (Twisted's `clientFromString`). The error names the offending part of the
-/// description.
+/// description. A datagram type (`udp:host=h:port=p`) is an [`ErrorKind::WrongTransport`]
+/// error here: use [`datagram_client_from_string`].
 pub fn client_from_string(
     reactor: &Reactor,
     description: &str,
 ) -> Result<ClientEndpoint, EndpointError> {
     let spec = Registry::builtins().parse_client(description)?;
+    if spec.is_datagram() {
+        return Err(wrong_transport(description, spec.type_name(), false));
+    }
     Ok(ClientEndpoint::new(reactor, spec))
+}
+
+/// The error for a description of the other kind of transport.
+fn wrong_transport(description: &str, type_name: &str, datagram: bool) -> EndpointError {
+    let detail = if datagram {
+        format!(
+            "{type_name} is a datagram endpoint type: open it with datagram_from_string \
+             (or datagram_client_from_string) and a DatagramProtocol; stream types: tcp, \
+             tcp6, unix, systemd"
+        )
+    } else {
+        format!(
+            "{type_name} is a stream endpoint type: listen with server_from_string (or \
+             connect with client_from_string) and a factory; datagram types: udp, udp6, \
+             unixgram"
+        )
+    };
+    EndpointError::new(ErrorKind::WrongTransport, description, detail).with_param(type_name)
+}
+
+/// Parses a datagram server description (`udp:5353`, `udp6:53:interface=\:\:1`,
+/// `unixgram:/run/log.sock`) with the built-in types into an endpoint whose
+/// [`listen`](DatagramEndpoint::listen) opens the port on `reactor`. A stream type
+/// (`tcp:80`) is an [`ErrorKind::WrongTransport`] error; other errors name the offending
+/// part of the description.
+///
+/// ```
+/// use torsion_endpoints::datagram_from_string;
+/// use torsion_reactor::{Address, DatagramProtocol, DatagramTransport, Reactor};
+///
+/// struct Echo;
+/// impl DatagramProtocol for Echo {
+///     fn datagram_received(&mut self, t: &DatagramTransport, data: &[u8], from: Address) {
+///         let _ = t.send_to(data, &from);
+///     }
+/// }
+///
+/// let reactor = Reactor::current();
+/// let port = datagram_from_string(&reactor, "udp:0:interface=127.0.0.1")
+///     .unwrap()
+///     .listen(Echo)
+///     .unwrap(); // an error names the address and the cause
+/// println!("listening on {}", port.local_addr());
+/// port.close();
+/// ```
+pub fn datagram_from_string(
+    reactor: &Reactor,
+    description: &str,
+) -> Result<DatagramEndpoint, EndpointError> {
+    let spec = Registry::builtins().parse_server(description)?;
+    if !spec.is_datagram() {
+        return Err(wrong_transport(description, spec.type_name(), false));
+    }
+    Ok(DatagramEndpoint::new(reactor, spec))
+}
+
+/// Parses a datagram client description (`udp:host=example.org:port=53`, `udp:H:P`,
+/// `unixgram:/run/log.sock`) with the built-in types into an endpoint whose
+/// [`connect`](DatagramClientEndpoint::connect) opens a port connected to that peer. A
+/// stream type is an [`ErrorKind::WrongTransport`] error.
+pub fn datagram_client_from_string(
+    reactor: &Reactor,
+    description: &str,
+) -> Result<DatagramClientEndpoint, EndpointError> {
+    let spec = Registry::builtins().parse_client(description)?;
+    if !spec.is_datagram() {
+        return Err(wrong_transport(description, spec.type_name(), false));
+    }
+    Ok(DatagramClientEndpoint::new(reactor, spec))
+}
+
+/// Where a datagram port listens, on which reactor: from a description such as `udp:5353`
+/// ([`datagram_from_string`]) or a spec ([`DatagramEndpoint::new`]).
+pub struct DatagramEndpoint {
+    spec: Box<dyn ServerSpec>,
+    reactor: Reactor,
+}
+
+impl fmt::Debug for DatagramEndpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DatagramEndpoint")
+            .field("spec", &self.spec)
+            .finish()
+    }
+}
+
+impl DatagramEndpoint {
+    /// An endpoint for `spec` on `reactor`: a spec made in Rust (`UdpServer::new(5353)`) or
+    /// a parsed one.
+    ///
+    /// ```
+    /// use torsion_endpoints::{DatagramEndpoint, UdpServer};
+    /// use torsion_reactor::Reactor;
+    ///
+    /// let endpoint = DatagramEndpoint::new(&Reactor::current(), UdpServer::new(5353));
+    /// assert_eq!(endpoint.spec().type_name(), "udp");
+    /// ```
+    pub fn new(reactor: &Reactor, spec: impl Into<Box<dyn ServerSpec>>) -> DatagramEndpoint {
+        DatagramEndpoint {
+            spec: spec.into(),
+            reactor: reactor.clone(),
+        }
+    }
+
+    /// What it listens on.
+    pub fn spec(&self) -> &dyn ServerSpec {
+        &*self.spec
+    }
+
+    /// Opens the port now, with `protocol` getting its datagrams (its `connection_made`
+    /// runs from the loop). The error names the address and the cause: `cannot listen on
+    /// UDP 0.0.0.0:53: permission denied`, `cannot listen on /run/log.sock: the socket is in
+    /// use by process 812 (lock file /run/log.sock.lock)`; a stream spec says it is not a
+    /// datagram endpoint.
+    pub fn listen<P: DatagramProtocol>(&self, protocol: P) -> Result<DatagramTransport, Error> {
+        types::listen_datagram(&*self.spec, &self.reactor, protocol)
+    }
+}
+
+/// Where a connected datagram port sends, on which reactor: from a description such as
+/// `udp:host=127.0.0.1:port=8000` ([`datagram_client_from_string`]) or a spec
+/// ([`DatagramClientEndpoint::new`]).
+pub struct DatagramClientEndpoint {
+    spec: Box<dyn ClientSpec>,
+    reactor: Reactor,
+}
+
+impl fmt::Debug for DatagramClientEndpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DatagramClientEndpoint")
+            .field("spec", &self.spec)
+            .finish()
+    }
+}
+
+impl DatagramClientEndpoint {
+    /// An endpoint for `spec` on `reactor`: a spec made in Rust
+    /// (`UdpClient::new("example.org", 53)`) or a parsed one.
+    pub fn new(reactor: &Reactor, spec: impl Into<Box<dyn ClientSpec>>) -> DatagramClientEndpoint {
+        DatagramClientEndpoint {
+            spec: spec.into(),
+            reactor: reactor.clone(),
+        }
+    }
+
+    /// What it connects to.
+    pub fn spec(&self) -> &dyn ClientSpec {
+        &*self.spec
+    }
+
+    /// Opens a port connected to the described peer: a `udp` host name is resolved on the
+    /// reactor's thread pool first (within `timeout`), then the first address a socket can
+    /// be connected to is used. The Deferred fires with the port's transport (the
+    /// protocol's `connection_made` runs from the loop after it), or fails naming the peer
+    /// and the cause (`cannot connect to nosuch.example:53: cannot resolve the host name:
+    /// ...`, `cannot connect to the Unix datagram socket /run/log.sock: connection
+    /// refused`).
+    pub fn connect<P: DatagramProtocol>(&self, protocol: P) -> Deferred<DatagramTransport> {
+        types::connect_datagram(&*self.spec, &self.reactor, protocol)
+    }
 }
 
 /// Where a server listens, on which reactor: from a description such as `tcp:8000`

@@ -40,6 +40,9 @@ pub enum ErrorKind {
     InvalidValue,
     /// Parameters that exclude each other are given together (systemd `index` and `name`).
     ConflictingParameters,
+    /// A datagram type (`udp`, `unixgram`) where a stream endpoint is asked for, or a
+    /// stream type (`tcp`, `unix`) where a datagram endpoint is.
+    WrongTransport,
 }
 
 impl ErrorKind {
@@ -60,6 +63,7 @@ impl ErrorKind {
             ErrorKind::WrongFamily => "wrong address family",
             ErrorKind::InvalidValue => "invalid value",
             ErrorKind::ConflictingParameters => "conflicting parameters",
+            ErrorKind::WrongTransport => "wrong transport",
         }
     }
 }

@@ -129,6 +129,16 @@
 //! | `systemd` → [`SystemdServer`] | `domain` | 1 | required | `INET`, `INET6` or `UNIX` (any case) |
 //! | | `index` | 2 | one of `index`, `name` | the Nth inherited socket, from 0 (fd 3 + N) |
 //! | | `name` | — | one of `index`, `name` | the socket's `FileDescriptorName=` |
+//! | `udp` → [`UdpServer`] (datagram) | `port` | 1 | required | port 0–65535 (0: the system picks a free one) |
+//! | | `interface` | 2 | `0.0.0.0` | IPv4 literal to bind (a multicast group address takes only that group's datagrams) |
+//! | | `reuseport` | — | `0` | `1` sets `SO_REUSEPORT` (one port per core) |
+//! | `udp6` → [`UdpServer`] (datagram) | `port` | 1 | required | port 0–65535 |
+//! | | `interface` | 2 | `::` | IPv6 literal, optionally with `%scope` |
+//! | | `reuseport` | — | `0` | as for `udp` |
+//! | | `ipv6only` | — | system's | `1`/`0` sets `IPV6_V6ONLY` on/off (`0` on `::`: dual stack) |
+//! | `unixgram` → [`UnixgramServer`] (datagram) | `address` | 1 | required | socket path, or `@name` for a Linux abstract name |
+//! | | `mode` | 2 | `666` | permissions, **octal**, at most `777` (not for `@name`) |
+//! | | `lockfile` | 3 | `1` | `1`: `PATH.lock` pid file, as for `unix` (not for `@name`) |
 //!
 //! ## Clients ([`parse_client`])
 //!
@@ -142,9 +152,66 @@
 //! | `unix` → [`UnixClient`] | `path` | 1 | required | socket path (not empty, no NUL) |
 //! | | `timeout` | — | `30` | seconds for the attempt, as for `tcp` |
 //! | | `lockfile` | — | `0` | Twisted's `checkPID`: `1` fails at once unless `PATH.lock` names a live process |
+//! | `udp` → [`UdpClient`] (datagram) | `host` | 1 | required | host name (resolved off the reactor thread; the first address a socket connects to is used) or IP literal |
+//! | | `port` | 2 (1 if `host=` is given) | required | port 1–65535 |
+//! | | `timeout` | — | `30` | seconds to resolve the host name; a fraction is allowed |
+//! | | `bindAddress` | — | none | local [`BindAddress`], as for `tcp` |
+//! | `udp6` → [`UdpClient`] (datagram) | as `udp` | | | IPv6 only |
+//! | `unixgram` → [`UnixgramClient`] (datagram) | `path` | 1 | required | the server's socket path or `@name`; on Linux the client binds an automatic abstract name so the server can answer |
 //!
 //! `ssl`, `tls`, `stdio`, `haproxy`, `tor`, `onion`, `i2p`, `le` and `lets` (types of Twisted
 //! and its well-known plugins) are rejected with [`ErrorKind::Unsupported`], not as unknown.
+//!
+//! # Datagram endpoints
+//!
+//! Twisted has no endpoint strings for datagrams (twisted#4471); these are torsion's, in the
+//! same grammar and with the same strictness. `udp`, `udp6` and `unixgram` descriptions
+//! parse like any other ([`parse_server`], [`parse_client`], `endpoint_check`), but open
+//! with their own endpoints, which take a
+//! [`DatagramProtocol`](torsion_reactor::DatagramProtocol) instead of a factory:
+//! [`datagram_from_string`]`(&reactor, "udp:5353")?.listen(protocol)?` opens the port and
+//! gives its [`DatagramTransport`](torsion_reactor::DatagramTransport);
+//! [`datagram_client_from_string`]`(&reactor, "udp:host=h:port=p")?.connect(protocol)`
+//! gives a Deferred of a port connected to that peer (a host name is resolved off the
+//! reactor thread first). Passing a datagram description to [`server_from_string`] (or a
+//! stream one to [`datagram_from_string`]) is an [`ErrorKind::WrongTransport`] error.
+//!
+//! ```
+//! use std::{cell::RefCell, rc::Rc, time::Duration};
+//! use torsion_endpoints::{datagram_client_from_string, datagram_from_string};
+//! use torsion_reactor::{Address, DatagramProtocol, DatagramTransport, Reactor};
+//!
+//! struct Echo;
+//! impl DatagramProtocol for Echo {
+//!     fn datagram_received(&mut self, t: &DatagramTransport, data: &[u8], from: Address) {
+//!         let _ = t.send_to(data, &from);
+//!     }
+//! }
+//!
+//! struct Ask(Rc<RefCell<Vec<u8>>>);
+//! impl DatagramProtocol for Ask {
+//!     fn connection_made(&mut self, t: &DatagramTransport) {
+//!         let _ = t.send(b"ping");
+//!     }
+//!     fn datagram_received(&mut self, _: &DatagramTransport, data: &[u8], _: Address) {
+//!         self.0.borrow_mut().extend_from_slice(data);
+//!     }
+//! }
+//!
+//! let reactor = Reactor::current();
+//! let server = datagram_from_string(&reactor, "udp:0:interface=127.0.0.1")
+//!     .unwrap()
+//!     .listen(Echo)
+//!     .unwrap();
+//! let port = server.local_addr().socket_addr().unwrap().port();
+//! let answer = Rc::new(RefCell::new(Vec::new()));
+//! datagram_client_from_string(&reactor, &format!("udp:host=127.0.0.1:port={port}"))
+//!     .unwrap()
+//!     .connect(Ask(answer.clone()))
+//!     .on_result(|r| if let Err(e) = r { eprintln!("{e}") });
+//! reactor.run_until(Duration::from_secs(10), || !answer.borrow().is_empty()).unwrap();
+//! assert_eq!(*answer.borrow(), b"ping");
+//! ```
 //!
 //! # Stricter than Twisted
 //!
@@ -164,7 +231,7 @@
 //!
 //! And more capable: type names ignore case on servers too; `timeout` may have a fraction;
 //! `bindAddress` may carry a port; there is a `tcp6` client; `tcp` clients use every address
-//! family; `reuseport` and `ipv6only` exist; [`quote`] also escapes `=`.
+//! family; `reuseport` and `ipv6only` exist; [`quote`] also escapes `=`; datagram types exist.
 //!
 //! # Your own types
 //!
@@ -184,7 +251,8 @@
 //! (segments, escapes, [`quote`]), `values` (strict numbers, seconds, flags, IP literals),
 //! `args` ([`Args`], [`ParamSpec`], [`Value`]), `spec` (the [`ServerSpec`]/[`ClientSpec`]
 //! and [`ServerType`]/[`ClientType`] traits), the built-in types (`types/tcp.rs`,
-//! `types/unix.rs`, `types/systemd.rs`: each a type's spec, parser and I/O), and
+//! `types/unix.rs`, `types/systemd.rs`, `types/udp.rs`, `types/unixgram.rs`: each a type's
+//! spec, parser and I/O), and
 //! [`Registry`]. Connecting has its own pieces: `attempt` (a reactor connector as a
 //! `Deferred<Transport>`), [`happy_eyeballs`] (the race) and `connector` (the
 //! [`ClientEndpoint::connector`] backend); `endpoint` binds specs to a reactor; `streams`
@@ -209,7 +277,10 @@ mod types;
 mod values;
 
 pub use args::{Args, Bound, ParamSpec, Value};
-pub use endpoint::{ClientEndpoint, ServerEndpoint, client_from_string, server_from_string};
+pub use endpoint::{
+    ClientEndpoint, DatagramClientEndpoint, DatagramEndpoint, ServerEndpoint, client_from_string,
+    datagram_client_from_string, datagram_from_string, server_from_string,
+};
 pub use error::{EndpointError, ErrorKind, Side};
 pub use grammar::quote;
 pub use registry::Registry;
@@ -220,7 +291,9 @@ pub use spec::{
 pub use streams::{connect_stream, serve_streams};
 pub use types::systemd::{self, FdSelector, SocketDomain, SystemdServer};
 pub use types::tcp::{BindAddress, BindAddressError, ClientFamily, TcpClient, TcpServer};
+pub use types::udp::{UdpClient, UdpServer};
 pub use types::unix::{DEFAULT_UNIX_MODE, UnixClient, UnixServer};
+pub use types::unixgram::{UnixgramClient, UnixgramServer};
 
 /// Parses a server description (where to listen) with the built-in types.
 ///

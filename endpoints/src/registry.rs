@@ -32,7 +32,10 @@ pub(crate) const UNSUPPORTED_CLIENTS: &[&str] = &["ssl", "tls", "tor", "onion", 
 /// let spec = registry.parse_server("tcp:8000:interface=127.0.0.1").unwrap();
 /// let tcp = spec.downcast_ref::<TcpServer>().unwrap();
 /// assert_eq!((tcp.port, tcp.interface.to_string()), (8000, "127.0.0.1".to_string()));
-/// assert_eq!(registry.server_types().collect::<Vec<_>>(), ["systemd", "tcp", "tcp6", "unix"]);
+/// assert_eq!(
+///     registry.server_types().collect::<Vec<_>>(),
+///     ["systemd", "tcp", "tcp6", "udp", "udp6", "unix", "unixgram"]
+/// );
 /// ```
 pub struct Registry {
     servers: BTreeMap<String, Box<dyn ServerType>>,
@@ -64,8 +67,9 @@ impl Registry {
         }
     }
 
-    /// A registry with the built-in types: servers `tcp`, `tcp6`, `unix`, `systemd`; clients
-    /// `tcp`, `tcp6`, `unix`.
+    /// A registry with the built-in types: servers `tcp`, `tcp6`, `unix`, `systemd` (streams)
+    /// and `udp`, `udp6`, `unixgram` (datagrams); clients `tcp`, `tcp6`, `unix` and `udp`,
+    /// `udp6`, `unixgram`.
     pub fn with_builtins() -> Self {
         let mut r = Registry::empty();
         for t in types::server_types() {
@@ -264,7 +268,14 @@ mod tests {
             ErrorKind::UnknownType
         );
         assert!(r.unregister_client("unix").is_some());
-        assert_eq!(r.client_types().collect::<Vec<_>>(), ["tcp", "tcp6"]);
+        assert_eq!(
+            r.client_types().collect::<Vec<_>>(),
+            ["tcp", "tcp6", "udp", "udp6", "unixgram"]
+        );
+        for t in ["udp", "udp6", "unixgram"] {
+            r.unregister_server(t);
+            r.unregister_client(t);
+        }
         assert_eq!(
             format!("{r:?}"),
             "Registry { servers: [\"systemd\", \"tcp6\", \"unix\"], clients: [\"tcp\", \"tcp6\"] }"
@@ -281,6 +292,6 @@ mod tests {
                 .ends_with("valid server types: none are registered"),
             "{e}"
         );
-        assert!(Registry::default().server_types().count() == 4);
+        assert!(Registry::default().server_types().count() == 7);
     }
 }

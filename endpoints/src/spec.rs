@@ -9,8 +9,8 @@ use std::fmt;
 use std::time::Duration;
 
 use torsion_reactor::{
-    Address, BoxedClientFactory, BoxedFactory, Deferred, Error as ReactorError,
-    ErrorKind as ReactorErrorKind, ListeningPort, Reactor, Transport,
+    Address, BoxedClientFactory, BoxedFactory, DatagramProtocol, DatagramTransport, Deferred,
+    Error as ReactorError, ErrorKind as ReactorErrorKind, ListeningPort, Reactor, Transport,
 };
 
 use crate::args::Args;
@@ -77,8 +77,9 @@ impl fmt::Display for ParamValue {
 /// A parsed server description: where and how to listen.
 ///
 /// The built-in ones are [`TcpServer`](crate::TcpServer), [`UnixServer`](crate::UnixServer)
-/// and [`SystemdServer`](crate::SystemdServer); get them back with
-/// [`downcast_ref`](trait.ServerSpec.html#method.downcast_ref).
+/// and [`SystemdServer`](crate::SystemdServer) (stream listeners), and
+/// [`UdpServer`](crate::UdpServer) and [`UnixgramServer`](crate::UnixgramServer) (datagram
+/// ports); get them back with [`downcast_ref`](trait.ServerSpec.html#method.downcast_ref).
 pub trait ServerSpec: fmt::Debug + Send + Sync + 'static {
     /// The type's name as registered, lower case (`tcp`, `tcp6`, `unix`, `systemd`, ...).
     fn type_name(&self) -> &str;
@@ -100,6 +101,32 @@ pub trait ServerSpec: fmt::Debug + Send + Sync + 'static {
         Err(ReactorError::new(
             ReactorErrorKind::InvalidInput,
             format!("endpoint type {} cannot listen", self.type_name()),
+        ))
+    }
+
+    /// Whether this is a datagram endpoint (`udp`, `udp6`, `unixgram`): opened with
+    /// [`DatagramEndpoint::listen`](crate::DatagramEndpoint::listen) and a
+    /// [`DatagramProtocol`], not with a stream factory. Default: no.
+    fn is_datagram(&self) -> bool {
+        false
+    }
+
+    /// Opens the datagram port on `reactor`, with `protocol` getting its datagrams; the
+    /// error names the address and the cause. Stream types keep the default, which says
+    /// they cannot.
+    fn listen_datagram(
+        &self,
+        reactor: &Reactor,
+        protocol: Box<dyn DatagramProtocol>,
+    ) -> Result<DatagramTransport, ReactorError> {
+        let _ = (reactor, protocol);
+        Err(ReactorError::new(
+            ReactorErrorKind::InvalidInput,
+            format!(
+                "endpoint type {} is not a datagram endpoint (datagram types: udp, udp6, \
+                 unixgram)",
+                self.type_name()
+            ),
         ))
     }
 }
@@ -129,7 +156,8 @@ impl<S: ServerSpec> From<S> for Box<dyn ServerSpec> {
 /// A parsed client description: where and how to connect.
 ///
 /// The built-in ones are [`TcpClient`](crate::TcpClient) and
-/// [`UnixClient`](crate::UnixClient).
+/// [`UnixClient`](crate::UnixClient) (streams), and [`UdpClient`](crate::UdpClient) and
+/// [`UnixgramClient`](crate::UnixgramClient) (connected datagram ports).
 pub trait ClientSpec: fmt::Debug + Send + Sync + 'static {
     /// The type's name as registered, lower case (`tcp`, `tcp6`, `unix`, ...).
     fn type_name(&self) -> &str;
@@ -163,6 +191,33 @@ pub trait ClientSpec: fmt::Debug + Send + Sync + 'static {
         Deferred::fail(ReactorError::new(
             ReactorErrorKind::InvalidInput,
             format!("endpoint type {} cannot connect", self.type_name()),
+        ))
+    }
+
+    /// Whether this is a datagram endpoint (`udp`, `udp6`, `unixgram`): connected with
+    /// [`DatagramClientEndpoint::connect`](crate::DatagramClientEndpoint::connect). Default:
+    /// no.
+    fn is_datagram(&self) -> bool {
+        false
+    }
+
+    /// Opens a datagram port connected to the described peer (resolving a host name off
+    /// the reactor thread first); the Deferred fires with its transport, before the
+    /// protocol's `connection_made` (which runs from the loop). Stream types keep the
+    /// default, which says they cannot.
+    fn connect_datagram(
+        &self,
+        reactor: &Reactor,
+        protocol: Box<dyn DatagramProtocol>,
+    ) -> Deferred<DatagramTransport> {
+        let _ = (reactor, protocol);
+        Deferred::fail(ReactorError::new(
+            ReactorErrorKind::InvalidInput,
+            format!(
+                "endpoint type {} is not a datagram endpoint (datagram types: udp, udp6, \
+                 unixgram)",
+                self.type_name()
+            ),
         ))
     }
 }

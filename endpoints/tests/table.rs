@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use torsion_endpoints::{
     BindAddress, ClientFamily, ClientSpec, ErrorKind, FdSelector, ServerSpec, SocketDomain,
-    SystemdServer, TcpClient, TcpServer, UnixClient, UnixServer, parse_client, parse_server,
+    SystemdServer, TcpClient, TcpServer, UdpClient, UdpServer, UnixClient, UnixServer,
+    UnixgramClient, UnixgramServer, client_from_string, datagram_client_from_string,
+    datagram_from_string, parse_client, parse_server, server_from_string,
 };
 
 fn render(type_name: &str, params: Vec<(String, torsion_endpoints::ParamValue)>) -> String {
@@ -76,6 +78,16 @@ const VALID_SERVERS: &[(&str, &str)] = &[
     ("systemd:domain=UNIX:name=control", "systemd domain=UNIX name=control"),
     ("systemd:domain=inet6:name=web", "systemd domain=INET6 name=web"),
     ("SystemD:INET:name=web.socket-1", "systemd domain=INET name=web.socket-1"),
+    ("udp:53", "udp port=53 interface=0.0.0.0 reuseport=false"),
+    ("UDP:port=0:interface=127.0.0.1", "udp port=0 interface=127.0.0.1 reuseport=false"),
+    ("udp:5353:224.0.0.251:reuseport=1", "udp port=5353 interface=224.0.0.251 reuseport=true"),
+    ("udp6:53", "udp6 port=53 interface=:: reuseport=false ipv6only=none"),
+    (r"udp6:53:\:\:1", "udp6 port=53 interface=::1 reuseport=false ipv6only=none"),
+    (r"udp6:port=53:interface=fe80\:\:1%eth0:ipv6only=0", "udp6 port=53 interface=fe80::1%eth0 reuseport=false ipv6only=false"),
+    ("unixgram:/run/log.sock", "unixgram address=/run/log.sock mode=438 lockfile=true"),
+    ("unixgram:/run/log.sock:mode=620:lockfile=0", "unixgram address=/run/log.sock mode=400 lockfile=false"),
+    ("unixgram:/tmp/s:600:1", "unixgram address=/tmp/s mode=384 lockfile=true"),
+    ("unixgram:@metrics", "unixgram address=@metrics mode=438 lockfile=true"),
 ];
 
 #[rustfmt::skip]
@@ -151,6 +163,20 @@ const INVALID_SERVERS: &[(&str, ErrorKind)] = &[
     (r"systemd:domain=INET:name=a\:b", ErrorKind::InvalidValue),
     ("systemd:INET:0:web", ErrorKind::TooManyPositionals),
     ("systemd:domain=INET:index=0:fd=3", ErrorKind::UnknownParameter),
+    ("udp", ErrorKind::MissingParameter),
+    ("udp:65536", ErrorKind::OutOfRange),
+    ("udp:53:backlog=5", ErrorKind::UnknownParameter),
+    ("udp:53:ipv6only=1", ErrorKind::UnknownParameter),
+    (r"udp:53:\:\:1", ErrorKind::WrongFamily),
+    ("udp6:53:127.0.0.1", ErrorKind::WrongFamily),
+    ("udp:53:localhost", ErrorKind::InvalidAddress),
+    ("udp:53:reuseport=yes", ErrorKind::InvalidValue),
+    ("udp:53:127.0.0.1:extra", ErrorKind::TooManyPositionals),
+    ("unixgram", ErrorKind::MissingParameter),
+    ("unixgram:", ErrorKind::InvalidAddress),
+    ("unixgram:@", ErrorKind::InvalidAddress),
+    ("unixgram:/a:mode=1000", ErrorKind::OutOfRange),
+    ("unixgram:/a:backlog=5", ErrorKind::UnknownParameter),
 ];
 
 #[rustfmt::skip]
@@ -177,6 +203,13 @@ const VALID_CLIENTS: &[(&str, &str)] = &[
     ("unix:/tmp/s", "unix path=/tmp/s timeout=30 lockfile=false"),
     (r"unix:path=/tmp/a\:b", "unix path=/tmp/a:b timeout=30 lockfile=false"),
     ("UNIX:/tmp/s:timeout=0.5", "unix path=/tmp/s timeout=0.5 lockfile=false"),
+    ("udp:host=127.0.0.1:port=8000", "udp host=127.0.0.1 port=8000 timeout=30 bindAddress=none"),
+    ("udp:example.org:53", "udp host=example.org port=53 timeout=30 bindAddress=none"),
+    ("udp:53:host=example.org:timeout=2", "udp host=example.org port=53 timeout=2 bindAddress=none"),
+    (r"udp:192.0.2.1:53:bindAddress=192.0.2.9\:5353", "udp host=192.0.2.1 port=53 timeout=30 bindAddress=192.0.2.9:5353"),
+    (r"udp6:\:\:1:53", "udp6 host=::1 port=53 timeout=30 bindAddress=none"),
+    ("unixgram:/run/log.sock", "unixgram path=/run/log.sock"),
+    ("unixgram:path=@metrics", "unixgram path=@metrics"),
 ];
 
 #[rustfmt::skip]
@@ -223,6 +256,14 @@ const INVALID_CLIENTS: &[(&str, ErrorKind)] = &[
     ("unix:/a:mode=660", ErrorKind::UnknownParameter),
     ("unix:/a:path=/b", ErrorKind::DuplicateParameter),
     (r"tcp:a:80\", ErrorKind::TrailingBackslash),
+    ("udp:example.org", ErrorKind::MissingParameter),
+    ("udp:example.org:0", ErrorKind::OutOfRange),
+    ("udp6:127.0.0.1:53", ErrorKind::WrongFamily),
+    (r"udp:127.0.0.1:53:bindAddress=\:\:1", ErrorKind::WrongFamily),
+    ("udp:a:53:lockfile=1", ErrorKind::UnknownParameter),
+    ("unixgram", ErrorKind::MissingParameter),
+    ("unixgram:/a:timeout=5", ErrorKind::UnknownParameter),
+    ("unixgram:/a:/b", ErrorKind::TooManyPositionals),
 ];
 
 #[test]
@@ -366,13 +407,19 @@ fn exact_messages() {
             "TLS:example.com:443",
             false,
             "in \"TLS:example.com:443\": client endpoint type \"tls\" is not supported yet; \
-             supported client types: tcp, tcp6, unix",
+             supported client types: tcp, tcp6, udp, udp6, unix, unixgram",
         ),
         (
-            "udp:53",
+            "dccp:53",
             true,
-            "in \"udp:53\": unknown server endpoint type \"udp\"; valid server types: systemd, \
-             tcp, tcp6, unix",
+            "in \"dccp:53\": unknown server endpoint type \"dccp\"; valid server types: \
+             systemd, tcp, tcp6, udp, udp6, unix, unixgram",
+        ),
+        (
+            "udp:53:backlog=5",
+            true,
+            "in \"udp:53:backlog=5\": unknown parameter \"backlog\" for a udp server; valid \
+             parameters: port, interface, reuseport",
         ),
         (
             "unix:/tmp/s:lockfile=yes",
@@ -472,6 +519,10 @@ fn display_gives_a_description_that_parses_back() {
             s.to_string()
         } else if let Some(s) = spec.downcast_ref::<SystemdServer>() {
             s.to_string()
+        } else if let Some(s) = spec.downcast_ref::<UdpServer>() {
+            s.to_string()
+        } else if let Some(s) = spec.downcast_ref::<UnixgramServer>() {
+            s.to_string()
         } else {
             panic!("unexpected spec {spec:?}");
         };
@@ -487,6 +538,10 @@ fn display_gives_a_description_that_parses_back() {
         let canonical = if let Some(s) = spec.downcast_ref::<TcpClient>() {
             s.to_string()
         } else if let Some(s) = spec.downcast_ref::<UnixClient>() {
+            s.to_string()
+        } else if let Some(s) = spec.downcast_ref::<UdpClient>() {
+            s.to_string()
+        } else if let Some(s) = spec.downcast_ref::<UnixgramClient>() {
             s.to_string()
         } else {
             panic!("unexpected spec {spec:?}");
@@ -512,4 +567,193 @@ fn specs_are_send_and_sync() {
     check(&s);
     let c: Box<dyn ClientSpec> = parse_client("tcp:a:1").unwrap();
     check(&c);
+}
+
+#[test]
+fn datagram_and_stream_endpoints_are_told_apart() {
+    let reactor = torsion_reactor::Reactor::current();
+    for d in ["udp:53", "udp6:53", "unixgram:/tmp/x"] {
+        assert!(parse_server(d).unwrap().is_datagram(), "{d}");
+        let e = server_from_string(&reactor, d).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::WrongTransport, "{d}");
+        assert!(e.to_string().contains("datagram_from_string"), "{e}");
+        datagram_from_string(&reactor, d).expect("a datagram endpoint");
+    }
+    for d in ["tcp:80", "unix:/tmp/x", "systemd:INET:0"] {
+        assert!(!parse_server(d).unwrap().is_datagram(), "{d}");
+        let e = datagram_from_string(&reactor, d).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::WrongTransport, "{d}");
+        assert_eq!(
+            e.detail(),
+            format!(
+                "{} is a stream endpoint type: listen with server_from_string (or connect with \
+                 client_from_string) and a factory; datagram types: udp, udp6, unixgram",
+                parse_server(d).unwrap().type_name()
+            )
+        );
+    }
+    let e = client_from_string(&reactor, "udp:host=h:port=53").unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::WrongTransport);
+    assert_eq!(e.param(), Some("udp"));
+    let e = datagram_client_from_string(&reactor, "tcp:h:80").unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::WrongTransport);
+    datagram_client_from_string(&reactor, "unixgram:/tmp/x").expect("a datagram client");
+}
+
+#[test]
+fn datagram_structs_compare_directly() {
+    let spec = parse_server(r"udp6:5353:fe80\:\:1%eth0:reuseport=1:ipv6only=1").unwrap();
+    assert_eq!(
+        spec.downcast_ref::<UdpServer>(),
+        Some(&UdpServer {
+            port: 5353,
+            interface: "fe80::1".parse().unwrap(),
+            scope: Some("eth0".into()),
+            reuseport: true,
+            ipv6only: Some(true),
+        })
+    );
+    let spec = parse_client(r"udp6:\:\:1:53:timeout=0.5").unwrap();
+    assert_eq!(
+        spec.downcast_ref::<UdpClient>(),
+        Some(&UdpClient {
+            host: "::1".into(),
+            port: 53,
+            timeout: Duration::from_millis(500),
+            bind_address: None,
+            family: ClientFamily::Ipv6,
+        })
+    );
+    let spec = parse_server("unixgram:@bus:lockfile=0").unwrap();
+    let unix = spec.downcast_ref::<UnixgramServer>().unwrap();
+    assert!(unix.is_abstract());
+    assert!(!unix.lockfile);
+    assert_eq!(
+        parse_client("unixgram:/run/x")
+            .unwrap()
+            .downcast_ref::<UnixgramClient>(),
+        Some(&UnixgramClient::new("/run/x"))
+    );
+}
+
+/// The parameter tables of the README and of the crate documentation, as (side, type) →
+/// parameter names. `side` is `server` or `client`; a row whose parameter cell says
+/// "as `x`" takes type `x`'s parameters.
+fn documented(
+    text: &str,
+    crate_docs: bool,
+) -> std::collections::BTreeMap<(String, String), Vec<String>> {
+    let mut out: std::collections::BTreeMap<(String, String), Vec<String>> = Default::default();
+    let mut side = String::new();
+    let mut types: Vec<String> = Vec::new();
+    let ticked = |cell: &str| -> Vec<String> {
+        cell.split('`')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_owned)
+            .collect()
+    };
+    for line in text.lines() {
+        let line = line.trim_start_matches("//!").trim();
+        if crate_docs {
+            if line.starts_with("## Servers") {
+                side = "server".into();
+            } else if line.starts_with("## Clients") {
+                side = "client".into();
+            } else if line.starts_with('#') {
+                side.clear();
+            }
+        }
+        if !line.starts_with('|') || line.starts_with("|---") || side.is_empty() && crate_docs {
+            continue;
+        }
+        let cells: Vec<&str> = line.trim_matches('|').split('|').map(str::trim).collect();
+        let (type_cell, param_cell) = if crate_docs {
+            (cells[0], cells.get(1).copied().unwrap_or(""))
+        } else {
+            if !cells[0].is_empty() {
+                side = cells[0].split_whitespace().next().unwrap_or("").to_owned();
+            }
+            (
+                cells.get(1).copied().unwrap_or(""),
+                cells.get(2).copied().unwrap_or(""),
+            )
+        };
+        if !type_cell.is_empty() {
+            // In the crate docs the type cell is "`udp` → [`UdpServer`] ...": the first name.
+            types = ticked(type_cell);
+            if crate_docs {
+                types.truncate(1);
+            }
+        }
+        for t in &types {
+            let params = if let Some(rest) = param_cell.strip_prefix("as ") {
+                out.get(&(side.clone(), ticked(rest)[0].clone()))
+                    .cloned()
+                    .unwrap_or_default()
+            } else {
+                ticked(param_cell)
+            };
+            out.entry((side.clone(), t.clone()))
+                .or_default()
+                .extend(params);
+        }
+    }
+    out
+}
+
+#[test]
+fn the_tables_document_every_type_and_parameter() {
+    let samples = [
+        ("server", "tcp:80"),
+        ("server", "tcp6:80"),
+        ("server", "unix:/x"),
+        ("server", "systemd:INET:0"),
+        ("server", "udp:53"),
+        ("server", "udp6:53"),
+        ("server", "unixgram:/x"),
+        ("client", "tcp:h:1"),
+        ("client", "tcp6:h:1"),
+        ("client", "unix:/x"),
+        ("client", "udp:h:1"),
+        ("client", "udp6:h:1"),
+        ("client", "unixgram:/x"),
+    ];
+    let registry = torsion_endpoints::Registry::builtins();
+    assert_eq!(
+        samples.len(),
+        registry.server_types().count() + registry.client_types().count(),
+        "a sample for every built-in type"
+    );
+    let root = env!("CARGO_MANIFEST_DIR");
+    let readme = std::fs::read_to_string(format!("{root}/../README.md")).unwrap();
+    let start = readme
+        .find("#### Types and parameters")
+        .expect("the README's table");
+    let readme = &readme[start..];
+    let readme = &readme[..readme.find("\n\n`ssl`").unwrap_or(readme.len())];
+    let lib = std::fs::read_to_string(format!("{root}/src/lib.rs")).unwrap();
+    for (name, table) in [
+        ("README.md", documented(readme, false)),
+        ("src/lib.rs", documented(&lib, true)),
+    ] {
+        for (side, description) in samples {
+            let (type_name, params) = if side == "server" {
+                let s = parse_server(description).unwrap();
+                (s.type_name().to_owned(), s.params())
+            } else {
+                let c = parse_client(description).unwrap();
+                (c.type_name().to_owned(), c.params())
+            };
+            let listed = table
+                .get(&(side.to_owned(), type_name.clone()))
+                .unwrap_or_else(|| panic!("{name}: no {side} row for {type_name}: {table:?}"));
+            for (param, _) in params {
+                assert!(
+                    listed.contains(&param),
+                    "{name}: the {side} type {type_name} does not list {param} ({listed:?})"
+                );
+            }
+        }
+    }
 }

@@ -48,6 +48,9 @@ pub enum ErrorKind {
     /// Called on a thread where it cannot work: a blocking call into the reactor made on
     /// the reactor's own thread would wait forever.
     WrongThread,
+    /// A datagram port's send queue is at its bound: the datagram was dropped (and counted,
+    /// and the protocol told through `error_received`).
+    QueueFull,
     /// Anything else (context in the message).
     Other,
 }

@@ -30,14 +30,16 @@
 //! | `event_loop` | the [`Reactor`], its run queues and the phases of one iteration (listed in [`Reactor`]'s module docs), [`Remote`], signals, startup/shutdown triggers |
 //! | `io` | registration of descriptors with the poller (one owned `Registration` type for every source), the OS backends (epoll, `polling`), `add_reader`/`add_writer` |
 //! | `time` | [`Scheduler`], timers and [`DelayedCall`], [`Clock`], [`sleep`], [`timeout`] |
-//! | `net` | [`Protocol`], [`Factory`], [`Transport`], connections (a state machine per connection), listening ports, connectors, TCP and Unix sockets, reconnecting clients, connections as async streams ([`AsyncStream`]) |
+//! | `net` | [`Protocol`], [`Factory`], [`Transport`], connections (a state machine per connection), listening ports, connectors, TCP and Unix sockets, reconnecting clients, connections as async streams ([`AsyncStream`]); datagram ports ([`DatagramProtocol`], [`DatagramTransport`]: UDP, multicast, Unix datagram sockets) |
 //! | `defer` | [`Deferred`], [`SharedDeferred`], [`as_completed`], tasks and [`TaskGroup`], coordination ([`Lock`], [`Semaphore`], [`Event`], [`Queue`]), [`LoopingCall`], [`cooperate`], the thread pool, [`Remote::blocking_call_from_thread`] |
 //! | [`testing`] | test doubles: `StringTransport`, `Loopback`, and the test-support helpers |
 //!
 //! Where a byte goes from the socket to `data_received`: `io/poller` reports the socket
 //! readable → `event_loop/phases.rs` (`wait_and_dispatch_io`) hands the event to the
 //! connection's registration → `net/conn/mod.rs` (`Conn::on_readable`) reads into the
-//! reactor's shared buffer and calls the protocol.
+//! reactor's shared buffer and calls the protocol. A datagram takes the same path to
+//! `net/datagram/port.rs` (`Port::on_readable` receives a batch with one `recvmmsg` and
+//! calls `datagram_received` for each).
 #![deny(missing_docs)]
 
 mod defer;
@@ -74,6 +76,10 @@ pub use net::client::{
     BoxedClientFactory, ClientFactory, Connector, ConnectorBackend, ConnectorState,
     DEFAULT_CONNECT_TIMEOUT,
 };
+pub use net::datagram::addr::{MAX_UDP_PAYLOAD_V4, MAX_UDP_PAYLOAD_V6};
+pub use net::datagram::protocol::{DatagramError, DatagramProtocol};
+pub use net::datagram::transport::{DatagramTransport, Interface};
+pub use net::datagram::{DEFAULT_MAX_DATAGRAM, DEFAULT_SEND_QUEUE_LIMIT, MAX_QUEUED_DATAGRAMS};
 pub use net::factory::{
     BoxedFactory, Factory, FnFactory, MaybeProtocol, SharedFactory, factory_fn,
 };
@@ -84,7 +90,9 @@ pub use net::tcp::{DEFAULT_BACKLOG, TcpConnectOptions, TcpListenOptions};
 pub use net::transport::{
     DEFAULT_HIGH_WATER, DEFAULT_LOW_WATER, PeerCredentials, Transport, TransportBackend,
 };
+pub use net::udp::UdpOptions;
 pub use net::unix::{UnixConnectOptions, UnixListenOptions};
+pub use net::unix_datagram::UnixDatagramOptions;
 pub use time::{
     Clock, DelayedCall, Scheduler, SchedulerExt, Sleep, Timeout, delay_from_secs, sleep, sleep_on,
     timeout, timeout_on,

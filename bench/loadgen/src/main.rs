@@ -6,6 +6,7 @@
 
 mod acceptq;
 mod churn;
+mod datagrams;
 mod hold;
 mod pattern;
 mod procstat;
@@ -16,7 +17,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 const USAGE: &str = "\
-usage: loadgen --addr HOST:PORT --mode pingpong|bulk|churn|hold [options]
+usage: loadgen --addr HOST:PORT --mode pingpong|bulk|churn|hold|udp [options]
 
 modes:
   pingpong  C connections; each sends an M-byte message and waits for the whole echo before
@@ -27,13 +28,17 @@ modes:
             server's close). Reports cycles/s.
   hold      open C idle connections, then one M-byte echo on each; with --server-pid reports
             the server's RSS per connection (/proc/PID/status VmRSS after minus before).
+  udp       C UDP senders (sockets connected to the server), each keeping --window M-byte
+            datagrams in flight (default 1: ping-pong). Reports datagrams/s, round trips,
+            and datagrams lost (not answered within 1 s; then replaced) or late.
 
 options:
-  --conns C          connections (clients for churn); default pingpong 50, bulk 10, churn 4,
-                     hold 10000
+  --conns C          connections (clients for churn, senders for udp); default pingpong 50,
+                     bulk 10, churn 4, hold 10000, udp 32
   --size M           message/chunk bytes; default 64 (bulk 16384)
   --duration SECS    length of the load (not hold); default 5
-  --window BYTES     bulk: unechoed bytes allowed per connection; default 262144
+  --window N         bulk: unechoed bytes allowed per connection, default 262144; udp:
+                     datagrams in flight per sender, default 1
   --threads T        pingpong/bulk: event-loop threads; default 1
   --timeout SECS     connect and per-connection no-progress timeout; default 5
   --server-pid PID   also report server CPU (utime+stime, all threads) per message/cycle/
@@ -47,6 +52,7 @@ enum Mode {
     Bulk,
     Churn,
     Hold,
+    Udp,
 }
 
 impl Mode {
@@ -56,6 +62,7 @@ impl Mode {
             Mode::Bulk => "bulk",
             Mode::Churn => "churn",
             Mode::Hold => "hold",
+            Mode::Udp => "udp",
         }
     }
 }
@@ -78,7 +85,7 @@ fn parse_args() -> Result<Args, String> {
     let mut mode = None;
     let (mut conns, mut size, mut threads) = (None, None, None);
     let mut duration = 5.0f64;
-    let mut window = 256 * 1024usize;
+    let mut window: Option<usize> = None;
     let mut timeout = 5.0f64;
     let mut server_pid = None;
     let mut json = false;
@@ -111,13 +118,14 @@ fn parse_args() -> Result<Args, String> {
                     "bulk" => Mode::Bulk,
                     "churn" => Mode::Churn,
                     "hold" => Mode::Hold,
+                    "udp" => Mode::Udp,
                     other => return Err(format!("--mode: unknown mode {other:?}")),
                 })
             }
             "--conns" => conns = Some(num::<usize>("--conns", value("--conns")?)?),
             "--size" => size = Some(num::<usize>("--size", value("--size")?)?),
             "--duration" => duration = num("--duration", value("--duration")?)?,
-            "--window" => window = num("--window", value("--window")?)?,
+            "--window" => window = Some(num("--window", value("--window")?)?),
             "--threads" => threads = Some(num::<usize>("--threads", value("--threads")?)?),
             "--timeout" => timeout = num("--timeout", value("--timeout")?)?,
             "--server-pid" => {
@@ -138,7 +146,9 @@ fn parse_args() -> Result<Args, String> {
         Mode::Bulk => 10,
         Mode::Churn => 4,
         Mode::Hold => 10_000,
+        Mode::Udp => 32,
     });
+    let window = window.unwrap_or(if mode == Mode::Udp { 1 } else { 256 * 1024 });
     let size = size.unwrap_or(if mode == Mode::Bulk { 16 * 1024 } else { 64 });
     let threads = threads.unwrap_or(1);
     if conns == 0 || size == 0 || threads == 0 || window == 0 {
@@ -376,6 +386,38 @@ fn run(a: &Args) -> Result<Report, String> {
             ));
             latency(&mut r, o.lat_ns, "cycle");
             cpu(&mut r, cpu_us, o.cycles, "cycle");
+        }
+        Mode::Udp => {
+            let cfg = datagrams::Config {
+                addr: a.addr,
+                senders: a.conns,
+                size: a.size,
+                window: a.window,
+                duration: a.duration,
+                timeout: a.timeout,
+                retry: Duration::from_secs(1),
+            };
+            let o = datagrams::run(&cfg, || snapshot(&mut cpu_before))?;
+            let cpu_us = cpu_delta(cpu_before)?;
+            let secs = o.elapsed.as_secs_f64();
+            let rate = o.msgs as f64 / secs;
+            r.put("window", Val::Int(a.window as u64));
+            r.put("elapsed_s", Val::Num(secs));
+            r.put("msgs", Val::Int(o.msgs));
+            r.put("bytes", Val::Int(o.bytes));
+            r.put("lost", Val::Int(o.lost));
+            r.put("late", Val::Int(o.late));
+            r.put("msgs_per_s", Val::Num(rate));
+            r.text.push(format!(
+                "loadgen udp {}: {} senders, {}-byte datagrams, {} in flight each, {secs:.3} s",
+                a.addr, a.conns, a.size, a.window
+            ));
+            r.text.push(format!(
+                "  {} datagrams echoed: {rate:.0} datagrams/s; {} lost, {} late",
+                o.msgs, o.lost, o.late
+            ));
+            latency(&mut r, o.lat_ns, "round-trip");
+            cpu(&mut r, cpu_us, o.msgs, "datagram");
         }
         Mode::Hold => {
             let o = hold::run(a.addr, a.conns, a.size, a.timeout, pid)?;

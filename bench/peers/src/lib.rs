@@ -19,13 +19,18 @@ pub const DEFAULT_ENDPOINT: &str = "tcp:8000";
 /// Segments are split on `:`; `\` escapes the next character, so an IPv6 interface is written
 /// `interface=\:\:1`. The default interface is all IPv4 interfaces, as in Twisted.
 pub fn parse_endpoint(s: &str) -> Result<SocketAddr, String> {
+    parse_endpoint_of(s, "tcp")
+}
+
+/// [`parse_endpoint`] for endpoints of type `kind` (`tcp`, or `udp` for the UDP peer).
+pub fn parse_endpoint_of(s: &str, kind: &str) -> Result<SocketAddr, String> {
     let segments = split_segments(s)?;
     let mut it = segments.iter();
     match it.next().map(String::as_str) {
-        Some("tcp") => {}
+        Some(t) if t == kind => {}
         Some(other) => {
             return Err(format!(
-                "endpoint {s:?}: unsupported type {other:?} (only \"tcp\" is supported here)"
+                "endpoint {s:?}: unsupported type {other:?} (only \"{kind}\" is supported here)"
             ));
         }
         None => return Err("empty endpoint string".to_string()),
@@ -92,6 +97,11 @@ fn split_segments(s: &str) -> Result<Vec<String>, String> {
 /// Reads the endpoint from the first command-line argument (or the default) and exits with a
 /// message on a bad one. Returns the address and the remaining arguments.
 pub fn endpoint_from_args(usage: &str) -> (SocketAddr, Vec<String>) {
+    endpoint_of_from_args(usage, "tcp", DEFAULT_ENDPOINT)
+}
+
+/// [`endpoint_from_args`] for endpoints of type `kind`, with `default` when none is given.
+pub fn endpoint_of_from_args(usage: &str, kind: &str, default: &str) -> (SocketAddr, Vec<String>) {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "-h" || a == "--help") {
         println!("{usage}");
@@ -100,9 +110,9 @@ pub fn endpoint_from_args(usage: &str) -> (SocketAddr, Vec<String>) {
     let ep = if args.first().is_some_and(|a| !a.starts_with("--")) {
         args.remove(0)
     } else {
-        DEFAULT_ENDPOINT.to_string()
+        default.to_string()
     };
-    match parse_endpoint(&ep) {
+    match parse_endpoint_of(&ep, kind) {
         Ok(addr) => (addr, args),
         Err(e) => {
             eprintln!("error: {e}\n{usage}");
@@ -166,9 +176,54 @@ pub mod tokio_peer {
     }
 }
 
+/// The tokio UDP echo server: what a tokio user writes. One `UdpSocket`, one 64 KiB buffer,
+/// `recv_from` then `send_to` for each datagram; stops on SIGTERM or SIGINT.
+pub mod tokio_udp_peer {
+    use super::announce;
+    use std::net::SocketAddr;
+    use tokio::net::UdpSocket;
+    use tokio::signal::unix::{SignalKind, signal};
+
+    /// Binds, announces, and echoes until SIGTERM or SIGINT. Must run inside a tokio runtime.
+    pub async fn serve(addr: SocketAddr) -> std::io::Result<()> {
+        let socket = UdpSocket::bind(addr).await?;
+        announce(socket.local_addr()?);
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let mut buf = vec![0u8; 65_536];
+        loop {
+            tokio::select! {
+                r = socket.recv_from(&mut buf) => match r {
+                    Ok((n, peer)) => {
+                        if let Err(e) = socket.send_to(&buf[..n], peer).await {
+                            eprintln!("send_to {peer}: {e}");
+                        }
+                    }
+                    // ICMP errors for earlier datagrams come back here; the socket goes on.
+                    Err(e) => eprintln!("recv_from: {e}"),
+                },
+                _ = term.recv() => break,
+                _ = int.recv() => break,
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::parse_endpoint;
+    use super::{parse_endpoint, parse_endpoint_of};
+
+    #[test]
+    fn udp_endpoints_for_the_udp_peer() {
+        assert_eq!(
+            parse_endpoint_of("udp:port=0:interface=127.0.0.1", "udp")
+                .unwrap()
+                .to_string(),
+            "127.0.0.1:0"
+        );
+        assert!(parse_endpoint_of("tcp:80", "udp").unwrap_err().contains("\"tcp\""));
+    }
 
     #[test]
     fn parses_the_contract_forms() {

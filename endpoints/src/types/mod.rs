@@ -1,19 +1,23 @@
 //! The built-in endpoint types, one module each holding the type's spec, its parser and its
-//! I/O: [`tcp`] (`tcp`, `tcp6`), [`unix`] (`unix`) and [`systemd`] (`systemd`, servers only).
+//! I/O: [`tcp`] (`tcp`, `tcp6`), [`unix`] (`unix`) and [`systemd`] (`systemd`, servers
+//! only) for streams; [`udp`] (`udp`, `udp6`) and [`unixgram`] (`unixgram`) for datagrams.
 //!
 //! [`listen`] and [`connect`] are how endpoints use a spec, through its
-//! [`ServerSpec::listen`] / [`ClientSpec::connect`].
+//! [`ServerSpec::listen`] / [`ClientSpec::connect`]; [`listen_datagram`] and
+//! [`connect_datagram`] do the same for datagram ports and their protocol.
 
 use torsion_reactor::{
-    BoxedClientFactory, BoxedFactory, ClientFactory, Deferred, Error, Factory, ListeningPort,
-    Reactor, SharedFactory, Transport,
+    BoxedClientFactory, BoxedFactory, ClientFactory, DatagramProtocol, DatagramTransport, Deferred,
+    Error, Factory, ListeningPort, Reactor, SharedFactory, Transport,
 };
 
 use crate::spec::{ClientSpec, ClientType, ServerSpec, ServerType};
 
 pub mod systemd;
 pub(crate) mod tcp;
+pub(crate) mod udp;
 pub(crate) mod unix;
+pub(crate) mod unixgram;
 
 /// The built-in server types, for [`Registry::with_builtins`](crate::Registry::with_builtins).
 pub(crate) fn server_types() -> Vec<Box<dyn ServerType>> {
@@ -22,6 +26,9 @@ pub(crate) fn server_types() -> Vec<Box<dyn ServerType>> {
         Box::new(tcp::TcpServerType { v6: true }),
         Box::new(unix::UnixServerType),
         Box::new(systemd::SystemdServerType),
+        Box::new(udp::UdpServerType { v6: false }),
+        Box::new(udp::UdpServerType { v6: true }),
+        Box::new(unixgram::UnixgramServerType),
     ]
 }
 
@@ -31,6 +38,9 @@ pub(crate) fn client_types() -> Vec<Box<dyn ClientType>> {
         Box::new(tcp::TcpClientType { v6: false }),
         Box::new(tcp::TcpClientType { v6: true }),
         Box::new(unix::UnixClientType),
+        Box::new(udp::UdpClientType { v6: false }),
+        Box::new(udp::UdpClientType { v6: true }),
+        Box::new(unixgram::UnixgramClientType),
     ]
 }
 
@@ -51,4 +61,37 @@ pub(crate) fn connect<C: ClientFactory>(
     factory: SharedFactory<C>,
 ) -> Deferred<Transport> {
     spec.connect(reactor, BoxedClientFactory::new(factory))
+}
+
+/// Opens a datagram port with `spec` on `reactor`; see the [module documentation](self).
+pub(crate) fn listen_datagram<P: DatagramProtocol>(
+    spec: &dyn ServerSpec,
+    reactor: &Reactor,
+    protocol: P,
+) -> Result<DatagramTransport, Error> {
+    let any = spec.as_any();
+    if let Some(udp) = any.downcast_ref::<udp::UdpServer>() {
+        udp.listen_with(reactor, protocol)
+    } else if let Some(unix) = any.downcast_ref::<unixgram::UnixgramServer>() {
+        unix.listen_with(reactor, protocol)
+    } else {
+        spec.listen_datagram(reactor, Box::new(protocol))
+    }
+}
+
+/// Opens a connected datagram port with `spec` on `reactor`; see the
+/// [module documentation](self).
+pub(crate) fn connect_datagram<P: DatagramProtocol>(
+    spec: &dyn ClientSpec,
+    reactor: &Reactor,
+    protocol: P,
+) -> Deferred<DatagramTransport> {
+    let any = spec.as_any();
+    if let Some(udp) = any.downcast_ref::<udp::UdpClient>() {
+        udp.connect_with(reactor, protocol)
+    } else if let Some(unix) = any.downcast_ref::<unixgram::UnixgramClient>() {
+        unix.connect_with(reactor, protocol)
+    } else {
+        spec.connect_datagram(reactor, Box::new(protocol))
+    }
 }

@@ -478,7 +478,7 @@ pub(crate) struct TcpClientType {
     pub(crate) v6: bool,
 }
 
-fn family_name(ip: &IpAddr) -> &'static str {
+pub(crate) fn family_name(ip: &IpAddr) -> &'static str {
     if ip.is_ipv4() { "IPv4" } else { "IPv6" }
 }
 
@@ -541,7 +541,7 @@ impl ClientType for TcpClientType {
     }
 }
 
-fn bind_address(v: Value<'_>) -> Result<BindAddress, EndpointError> {
+pub(crate) fn bind_address(v: Value<'_>) -> Result<BindAddress, EndpointError> {
     v.as_str()
         .parse::<BindAddress>()
         .map_err(|e| v.error(e.kind, e.reason))
@@ -591,7 +591,7 @@ impl TcpServer {
 }
 
 /// The socket address of `ip`:`port`, with the interface index of an IPv6 `%scope`.
-fn socket_addr(ip: IpAddr, port: u16, scope: Option<&str>) -> Result<SocketAddr, Error> {
+pub(crate) fn socket_addr(ip: IpAddr, port: u16, scope: Option<&str>) -> Result<SocketAddr, Error> {
     Ok(match ip {
         IpAddr::V4(v4) => SocketAddr::new(IpAddr::V4(v4), port),
         IpAddr::V6(v6) => SocketAddr::V6(SocketAddrV6::new(v6, port, 0, scope_id(scope)?)),
@@ -626,39 +626,57 @@ impl TcpClient {
         }
     }
 
-    /// Resolves the host on the reactor's thread pool (`getaddrinfo` blocks); an IP literal
-    /// needs no resolution.
+    /// Resolves the host on the reactor's thread pool; see [`resolve_host`].
     fn resolve(
         &self,
         reactor: &Reactor,
         bind: Option<SocketAddr>,
         target: &str,
     ) -> Deferred<Vec<SocketAddr>> {
-        if let Ok((ip, scope)) = values::scoped_ip(&self.host) {
-            return Deferred::resolved(
-                socket_addr(ip, self.port, scope.as_deref()).map(|a| vec![a]),
-            );
-        }
-        let host = self.host.clone();
-        let port = self.port;
-        let family = self.family;
-        let target = target.to_owned();
-        reactor
-            .defer_to_thread(move || {
-                (host.as_str(), port)
-                    .to_socket_addrs()
-                    .map(|found| found.collect::<Vec<SocketAddr>>())
-            })
-            .try_map(move |found| {
-                let found = found.map_err(|e| {
-                    Error::io(
-                        format!("cannot connect to {target}: cannot resolve the host name"),
-                        e,
-                    )
-                })?;
-                usable(found, family, bind, &target)
-            })
+        let v6 = self.family == ClientFamily::Ipv6;
+        let kind = self.type_name();
+        resolve_host(reactor, &self.host, self.port, (v6, kind), bind, target)
     }
+}
+
+/// The addresses of `host`:`port`, resolved on the reactor's thread pool (`getaddrinfo`
+/// blocks); an IP literal needs no resolution. Only IPv6 ones when `v6_only.0` (the type
+/// named `v6_only.1`, for the message), and only the bind address's family when there is
+/// one. Errors say `cannot connect to TARGET: ...`.
+pub(crate) fn resolve_host(
+    reactor: &Reactor,
+    host: &str,
+    port: u16,
+    v6_only: (bool, &str),
+    bind: Option<SocketAddr>,
+    target: &str,
+) -> Deferred<Vec<SocketAddr>> {
+    let (v6_only, kind) = (v6_only.0, v6_only.1.to_owned());
+    if let Ok((ip, scope)) = values::scoped_ip(host) {
+        return Deferred::resolved(socket_addr(ip, port, scope.as_deref()).map(|a| vec![a]));
+    }
+    let host = host.to_owned();
+    let family = if v6_only {
+        ClientFamily::Ipv6
+    } else {
+        ClientFamily::Any
+    };
+    let target = target.to_owned();
+    reactor
+        .defer_to_thread(move || {
+            (host.as_str(), port)
+                .to_socket_addrs()
+                .map(|found| found.collect::<Vec<SocketAddr>>())
+        })
+        .try_map(move |found| {
+            let found = found.map_err(|e| {
+                Error::io(
+                    format!("cannot connect to {target}: cannot resolve the host name"),
+                    e,
+                )
+            })?;
+            usable(found, family, bind, &target, &kind)
+        })
 }
 
 /// The addresses a resolved host name may use: IPv6 only for `tcp6`, and only the bind
@@ -668,6 +686,7 @@ fn usable(
     family: ClientFamily,
     bind: Option<SocketAddr>,
     target: &str,
+    kind: &str,
 ) -> Result<Vec<SocketAddr>, Error> {
     let count = found.len();
     let addrs: Vec<SocketAddr> = found
@@ -680,7 +699,7 @@ fn usable(
     }
     let why = match (count, bind, family) {
         (0, _, _) => "the host name has no address".to_owned(),
-        (_, _, ClientFamily::Ipv6) => "the host name has no IPv6 address (tcp6)".to_owned(),
+        (_, _, ClientFamily::Ipv6) => format!("the host name has no IPv6 address ({kind})"),
         (_, Some(b), _) => format!(
             "the host name has no {} address to use with bindAddress {}",
             if b.is_ipv4() { "IPv4" } else { "IPv6" },

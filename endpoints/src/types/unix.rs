@@ -274,7 +274,7 @@ fn process_alive(pid: u32) -> bool {
 /// Takes `PATH.lock` for this process. A lock left by a dead process is stale: it and the
 /// socket path are removed. A lock held by a live process is an error: its socket is never
 /// stolen.
-fn take_lock(address: &Path) -> Result<PathBuf, Error> {
+pub(crate) fn take_lock(address: &Path) -> Result<PathBuf, Error> {
     let lock = lock_path(address);
     let display = address.display();
     match std::fs::read_to_string(&lock) {

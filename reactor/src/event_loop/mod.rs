@@ -84,7 +84,11 @@ pub(crate) struct Inner {
     pub(crate) fd_watches: RefCell<Watches>,
     /// One read buffer for every connection on this reactor.
     pub(crate) read_buf: RefCell<Box<[u8]>>,
-    /// Open connections (TCP, Unix, ...), for winding down and for diagnostics.
+    /// The receive slots every datagram port on this reactor reads batches into (empty
+    /// until the first port reads; see `net/datagram`).
+    pub(crate) datagram_buf: RefCell<Vec<u8>>,
+    /// Open connections (TCP, Unix, ...) and datagram ports, for winding down and for
+    /// diagnostics.
     pub(crate) connections: Cell<usize>,
     triggers: Triggers,
     when_running: RefCell<Vec<Job>>,
@@ -214,6 +218,7 @@ impl Reactor {
             threads: Rc::default(),
             fd_watches: RefCell::default(),
             read_buf: RefCell::new(vec![0; READ_BUF_SIZE].into_boxed_slice()),
+            datagram_buf: RefCell::new(Vec::new()),
             connections: Cell::new(0),
             triggers: Triggers::default(),
             when_running: RefCell::new(Vec::new()),
@@ -452,7 +457,7 @@ impl Reactor {
         self.inner.registry.len()
     }
 
-    /// Number of open connections (diagnostics and leak tests).
+    /// Number of open connections and datagram ports (diagnostics and leak tests).
     pub fn open_connections(&self) -> usize {
         self.inner.connections.get()
     }

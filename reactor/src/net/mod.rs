@@ -10,10 +10,13 @@
 //!   [`reconnect`]: reconnecting clients.
 //! - [`tcp`], [`unix`]: the two socket families; [`stream`]: what they have in common.
 //! - [`async_stream`]: a connection as an async byte stream (`AsyncStream`).
+//! - [`datagram`]: datagram ports (`DatagramProtocol`, `DatagramTransport`, the port and
+//!   its batched I/O); [`udp`] and [`unix_datagram`] open them.
 
 pub(crate) mod async_stream;
 pub(crate) mod client;
 pub(crate) mod conn;
+pub(crate) mod datagram;
 pub(crate) mod factory;
 pub(crate) mod listen;
 pub(crate) mod protocol;
@@ -21,4 +24,6 @@ pub(crate) mod reconnect;
 pub(crate) mod stream;
 pub(crate) mod tcp;
 pub(crate) mod transport;
+pub(crate) mod udp;
 pub(crate) mod unix;
+pub(crate) mod unix_datagram;

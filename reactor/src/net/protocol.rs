@@ -10,22 +10,28 @@ use std::sync::Arc;
 
 use super::transport::Transport;
 
-/// Where a connection's end is: a TCP address or a Unix socket path.
+/// Where a connection's (or a datagram's) end is: a TCP or UDP address, a Unix socket
+/// path, or a Linux abstract socket name.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Address {
-    /// An IPv4 or IPv6 address and port.
+    /// An IPv4 or IPv6 address and port of a TCP connection.
     Tcp(SocketAddr),
+    /// An IPv4 or IPv6 address and port of a UDP port or datagram.
+    Udp(SocketAddr),
     /// A Unix socket path; `None` for an unnamed socket (a client that did not bind).
     Unix(Option<PathBuf>),
+    /// A Linux abstract Unix socket name (without the leading NUL byte of the kernel's
+    /// form); displayed as `@name`, the way `ss` and systemd write it.
+    UnixAbstract(Vec<u8>),
     /// Anything else (test doubles, in-memory transports), described for humans.
     Other(String),
 }
 
 impl Address {
-    /// The IP address and port, for TCP addresses.
+    /// The IP address and port, for TCP and UDP addresses.
     pub fn socket_addr(&self) -> Option<SocketAddr> {
         match self {
-            Address::Tcp(addr) => Some(*addr),
+            Address::Tcp(addr) | Address::Udp(addr) => Some(*addr),
             _ => None,
         }
     }
@@ -34,9 +40,10 @@ impl Address {
 impl fmt::Display for Address {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Address::Tcp(addr) => write!(f, "{addr}"),
+            Address::Tcp(addr) | Address::Udp(addr) => write!(f, "{addr}"),
             Address::Unix(Some(path)) => write!(f, "{}", path.display()),
             Address::Unix(None) => f.write_str("(unnamed unix socket)"),
+            Address::UnixAbstract(name) => write!(f, "@{}", name.escape_ascii()),
             Address::Other(s) => f.write_str(s),
         }
     }

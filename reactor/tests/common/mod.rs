@@ -89,3 +89,67 @@ pub fn run(r: &Reactor) {
         "the reactor was still running after {PATIENCE:?}: nothing stopped it"
     );
 }
+
+/// What a [`Recorder`] saw, in order.
+#[derive(Default)]
+pub struct Seen {
+    pub made: usize,
+    pub datagrams: Vec<(Vec<u8>, torsion_reactor::Address)>,
+    pub errors: Vec<torsion_reactor::DatagramError>,
+    pub lost: Vec<torsion_reactor::ConnectionLost>,
+    pub paused: usize,
+    pub resumed: usize,
+}
+
+/// A datagram protocol that records everything it is told, and echoes each datagram to
+/// its sender if `echo` is set.
+pub struct Recorder {
+    pub seen: Rc<RefCell<Seen>>,
+    pub echo: bool,
+}
+
+impl Recorder {
+    pub fn new(echo: bool) -> (Recorder, Rc<RefCell<Seen>>) {
+        let seen = Rc::new(RefCell::new(Seen::default()));
+        (
+            Recorder {
+                seen: seen.clone(),
+                echo,
+            },
+            seen,
+        )
+    }
+}
+
+impl torsion_reactor::DatagramProtocol for Recorder {
+    fn connection_made(&mut self, _: &torsion_reactor::DatagramTransport) {
+        self.seen.borrow_mut().made += 1;
+    }
+    fn datagram_received(
+        &mut self,
+        t: &torsion_reactor::DatagramTransport,
+        data: &[u8],
+        from: torsion_reactor::Address,
+    ) {
+        if self.echo {
+            t.send_to(data, &from).expect("the echo is accepted");
+        }
+        self.seen.borrow_mut().datagrams.push((data.to_vec(), from));
+    }
+    fn error_received(
+        &mut self,
+        _: &torsion_reactor::DatagramTransport,
+        error: &torsion_reactor::DatagramError,
+    ) {
+        self.seen.borrow_mut().errors.push(error.clone());
+    }
+    fn connection_lost(&mut self, reason: &torsion_reactor::ConnectionLost) {
+        self.seen.borrow_mut().lost.push(reason.clone());
+    }
+    fn pause_writing(&mut self, _: &torsion_reactor::DatagramTransport) {
+        self.seen.borrow_mut().paused += 1;
+    }
+    fn resume_writing(&mut self, _: &torsion_reactor::DatagramTransport) {
+        self.seen.borrow_mut().resumed += 1;
+    }
+}
