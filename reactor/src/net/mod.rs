@@ -8,12 +8,14 @@
 //! - [`conn`]: one connection: socket, write queue, state machine, protocol.
 //! - [`listen`]: listening ports; [`client`]: connectors and client factories;
 //!   [`reconnect`]: reconnecting clients.
-//! - [`tcp`], [`unix`]: the two socket families; [`stream`]: what they have in common.
+//! - [`tcp`], [`unix`]: the two socket families; [`pipe`]: pipes and standard I/O;
+//!   [`stream`]: what they have in common.
 
 pub(crate) mod client;
 pub(crate) mod conn;
 pub(crate) mod factory;
 pub(crate) mod listen;
+pub(crate) mod pipe;
 pub(crate) mod protocol;
 pub(crate) mod reconnect;
 pub(crate) mod stream;
