@@ -44,6 +44,7 @@ mod event_loop;
 mod io;
 mod keyed;
 mod net;
+mod process;
 mod time;
 
 pub mod testing;
@@ -72,6 +73,10 @@ pub use net::transport::{
     DEFAULT_HIGH_WATER, DEFAULT_LOW_WATER, PeerCredentials, Transport, TransportBackend,
 };
 pub use net::unix::{UnixConnectOptions, UnixListenOptions};
+pub use process::{
+    ChildFd, ChildWatcher, OnReactorStop, Output, Process, ProcessOptions, ProcessProtocol,
+    ProcessStatus, SUBPROCESS_BUFFER_LIMIT, Subprocess,
+};
 pub use time::{
     Clock, DelayedCall, Scheduler, SchedulerExt, Sleep, Timeout, delay_from_secs, sleep, sleep_on,
     timeout, timeout_on,

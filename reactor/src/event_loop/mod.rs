@@ -38,6 +38,7 @@ use crate::error::{Error, ErrorKind};
 use crate::io::poller::{Events, Poller};
 use crate::io::registry::Registry;
 use crate::io::watch::Watches;
+use crate::process::Children;
 use crate::time::timer::{DelayedCall, Job, TimeSource, Timers};
 use crate::time::{Scheduler, SchedulerExt};
 
@@ -84,8 +85,12 @@ pub(crate) struct Inner {
     pub(crate) fd_watches: RefCell<Watches>,
     /// One read buffer for every connection on this reactor.
     pub(crate) read_buf: RefCell<Box<[u8]>>,
-    /// Open connections (TCP, Unix, ...), for winding down and for diagnostics.
+    /// Open connections (TCP, Unix, pipes, ...), for winding down and for diagnostics.
     pub(crate) connections: Cell<usize>,
+    /// Signal pipes: handlers, the graceful stop, the child reaper.
+    pub(crate) signals: signals::Signals,
+    /// Child processes not reaped yet.
+    pub(crate) children: Children,
     triggers: Triggers,
     when_running: RefCell<Vec<Job>>,
     events: Cell<Option<Events>>,
@@ -98,7 +103,7 @@ pub(crate) struct Inner {
     handle_signals: Cell<bool>,
     shutdown_grace: Cell<Duration>,
     /// A deadline the next wait must not pass (`iterate(timeout)`, the shutdown grace).
-    wake_at: Cell<Option<Instant>>,
+    pub(crate) wake_at: Cell<Option<Instant>>,
     error_handler: RefCell<Option<ErrorHandler>>,
     /// `Some` while caught panics and errors fail the iteration (tests).
     failures: RefCell<Option<Vec<Caught>>>,
@@ -215,6 +220,8 @@ impl Reactor {
             fd_watches: RefCell::default(),
             read_buf: RefCell::new(vec![0; READ_BUF_SIZE].into_boxed_slice()),
             connections: Cell::new(0),
+            signals: signals::Signals::default(),
+            children: Children::default(),
             triggers: Triggers::default(),
             when_running: RefCell::new(Vec::new()),
             events: Cell::new(None),
@@ -379,7 +386,9 @@ impl Reactor {
     }
 
     /// Whether SIGINT and SIGTERM stop this reactor while it runs (default: yes). The first
-    /// signal stops gracefully; a second one during the shutdown stops at once.
+    /// signal stops gracefully; a second one during the shutdown stops at once. (A handler
+    /// set with [`add_signal_handler`](Reactor::add_signal_handler) for one of them takes
+    /// its place.)
     pub fn set_handle_signals(&self, on: bool) {
         self.inner.handle_signals.set(on);
     }

@@ -67,6 +67,11 @@ pub(crate) fn is_fd_exhaustion(err: &io::Error) -> bool {
     )
 }
 
+/// Whether an error means the process or the system is out of file descriptors.
+pub(crate) fn is_out_of_fds(err: &io::Error) -> bool {
+    matches!(err.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE))
+}
+
 /// The file status flags of `fd` (`F_GETFL`: access mode, `O_NONBLOCK`, ...).
 pub(crate) fn status_flags(fd: BorrowedFd<'_>) -> io::Result<libc::c_int> {
     // SAFETY: `fd` is open for the duration of the call (it is borrowed).

@@ -134,7 +134,7 @@ fn check_mode(fd: BorrowedFd<'_>, want_read: bool) -> Result<FileId, Error> {
 }
 
 fn setup_error(e: io::Error) -> Error {
-    if sys::is_fd_exhaustion(&e) {
+    if sys::is_out_of_fds(&e) {
         Error::io_with_kind(
             ErrorKind::TooManyOpenFiles,
             "cannot set up the pipe: out of file descriptors",
@@ -210,7 +210,7 @@ impl PipeStream {
         // duplication fails with EBADF, reported below.
         let (fd0, fd1) = unsafe { (BorrowedFd::borrow_raw(0), BorrowedFd::borrow_raw(1)) };
         let fail = |what: &str, e: io::Error| {
-            if sys::is_fd_exhaustion(&e) {
+            if sys::is_out_of_fds(&e) {
                 Error::io_with_kind(
                     ErrorKind::TooManyOpenFiles,
                     format!("cannot use standard {what}: out of file descriptors"),
