@@ -137,7 +137,18 @@ struct SignalPipe {
 impl SignalPipe {
     fn new(inner: &Rc<Inner>, signal: c_int) -> Result<Rc<SignalPipe>, Error> {
         check(signal)?;
-        let fail = |e| Error::io(format!("cannot set up handling of {}", name(signal)), e);
+        let fail = |e: std::io::Error| {
+            let kind = if crate::io::sys::is_out_of_fds(&e) {
+                ErrorKind::TooManyOpenFiles
+            } else {
+                ErrorKind::Io
+            };
+            Error::io_with_kind(
+                kind,
+                format!("cannot set up handling of {}", name(signal)),
+                e,
+            )
+        };
         let (read, write) = UnixStream::pair().map_err(fail)?;
         read.set_nonblocking(true).map_err(fail)?;
         write.set_nonblocking(true).map_err(fail)?;
