@@ -129,6 +129,7 @@
 //! | `systemd` → [`SystemdServer`] | `domain` | 1 | required | `INET`, `INET6` or `UNIX` (any case) |
 //! | | `index` | 2 | one of `index`, `name` | the Nth inherited socket, from 0 (fd 3 + N) |
 //! | | `name` | — | one of `index`, `name` | the socket's `FileDescriptorName=` |
+//! | `stdio` → [`StdioServer`] | (none) | | | standard input and output, one connection (`stdio:`, as Twisted writes it, is accepted) |
 //!
 //! ## Clients ([`parse_client`])
 //!
@@ -143,7 +144,7 @@
 //! | | `timeout` | — | `30` | seconds for the attempt, as for `tcp` |
 //! | | `lockfile` | — | `0` | Twisted's `checkPID`: `1` fails at once unless `PATH.lock` names a live process |
 //!
-//! `ssl`, `tls`, `stdio`, `haproxy`, `tor`, `onion`, `i2p`, `le` and `lets` (types of Twisted
+//! `ssl`, `tls`, `haproxy`, `tor`, `onion`, `i2p`, `le` and `lets` (types of Twisted
 //! and its well-known plugins) are rejected with [`ErrorKind::Unsupported`], not as unknown.
 //!
 //! # Stricter than Twisted
@@ -213,6 +214,7 @@ pub use spec::{
     ClientSpec, ClientType, DEFAULT_BACKLOG, DEFAULT_TIMEOUT, MAX_BACKLOG, ParamValue, ServerSpec,
     ServerType,
 };
+pub use types::stdio::StdioServer;
 pub use types::systemd::{self, FdSelector, SocketDomain, SystemdServer};
 pub use types::tcp::{BindAddress, BindAddressError, ClientFamily, TcpClient, TcpServer};
 pub use types::unix::{DEFAULT_UNIX_MODE, UnixClient, UnixServer};

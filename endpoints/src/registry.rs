@@ -11,9 +11,8 @@ use crate::spec::{ClientSpec, ClientType, ServerSpec, ServerType};
 use crate::types;
 
 /// Server types Twisted or its well-known plugins provide that torsion does not support yet.
-pub(crate) const UNSUPPORTED_SERVERS: &[&str] = &[
-    "ssl", "tls", "stdio", "haproxy", "onion", "tor", "i2p", "le", "lets",
-];
+pub(crate) const UNSUPPORTED_SERVERS: &[&str] =
+    &["ssl", "tls", "haproxy", "onion", "tor", "i2p", "le", "lets"];
 /// Client types Twisted or its well-known plugins provide that torsion does not support yet.
 pub(crate) const UNSUPPORTED_CLIENTS: &[&str] = &["ssl", "tls", "tor", "onion", "i2p"];
 
@@ -32,7 +31,10 @@ pub(crate) const UNSUPPORTED_CLIENTS: &[&str] = &["ssl", "tls", "tor", "onion", 
 /// let spec = registry.parse_server("tcp:8000:interface=127.0.0.1").unwrap();
 /// let tcp = spec.downcast_ref::<TcpServer>().unwrap();
 /// assert_eq!((tcp.port, tcp.interface.to_string()), (8000, "127.0.0.1".to_string()));
-/// assert_eq!(registry.server_types().collect::<Vec<_>>(), ["systemd", "tcp", "tcp6", "unix"]);
+/// assert_eq!(
+///     registry.server_types().collect::<Vec<_>>(),
+///     ["stdio", "systemd", "tcp", "tcp6", "unix"]
+/// );
 /// ```
 pub struct Registry {
     servers: BTreeMap<String, Box<dyn ServerType>>,
@@ -64,7 +66,7 @@ impl Registry {
         }
     }
 
-    /// A registry with the built-in types: servers `tcp`, `tcp6`, `unix`, `systemd`; clients
+    /// A registry with the built-in types: servers `tcp`, `tcp6`, `unix`, `systemd`, `stdio`; clients
     /// `tcp`, `tcp6`, `unix`.
     pub fn with_builtins() -> Self {
         let mut r = Registry::empty();
@@ -267,7 +269,7 @@ mod tests {
         assert_eq!(r.client_types().collect::<Vec<_>>(), ["tcp", "tcp6"]);
         assert_eq!(
             format!("{r:?}"),
-            "Registry { servers: [\"systemd\", \"tcp6\", \"unix\"], clients: [\"tcp\", \"tcp6\"] }"
+            "Registry { servers: [\"stdio\", \"systemd\", \"tcp6\", \"unix\"], clients: [\"tcp\", \"tcp6\"] }"
         );
     }
 
@@ -281,6 +283,6 @@ mod tests {
                 .ends_with("valid server types: none are registered"),
             "{e}"
         );
-        assert!(Registry::default().server_types().count() == 4);
+        assert!(Registry::default().server_types().count() == 5);
     }
 }

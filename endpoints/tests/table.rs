@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use torsion_endpoints::{
     BindAddress, ClientFamily, ClientSpec, ErrorKind, FdSelector, ServerSpec, SocketDomain,
-    SystemdServer, TcpClient, TcpServer, UnixClient, UnixServer, parse_client, parse_server,
+    StdioServer, SystemdServer, TcpClient, TcpServer, UnixClient, UnixServer, parse_client,
+    parse_server,
 };
 
 fn render(type_name: &str, params: Vec<(String, torsion_endpoints::ParamValue)>) -> String {
@@ -76,6 +77,9 @@ const VALID_SERVERS: &[(&str, &str)] = &[
     ("systemd:domain=UNIX:name=control", "systemd domain=UNIX name=control"),
     ("systemd:domain=inet6:name=web", "systemd domain=INET6 name=web"),
     ("SystemD:INET:name=web.socket-1", "systemd domain=INET name=web.socket-1"),
+    ("stdio", "stdio"),
+    ("stdio:", "stdio"),
+    ("STDIO:", "stdio"),
 ];
 
 #[rustfmt::skip]
@@ -88,7 +92,9 @@ const INVALID_SERVERS: &[(&str, ErrorKind)] = &[
     ("ssl:443", ErrorKind::Unsupported),
     ("SSL:443:privateKey=key.pem", ErrorKind::Unsupported),
     ("tls:/certs:443", ErrorKind::Unsupported),
-    ("stdio:", ErrorKind::Unsupported),
+    ("stdio:x", ErrorKind::TooManyPositionals),
+    ("stdio:port=1", ErrorKind::UnknownParameter),
+    ("stdio::", ErrorKind::TooManyPositionals),
     (r"haproxy:tcp\:80", ErrorKind::Unsupported),
     ("onion:80", ErrorKind::Unsupported),
     (r"unix:/tmp/x\", ErrorKind::TrailingBackslash),
@@ -371,7 +377,7 @@ fn exact_messages() {
         (
             "udp:53",
             true,
-            "in \"udp:53\": unknown server endpoint type \"udp\"; valid server types: systemd, \
+            "in \"udp:53\": unknown server endpoint type \"udp\"; valid server types: stdio, systemd, \
              tcp, tcp6, unix",
         ),
         (
@@ -471,6 +477,8 @@ fn display_gives_a_description_that_parses_back() {
         } else if let Some(s) = spec.downcast_ref::<UnixServer>() {
             s.to_string()
         } else if let Some(s) = spec.downcast_ref::<SystemdServer>() {
+            s.to_string()
+        } else if let Some(s) = spec.downcast_ref::<StdioServer>() {
             s.to_string()
         } else {
             panic!("unexpected spec {spec:?}");

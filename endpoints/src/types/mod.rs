@@ -1,5 +1,6 @@
 //! The built-in endpoint types, one module each holding the type's spec, its parser and its
-//! I/O: [`tcp`] (`tcp`, `tcp6`), [`unix`] (`unix`) and [`systemd`] (`systemd`, servers only).
+//! I/O: [`tcp`] (`tcp`, `tcp6`), [`unix`] (`unix`), [`systemd`] (`systemd`, servers only)
+//! and [`stdio`] (`stdio`, servers only).
 //!
 //! [`listen`] and [`connect`] are how endpoints use a spec: for a built-in spec they call
 //! its I/O with the application's factory type intact, so the reactor boxes each
@@ -14,6 +15,7 @@ use torsion_reactor::{
 
 use crate::spec::{ClientSpec, ClientType, ServerSpec, ServerType};
 
+pub(crate) mod stdio;
 pub mod systemd;
 pub(crate) mod tcp;
 pub(crate) mod unix;
@@ -25,6 +27,7 @@ pub(crate) fn server_types() -> Vec<Box<dyn ServerType>> {
         Box::new(tcp::TcpServerType { v6: true }),
         Box::new(unix::UnixServerType),
         Box::new(systemd::SystemdServerType),
+        Box::new(stdio::StdioServerType),
     ]
 }
 
@@ -50,6 +53,8 @@ pub(crate) fn listen<F: Factory>(
         unix.listen_with(reactor, factory)
     } else if let Some(systemd) = any.downcast_ref::<systemd::SystemdServer>() {
         systemd.listen_with(reactor, factory)
+    } else if let Some(stdio) = any.downcast_ref::<stdio::StdioServer>() {
+        stdio.listen_with(reactor, factory)
     } else {
         spec.listen(reactor, BoxedFactory::new(factory))
     }
