@@ -57,6 +57,7 @@ pub use defer::threads::DEFAULT_THREAD_POOL_SIZE;
 pub use error::{Error, ErrorKind, Result};
 pub use event_loop::{
     Caught, CaughtKind, DEFAULT_SHUTDOWN_GRACE, Phase, Reactor, Remote, SystemEvent, TriggerId,
+    signal_name,
 };
 pub use net::client::{
     BoxedClientFactory, ClientFactory, Connector, ConnectorBackend, ConnectorState,

@@ -53,6 +53,7 @@ mod triggers;
 pub use callback::{Caught, CaughtKind};
 pub use remote::Remote;
 pub use run::DEFAULT_SHUTDOWN_GRACE;
+pub use signals::signal_name;
 pub use triggers::{Phase, SystemEvent, TriggerId};
 
 use queues::RunQueues;

@@ -41,6 +41,17 @@ struct Default {
 
 static DEFAULTS: Mutex<Option<HashMap<c_int, Default>>> = Mutex::new(None);
 
+/// A signal's name, such as `SIGKILL` for `libc::SIGKILL`, or `signal N` for a number
+/// without one (real-time signals).
+///
+/// ```
+/// assert_eq!(torsion_reactor::signal_name(libc::SIGTERM), "SIGTERM");
+/// assert_eq!(torsion_reactor::signal_name(1000), "signal 1000");
+/// ```
+pub fn signal_name(signal: i32) -> String {
+    name(signal)
+}
+
 /// The signal's name (`SIGUSR1`), for messages.
 pub(crate) fn name(signal: c_int) -> String {
     match signal_hook::low_level::signal_name(signal) {

@@ -73,6 +73,9 @@ pub(crate) struct Conn<S: Stream> {
     io: RefCell<Option<Registration<S>>>,
     /// Graceful stop: finish writing, keep reading (see `StreamKind::drain_on_stop`).
     drain_on_stop: bool,
+    /// What was last asked of the registrations (`io`, `write_io`): most writes change
+    /// nothing, and then cost no registry lookup.
+    asked: Cell<(Interest, Interest)>,
     core: RefCell<Core>,
     /// Out of its slot while one of its callbacks runs; gone once `connection_lost` ran.
     protocol: Cell<Option<Box<dyn Protocol>>>,
@@ -189,6 +192,7 @@ impl<S: Stream> Conn<S> {
             write_io: RefCell::new(None),
             io: RefCell::new(None),
             drain_on_stop: kind.drain_on_stop,
+            asked: Cell::new((Interest::NONE, Interest::NONE)),
             core: RefCell::new(Core {
                 state: ConnState::with_ends(
                     DEFAULT_HIGH_WATER,
@@ -325,30 +329,40 @@ impl<S: Stream> Conn<S> {
     }
 
     fn update_interest(&self) {
-        let (interest, wants) = {
+        let wants = {
             let core = self.core.borrow();
-            let queued = core.blocked && !core.queue.is_empty();
-            (core.state.interest(queued), core.state.wants(queued))
+            core.state.wants(core.blocked && !core.queue.is_empty())
         };
-        match &*self.write_io.borrow() {
+        let split = self.write_io.borrow().is_some();
+        let asked = if split {
             // Reads on one descriptor, writes (and the hang-up watch) on the other.
-            Some(write_io) => {
-                write_io.set_interest(Interest {
+            (
+                Interest {
+                    read: wants.read,
+                    write: false,
+                },
+                Interest {
                     read: wants.hangup,
                     write: wants.write,
-                });
-                if let Some(io) = &*self.io.borrow() {
-                    io.set_interest(Interest {
-                        read: wants.read,
-                        write: false,
-                    });
-                }
-            }
-            None => {
-                if let Some(io) = &*self.io.borrow() {
-                    io.set_interest(interest);
-                }
-            }
+                },
+            )
+        } else {
+            (
+                Interest {
+                    read: wants.read || wants.hangup,
+                    write: wants.write,
+                },
+                Interest::NONE,
+            )
+        };
+        if self.asked.replace(asked) == asked {
+            return;
+        }
+        if let Some(io) = &*self.io.borrow() {
+            io.set_interest(asked.0);
+        }
+        if let Some(write_io) = &*self.write_io.borrow() {
+            write_io.set_interest(asked.1);
         }
     }
 

@@ -12,6 +12,7 @@
 use std::io;
 use std::sync::Arc;
 
+#[cfg(test)]
 use crate::io::Interest;
 use crate::net::protocol::ConnectionLost;
 
@@ -162,6 +163,7 @@ impl ConnState {
 
     /// What to ask the poller for, given whether bytes wait to be sent: for a stream on
     /// one descriptor (a hang-up on it is reported as readable).
+    #[cfg(test)]
     pub(crate) fn interest(&self, queued: bool) -> Interest {
         let wants = self.wants(queued);
         Interest {
