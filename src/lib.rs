@@ -40,10 +40,11 @@ pub mod prelude {
         ClientEndpoint, ServerEndpoint, client_from_string, server_from_string,
     };
     pub use torsion_reactor::{
-        Address, Backoff, ClientFactory, Clock, ConnectionLost, Connector, Deferred, DelayedCall,
-        Error, ErrorKind, Factory, ListeningPort, LoopingCall, Phase, Protocol, Reactor,
-        Reconnecting, Remote, Resolver, Scheduler, SchedulerExt, SystemEvent, TcpConnectOptions,
-        TcpListenOptions, Transport, UnixListenOptions, factory_fn, sleep, timeout,
+        Address, Backoff, ChildFd, ClientFactory, Clock, ConnectionLost, Connector, Deferred,
+        DelayedCall, Error, ErrorKind, Factory, ListeningPort, LoopingCall, Phase, Process,
+        ProcessOptions, ProcessProtocol, ProcessStatus, Protocol, Reactor, Reconnecting, Remote,
+        Resolver, Scheduler, SchedulerExt, SystemEvent, TcpConnectOptions, TcpListenOptions,
+        Transport, UnixListenOptions, factory_fn, sleep, timeout,
     };
 }
 
@@ -59,4 +60,7 @@ pub struct ReadmeDoctests;
 mod guide {
     #[doc = include_str!("../docs/async.md")]
     pub struct Async;
+
+    #[doc = include_str!("../docs/processes.md")]
+    pub struct Processes;
 }

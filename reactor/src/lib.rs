@@ -25,10 +25,11 @@
 //!
 //! | module | holds |
 //! |---|---|
-//! | `event_loop` | the [`Reactor`], its run queues and the phases of one iteration (listed in [`Reactor`]'s module docs), [`Remote`], signals, startup/shutdown triggers |
+//! | `event_loop` | the [`Reactor`], its run queues and the phases of one iteration (listed in [`Reactor`]'s module docs), [`Remote`], signals ([`Reactor::add_signal_handler`]), startup/shutdown triggers |
 //! | `io` | registration of descriptors with the poller (one owned `Registration` type for every source), the OS backends (epoll, `polling`), `add_reader`/`add_writer` |
 //! | `time` | [`Scheduler`], timers and [`DelayedCall`], [`Clock`], [`sleep`], [`timeout`] |
-//! | `net` | [`Protocol`], [`Factory`], [`Transport`], connections (a state machine per connection), listening ports, connectors, TCP and Unix sockets, reconnecting clients |
+//! | `net` | [`Protocol`], [`Factory`], [`Transport`], connections (a state machine per connection), listening ports, connectors, TCP and Unix sockets, pipes and standard I/O ([`Reactor::connect_read_pipe`], [`Reactor::standard_io`]), reconnecting clients |
+//! | `process` | child processes: [`Reactor::spawn_process`], [`ProcessProtocol`], [`Process`], [`ProcessOptions`], reaping (pidfd or SIGCHLD), [`Reactor::create_subprocess_exec`]; `fork`/`exec` in `process/sys.rs` |
 //! | `defer` | [`Deferred`], tasks, [`LoopingCall`], [`cooperate`], the thread pool |
 //! | [`testing`] | test doubles: `StringTransport`, `Loopback`, and the test-support helpers |
 //!
