@@ -11,10 +11,12 @@ use std::time::Duration;
 use torsion_reactor::testing::{PATIENCE, test_reactor};
 use torsion_reactor::{ErrorKind, Reactor};
 
-/// Sends `signal` to this whole process (any thread may take it).
+/// Raises `signal` in this thread: its handler has run when this returns (a signal sent
+/// to the process with `kill` may be taken by another thread later). The handler writes
+/// to every reactor's pipe for the signal, whichever thread runs it.
 fn signal_self(signal: i32) {
-    // SAFETY: signalling our own process, which handles the signal in these tests.
-    assert_eq!(unsafe { libc::kill(libc::getpid(), signal) }, 0);
+    // SAFETY: raising a signal this process handles in these tests.
+    assert_eq!(unsafe { libc::raise(signal) }, 0);
 }
 
 #[test]
