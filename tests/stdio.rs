@@ -199,3 +199,89 @@ fn echo_server_serves_one_connection_on_the_stdio_endpoint() {
     let err = String::from_utf8(o.stderr).unwrap();
     assert_eq!(err, "listening on standard I/O\n");
 }
+
+/// Reads from `fd` until what was read ends with `want` (or the deadline passes).
+fn read_until(fd: &impl AsRawFd, want: &[u8]) -> Vec<u8> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut got = Vec::new();
+    while !got.ends_with(want) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        assert!(!left.is_zero(), "no {want:?} in time; got {got:?}");
+        let mut pfd = libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        unsafe { libc::poll(&mut pfd, 1, left.as_millis() as i32) };
+        let mut buf = [0u8; 4096];
+        // SAFETY: reading into a valid buffer from an open descriptor.
+        let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        if n > 0 {
+            got.extend_from_slice(&buf[..n as usize]);
+        }
+    }
+    got
+}
+
+#[test]
+fn a_terminal_works_as_standard_input_and_output() {
+    use std::os::unix::fs::OpenOptionsExt;
+    // A pseudo-terminal: we hold the master side, the program gets the slave as its
+    // standard input and output (one open file, as in a real terminal session).
+    // SAFETY: plain calls; the master descriptor is owned by `master` at once.
+    let master = unsafe {
+        let fd = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC);
+        assert!(fd >= 0, "posix_openpt: {}", std::io::Error::last_os_error());
+        assert_eq!(libc::grantpt(fd), 0);
+        assert_eq!(libc::unlockpt(fd), 0);
+        <File as std::os::fd::FromRawFd>::from_raw_fd(fd)
+    };
+    let mut name = [0 as libc::c_char; 128];
+    // SAFETY: `name` has room for the path.
+    assert_eq!(
+        unsafe { libc::ptsname_r(master.as_raw_fd(), name.as_mut_ptr(), name.len()) },
+        0
+    );
+    // SAFETY: ptsname_r wrote a NUL-terminated path.
+    let path = unsafe { std::ffi::CStr::from_ptr(name.as_ptr()) }
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let slave = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOCTTY)
+        .open(&path)
+        .unwrap();
+    // Line mode, without echo or output processing, so what comes back is what it wrote.
+    // SAFETY: termios calls on an open terminal with a valid struct.
+    unsafe {
+        let mut t: libc::termios = std::mem::zeroed();
+        assert_eq!(libc::tcgetattr(slave.as_raw_fd(), &mut t), 0);
+        t.c_lflag &= !libc::ECHO;
+        t.c_oflag &= !libc::OPOST;
+        assert_eq!(libc::tcsetattr(slave.as_raw_fd(), libc::TCSANOW, &t), 0);
+    }
+    let mut child = Command::new(example("stdio_upper"))
+        .stdin(Stdio::from(slave.try_clone().unwrap()))
+        .stdout(Stdio::from(slave.try_clone().unwrap()))
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    (&master).write_all(b"hello, terminal\n").unwrap();
+    assert_eq!(read_until(&master, b"\n"), b"HELLO, TERMINAL\n");
+    (&master).write_all(b"second\n").unwrap();
+    assert_eq!(read_until(&master, b"\n"), b"SECOND\n");
+    // Ctrl-D at the start of a line: end of input.
+    (&master).write_all(&[4]).unwrap();
+    let status = common::wait_timeout(&mut child, Duration::from_secs(20)).expect("exits");
+    assert_eq!(status.code(), Some(0));
+    // SAFETY: F_GETFL on our own copy of the terminal's open file.
+    let flags = unsafe { libc::fcntl(slave.as_raw_fd(), libc::F_GETFL) };
+    assert_eq!(
+        flags & libc::O_NONBLOCK,
+        0,
+        "the terminal is blocking again, for the shell that comes next"
+    );
+}

@@ -580,7 +580,11 @@ impl<S: Stream> Conn<S> {
                     inner.queues.push_flush(me);
                 }
             }
-            self.apply(actions);
+            // Queuing changes no interest (write interest waits for a short send, and a
+            // queue that was blocked already has it): only a flow notice needs `apply`.
+            if actions.notify_flow {
+                self.apply(actions);
+            }
             return Ok(());
         }
         // Outside the loop, or a large write: to the socket now, after what is queued.
