@@ -659,20 +659,13 @@ fn spawn_error(program: &str, options: &ProcessOptions, failure: SpawnFailure) -
     Error::io_with_kind(kind, context, failure.error)
 }
 
-/// Which way a pipe goes.
-enum Way {
-    /// The child writes, we read.
-    FromChild,
-    /// We write, the child reads.
-    ToChild,
-}
-
 /// The descriptors prepared for the child: the plan, what must stay open until it has
-/// started, and our ends of its pipes.
+/// started, and our ends of its pipes, ready to be connections (everything that can fail
+/// is done before the child starts).
 struct Descriptors {
     plan: Vec<(RawFd, FdSource)>,
     child_ends: Vec<OwnedFd>,
-    ours: Vec<(RawFd, OwnedFd, Way)>,
+    ours: Vec<(RawFd, PipeStream)>,
 }
 
 fn descriptors(program: &str, options: &ProcessOptions) -> Result<Descriptors, Error> {
@@ -694,6 +687,10 @@ fn descriptors(program: &str, options: &ProcessOptions) -> Result<Descriptors, E
         ours: Vec::new(),
     };
     let mut null: Option<RawFd> = None;
+    let pipe_options = PipeOptions {
+        restore_flags: false,
+        drain_on_stop: options.on_stop != OnReactorStop::Leave,
+    };
     for (&fd, how) in &options.fds {
         if fd < 0 {
             return Err(Error::new(
@@ -704,13 +701,15 @@ fn descriptors(program: &str, options: &ProcessOptions) -> Result<Descriptors, E
         let source = match how {
             ChildFd::ParentReads | ChildFd::ParentWrites => {
                 let (read, write) = sys::pipe().map_err(out_of_fds)?;
-                let (child, ours, way) = match how {
-                    ChildFd::ParentReads => (write, read, Way::FromChild),
-                    _ => (read, write, Way::ToChild),
+                // Our end is a separate open file from the child's: making it
+                // non-blocking leaves the child's blocking.
+                let (child, ours) = match how {
+                    ChildFd::ParentReads => (write, PipeStream::reader(read, pipe_options)?),
+                    _ => (read, PipeStream::writer(write, pipe_options)?),
                 };
                 let raw = child.as_raw_fd();
                 d.child_ends.push(child);
-                d.ours.push((fd, ours, way));
+                d.ours.push((fd, ours));
                 FdSource::Fd(raw)
             }
             ChildFd::Inherit => FdSource::Fd(fd),
@@ -897,28 +896,29 @@ impl Reactor {
             }
         }
         children.add(Rc::clone(&state));
-        // `connection_made` first, then the pipes start reading (their own jobs).
+        // `connection_made` first, then the pipes start reading (their own jobs, queued
+        // after it: nothing about a pipe can reach the protocol before it).
         let s = Rc::clone(&state);
         self.call_soon(move || s.start());
-        let drain_on_stop = options.on_stop != OnReactorStop::Leave;
-        for (fd, ours, way) in descriptors.ours {
-            let pipe_options = PipeOptions {
-                restore_flags: false,
-                drain_on_stop,
-            };
-            let stream = match way {
-                Way::FromChild => PipeStream::reader(ours, pipe_options)?,
-                Way::ToChild => PipeStream::writer(ours, pipe_options)?,
-            };
+        for (fd, stream) in descriptors.ours {
             let address = Address::Other(format!("child {pid} ({name}) fd {fd}"));
             let adapter = Box::new(ChildPipe {
                 fd,
                 process: Rc::clone(&state),
             });
-            let conn = Conn::start_soon(&inner, stream, adapter, address.clone(), address, None)?;
-            let transport = Transport::new(conn as Rc<dyn TransportBackend>);
-            state.pipes.borrow_mut().insert(fd, transport);
-            state.open.borrow_mut().insert(fd);
+            match Conn::start_soon(&inner, stream, adapter, address.clone(), address, None) {
+                Ok(conn) => {
+                    let transport = Transport::new(conn as Rc<dyn TransportBackend>);
+                    state.pipes.borrow_mut().insert(fd, transport);
+                    state.open.borrow_mut().insert(fd);
+                }
+                Err(err) => {
+                    // (Registering with no interest yet does not fail; if it ever did,
+                    // the child could not be talked to: it is ended, and reported so.)
+                    log::error!("child {pid} ({name}): {err}; killing it");
+                    let _ = sys::kill(pid, libc::SIGKILL);
+                }
+            }
         }
         Ok(Process(state))
     }
