@@ -198,6 +198,10 @@ impl Reactor {
     /// `Stdin` then reads straight from the descriptor instead of buffering ahead, and
     /// nothing it read sits where the reactor cannot see it.
     ///
+    /// A regular file (standard input redirected from one) cannot be polled: it is always
+    /// ready, so its reader is called on every iteration until it is removed. Remove it at
+    /// end of file, as below.
+    ///
     /// ```no_run
     /// use std::io::Read;
     /// use torsion_reactor::Reactor;

@@ -50,7 +50,9 @@ pub enum OnReactorStop {
     /// `SIGTERM` when the shutdown starts, then as [`Kill`](OnReactorStop::Kill).
     Terminate,
     /// Leave it running, unsignalled: the shutdown does not wait for it, and its pipes are
-    /// closed with the other connections. It is reaped if the reactor runs again.
+    /// closed with the other connections. It is reaped if the reactor runs again (a
+    /// reactor that is closed instead no longer watches it: once it ends it stays a zombie
+    /// until this process exits).
     Leave,
 }
 
