@@ -2,38 +2,32 @@
 //! alongside. Ends on end of input.
 //!
 //! `printf 'a\nb\n' | cargo run --example stdin`
+//!
+//! This is the `add_reader` seed idiom: the reactor keeps `std::io::stdin()` and calls back
+//! whenever descriptor 0 is readable; the callback reads with a buffer of at least 8 KiB
+//! (so std's `Stdin` reads straight from the descriptor and holds nothing back) and, at end
+//! of input, removes the reader by its number, 0. For a protocol over standard input and
+//! output, with buffering and flow control, see `stdio_upper` (`Reactor::standard_io`).
 
-use std::fs::File;
 use std::io::Read;
-use std::os::fd::AsFd;
-use std::rc::Rc;
 use std::time::Duration;
 
 use torsion::reactor::Reactor;
 
 fn main() {
     let reactor = Reactor::current();
-    // A private handle on fd 0: reads bypass std's buffered `Stdin`, so nothing is read
-    // ahead that the reactor would not see.
-    let stdin = match std::io::stdin().as_fd().try_clone_to_owned() {
-        Ok(fd) => Rc::new(File::from(fd)),
-        Err(err) => {
-            eprintln!("stdin: cannot use standard input: {err}");
-            std::process::exit(1);
-        }
-    };
     let mut pending = Vec::new();
-    let reader = Rc::clone(&stdin);
-    let added = reactor.add_reader(stdin, move || {
-        let mut buf = [0u8; 4096];
-        match (&*reader).read(&mut buf) {
+    let added = reactor.add_reader(std::io::stdin(), move || {
+        let mut buf = [0u8; 16 * 1024];
+        match std::io::stdin().lock().read(&mut buf) {
             Ok(0) | Err(_) => {
                 if !pending.is_empty() {
                     println!("line: {}", String::from_utf8_lossy(&pending));
                 }
                 println!("end of input");
                 let reactor = Reactor::current();
-                reactor.remove_reader(0);
+                let removed = reactor.remove_reader(0); // standard input is descriptor 0
+                debug_assert!(removed, "the reader was registered on descriptor 0");
                 let _ = reactor.stop();
             }
             Ok(n) => {
@@ -52,6 +46,14 @@ fn main() {
     reactor.call_later(Duration::from_millis(10), || println!("timer event"));
     if let Err(err) = reactor.run() {
         eprintln!("stdin: {err}");
+        std::process::exit(1);
+    }
+    // The reader is gone with its end of input: nothing is left registered.
+    if reactor.registered_sources() != 0 {
+        eprintln!(
+            "stdin: {} descriptor(s) still registered",
+            reactor.registered_sources()
+        );
         std::process::exit(1);
     }
 }

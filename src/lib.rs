@@ -59,13 +59,13 @@ pub mod prelude {
     };
     pub use torsion_protocols::{LineControl, LineReceiver, LineSender, Lines};
     pub use torsion_reactor::{
-        Address, AsyncStream, Backoff, ClientFactory, Clock, ConnectionLost, Connector,
+        Address, AsyncStream, Backoff, ChildFd, ClientFactory, Clock, ConnectionLost, Connector,
         DatagramError, DatagramProtocol, DatagramTransport, Deferred, DelayedCall, Error,
-        ErrorKind, Event, Factory, Interface, ListeningPort, Lock, LoopingCall, Phase, Protocol,
-        Queue, Reactor, Reconnecting, Remote, Resolver, Scheduler, SchedulerExt, Semaphore,
-        SharedDeferred, SharedFactory, SystemEvent, TaskGroup, TcpConnectOptions, TcpListenOptions,
-        Transport, UdpOptions, UnixDatagramOptions, UnixListenOptions, as_completed, factory_fn,
-        gather, sleep, timeout,
+        ErrorKind, Event, Factory, Interface, ListeningPort, Lock, LoopingCall, Phase, Process,
+        ProcessOptions, ProcessProtocol, ProcessStatus, Protocol, Queue, Reactor, Reconnecting,
+        Remote, Resolver, Scheduler, SchedulerExt, Semaphore, SharedDeferred, SharedFactory,
+        SystemEvent, TaskGroup, TcpConnectOptions, TcpListenOptions, Transport, UdpOptions,
+        UnixDatagramOptions, UnixListenOptions, as_completed, factory_fn, gather, sleep, timeout,
     };
 }
 
@@ -84,4 +84,6 @@ mod guide {
 
     #[doc = include_str!("../docs/datagrams.md")]
     pub struct Datagrams;
+    #[doc = include_str!("../docs/processes.md")]
+    pub struct Processes;
 }

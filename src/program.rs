@@ -29,7 +29,10 @@ use std::io::Write;
 use std::process::exit;
 
 use torsion_endpoints::{datagram_from_string, server_from_string};
-use torsion_reactor::{DatagramProtocol, DatagramTransport, Factory, ListeningPort, Reactor};
+use torsion_reactor::{
+    Address, ConnectionLost, DatagramProtocol, DatagramTransport, Factory, ListeningPort, Protocol,
+    Reactor, Transport,
+};
 
 /// Sends `log` records to stderr through `env_logger`: quiet unless `RUST_LOG` says
 /// otherwise (warnings and errors show by default). Does nothing if the program already
@@ -91,17 +94,78 @@ pub fn fail(message: &str) -> ! {
 /// fails, each with one line on stderr naming the problem) and, once the reactor runs (so
 /// that SIGTERM is already a graceful stop when a supervisor sees the line), prints
 /// `listening on ADDRESS` on stdout (the bound address: `tcp:0` shows the real port).
+///
+/// On `stdio:` (one connection over standard input and output, inetd-style) the line goes
+/// to stderr, since stdout is the connection, and the reactor stops when that connection
+/// ends.
 pub fn listen<F: Factory>(reactor: &Reactor, description: &str, factory: F) -> ListeningPort {
     let endpoint = match server_from_string(reactor, description) {
         Ok(endpoint) => endpoint,
         Err(err) => usage_error(&err.to_string()),
     };
-    let port = match endpoint.listen(factory) {
+    let stdio = endpoint.spec().type_name() == "stdio";
+    let listened = if stdio {
+        endpoint.listen(StopWhenLost(factory))
+    } else {
+        endpoint.listen(factory)
+    };
+    let port = match listened {
         Ok(port) => port,
         Err(err) => fail(&err.to_string()),
     };
-    announce(reactor, port.local_addr());
+    if stdio {
+        let addr = port.local_addr();
+        reactor.call_when_running(move || eprintln!("listening on {addr}"));
+    } else {
+        announce(reactor, port.local_addr());
+    }
     port
+}
+
+/// A factory whose protocols stop the reactor when their connection ends (for `stdio:`,
+/// whose one connection is the whole service).
+struct StopWhenLost<F>(F);
+
+impl<F: Factory> Factory for StopWhenLost<F> {
+    type Protocol = StopOnLost<F::Protocol>;
+
+    fn build_protocol(&self, peer: &Address) -> Option<Self::Protocol> {
+        self.0.build_protocol(peer).map(StopOnLost)
+    }
+    fn start_factory(&self) {
+        self.0.start_factory()
+    }
+    fn stop_factory(&self) {
+        self.0.stop_factory()
+    }
+}
+
+/// Forwards everything to `P`, then stops the reactor once the connection is lost.
+struct StopOnLost<P>(P);
+
+impl<P: Protocol> Protocol for StopOnLost<P> {
+    fn connection_made(&mut self, t: &Transport) {
+        self.0.connection_made(t)
+    }
+    fn data_received(&mut self, t: &Transport, data: &[u8]) {
+        self.0.data_received(t, data)
+    }
+    fn eof_received(&mut self, t: &Transport) -> bool {
+        self.0.eof_received(t)
+    }
+    fn connection_lost(&mut self, reason: &ConnectionLost) {
+        self.0.connection_lost(reason);
+        let _ = Reactor::current().stop();
+    }
+    fn pause_writing(&mut self, t: &Transport) {
+        self.0.pause_writing(t)
+    }
+    fn resume_writing(&mut self, t: &Transport) {
+        self.0.resume_writing(t)
+    }
+    fn reading_resumed(&mut self, t: &Transport) {
+        self.0.reading_resumed(t)
+    }
 }
 
 /// Opens the datagram port `description` names (`udp:`, `udp6:`, `unixgram:`; exit 2 if

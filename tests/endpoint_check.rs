@@ -108,6 +108,16 @@ fn datagram_descriptions_are_checked_as_strictly() {
 }
 
 #[test]
+fn stdio_server_has_no_parameters() {
+    let o = run(&["server", "stdio:"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "stdio server\n");
+    let o = run(&["server", "stdio:port=1", "--json"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stdout(&o).contains("unknown parameter"), "{}", stdout(&o));
+}
+
+#[test]
 fn invalid_description_exits_2_with_the_error_on_stderr() {
     let o = run(&["server", "tcp:port=80:interfce=x"]);
     assert_eq!(o.status.code(), Some(2));

@@ -139,6 +139,7 @@
 //! | `unixgram` → [`UnixgramServer`] (datagram) | `address` | 1 | required | socket path, or `@name` for a Linux abstract name |
 //! | | `mode` | 2 | `666` | permissions, **octal**, at most `777` (not for `@name`) |
 //! | | `lockfile` | 3 | `1` | `1`: `PATH.lock` pid file, as for `unix` (not for `@name`) |
+//! | `stdio` → [`StdioServer`] | (none) | | | standard input and output, one connection (`stdio:`, as Twisted writes it, is accepted) |
 //!
 //! ## Clients ([`parse_client`])
 //!
@@ -159,7 +160,7 @@
 //! | `udp6` → [`UdpClient`] (datagram) | as `udp` | | | IPv6 only |
 //! | `unixgram` → [`UnixgramClient`] (datagram) | `path` | 1 | required | the server's socket path or `@name`; on Linux the client binds an automatic abstract name so the server can answer |
 //!
-//! `ssl`, `tls`, `stdio`, `haproxy`, `tor`, `onion`, `i2p`, `le` and `lets` (types of Twisted
+//! `ssl`, `tls`, `haproxy`, `tor`, `onion`, `i2p`, `le` and `lets` (types of Twisted
 //! and its well-known plugins) are rejected with [`ErrorKind::Unsupported`], not as unknown.
 //!
 //! # Datagram endpoints
@@ -289,6 +290,7 @@ pub use spec::{
     ServerType,
 };
 pub use streams::{connect_stream, serve_streams};
+pub use types::stdio::StdioServer;
 pub use types::systemd::{self, FdSelector, SocketDomain, SystemdServer};
 pub use types::tcp::{BindAddress, BindAddressError, ClientFamily, TcpClient, TcpServer};
 pub use types::udp::{UdpClient, UdpServer};

@@ -11,9 +11,8 @@ use crate::spec::{ClientSpec, ClientType, ServerSpec, ServerType};
 use crate::types;
 
 /// Server types Twisted or its well-known plugins provide that torsion does not support yet.
-pub(crate) const UNSUPPORTED_SERVERS: &[&str] = &[
-    "ssl", "tls", "stdio", "haproxy", "onion", "tor", "i2p", "le", "lets",
-];
+pub(crate) const UNSUPPORTED_SERVERS: &[&str] =
+    &["ssl", "tls", "haproxy", "onion", "tor", "i2p", "le", "lets"];
 /// Client types Twisted or its well-known plugins provide that torsion does not support yet.
 pub(crate) const UNSUPPORTED_CLIENTS: &[&str] = &["ssl", "tls", "tor", "onion", "i2p"];
 
@@ -34,7 +33,7 @@ pub(crate) const UNSUPPORTED_CLIENTS: &[&str] = &["ssl", "tls", "tor", "onion", 
 /// assert_eq!((tcp.port, tcp.interface.to_string()), (8000, "127.0.0.1".to_string()));
 /// assert_eq!(
 ///     registry.server_types().collect::<Vec<_>>(),
-///     ["systemd", "tcp", "tcp6", "udp", "udp6", "unix", "unixgram"]
+///     ["stdio", "systemd", "tcp", "tcp6", "udp", "udp6", "unix", "unixgram"]
 /// );
 /// ```
 pub struct Registry {
@@ -67,9 +66,9 @@ impl Registry {
         }
     }
 
-    /// A registry with the built-in types: servers `tcp`, `tcp6`, `unix`, `systemd` (streams)
-    /// and `udp`, `udp6`, `unixgram` (datagrams); clients `tcp`, `tcp6`, `unix` and `udp`,
-    /// `udp6`, `unixgram`.
+    /// A registry with the built-in types: servers `tcp`, `tcp6`, `unix`, `systemd`, `stdio`
+    /// (streams) and `udp`, `udp6`, `unixgram` (datagrams); clients `tcp`, `tcp6`, `unix`
+    /// and `udp`, `udp6`, `unixgram`.
     pub fn with_builtins() -> Self {
         let mut r = Registry::empty();
         for t in types::server_types() {
@@ -278,7 +277,7 @@ mod tests {
         }
         assert_eq!(
             format!("{r:?}"),
-            "Registry { servers: [\"systemd\", \"tcp6\", \"unix\"], clients: [\"tcp\", \"tcp6\"] }"
+            "Registry { servers: [\"stdio\", \"systemd\", \"tcp6\", \"unix\"], clients: [\"tcp\", \"tcp6\"] }"
         );
     }
 
@@ -292,6 +291,6 @@ mod tests {
                 .ends_with("valid server types: none are registered"),
             "{e}"
         );
-        assert!(Registry::default().server_types().count() == 7);
+        assert!(Registry::default().server_types().count() == 8);
     }
 }

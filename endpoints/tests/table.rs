@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use torsion_endpoints::{
     BindAddress, ClientFamily, ClientSpec, ErrorKind, FdSelector, ServerSpec, SocketDomain,
-    SystemdServer, TcpClient, TcpServer, UdpClient, UdpServer, UnixClient, UnixServer,
+    StdioServer, SystemdServer, TcpClient, TcpServer, UdpClient, UdpServer, UnixClient, UnixServer,
     UnixgramClient, UnixgramServer, client_from_string, datagram_client_from_string,
     datagram_from_string, parse_client, parse_server, server_from_string,
 };
@@ -88,6 +88,9 @@ const VALID_SERVERS: &[(&str, &str)] = &[
     ("unixgram:/run/log.sock:mode=620:lockfile=0", "unixgram address=/run/log.sock mode=400 lockfile=false"),
     ("unixgram:/tmp/s:600:1", "unixgram address=/tmp/s mode=384 lockfile=true"),
     ("unixgram:@metrics", "unixgram address=@metrics mode=438 lockfile=true"),
+    ("stdio", "stdio"),
+    ("stdio:", "stdio"),
+    ("STDIO:", "stdio"),
 ];
 
 #[rustfmt::skip]
@@ -100,7 +103,9 @@ const INVALID_SERVERS: &[(&str, ErrorKind)] = &[
     ("ssl:443", ErrorKind::Unsupported),
     ("SSL:443:privateKey=key.pem", ErrorKind::Unsupported),
     ("tls:/certs:443", ErrorKind::Unsupported),
-    ("stdio:", ErrorKind::Unsupported),
+    ("stdio:x", ErrorKind::TooManyPositionals),
+    ("stdio:port=1", ErrorKind::UnknownParameter),
+    ("stdio::", ErrorKind::TooManyPositionals),
     (r"haproxy:tcp\:80", ErrorKind::Unsupported),
     ("onion:80", ErrorKind::Unsupported),
     (r"unix:/tmp/x\", ErrorKind::TrailingBackslash),
@@ -413,7 +418,7 @@ fn exact_messages() {
             "dccp:53",
             true,
             "in \"dccp:53\": unknown server endpoint type \"dccp\"; valid server types: \
-             systemd, tcp, tcp6, udp, udp6, unix, unixgram",
+             stdio, systemd, tcp, tcp6, udp, udp6, unix, unixgram",
         ),
         (
             "udp:53:backlog=5",
@@ -522,6 +527,8 @@ fn display_gives_a_description_that_parses_back() {
         } else if let Some(s) = spec.downcast_ref::<UdpServer>() {
             s.to_string()
         } else if let Some(s) = spec.downcast_ref::<UnixgramServer>() {
+            s.to_string()
+        } else if let Some(s) = spec.downcast_ref::<StdioServer>() {
             s.to_string()
         } else {
             panic!("unexpected spec {spec:?}");
@@ -712,6 +719,7 @@ fn the_tables_document_every_type_and_parameter() {
         ("server", "udp:53"),
         ("server", "udp6:53"),
         ("server", "unixgram:/x"),
+        ("server", "stdio"),
         ("client", "tcp:h:1"),
         ("client", "tcp6:h:1"),
         ("client", "unix:/x"),

@@ -51,6 +51,15 @@ pub enum ErrorKind {
     /// A datagram port's send queue is at its bound: the datagram was dropped (and counted,
     /// and the protocol told through `error_received`).
     QueueFull,
+    /// The process (or the system) is out of file descriptors (`EMFILE`, `ENFILE`): close
+    /// some, or raise the limit (`ulimit -n`).
+    TooManyOpenFiles,
+    /// A child process could not be started: the program does not exist or cannot be
+    /// executed, or setting it up (working directory, user, descriptors) failed;
+    /// [`Error::io_error`] has the OS error (`NotFound`, `PermissionDenied`, ...).
+    SpawnFailed,
+    /// The child process has ended and was reaped: it cannot be signalled any more.
+    ProcessExited,
     /// Anything else (context in the message).
     Other,
 }
@@ -87,6 +96,16 @@ impl Error {
     pub fn io(context: impl Into<String>, err: io::Error) -> Error {
         Error {
             kind: ErrorKind::Io,
+            message: context.into(),
+            source: Some(Arc::new(err)),
+        }
+    }
+
+    /// An OS error of a specific `kind` (rather than [`ErrorKind::Io`]), with context: a
+    /// spawn that failed, descriptors that ran out.
+    pub fn io_with_kind(kind: ErrorKind, context: impl Into<String>, err: io::Error) -> Error {
+        Error {
+            kind,
             message: context.into(),
             source: Some(Arc::new(err)),
         }

@@ -27,10 +27,11 @@
 //!
 //! | module | holds |
 //! |---|---|
-//! | `event_loop` | the [`Reactor`], its run queues and the phases of one iteration (listed in [`Reactor`]'s module docs), [`Remote`], signals, startup/shutdown triggers |
+//! | `event_loop` | the [`Reactor`], its run queues and the phases of one iteration (listed in [`Reactor`]'s module docs), [`Remote`], signals ([`Reactor::add_signal_handler`]), startup/shutdown triggers |
 //! | `io` | registration of descriptors with the poller (one owned `Registration` type for every source), the OS backends (epoll, `polling`), `add_reader`/`add_writer` |
 //! | `time` | [`Scheduler`], timers and [`DelayedCall`], [`Clock`], [`sleep`], [`timeout`] |
-//! | `net` | [`Protocol`], [`Factory`], [`Transport`], connections (a state machine per connection), listening ports, connectors, TCP and Unix sockets, reconnecting clients, connections as async streams ([`AsyncStream`]); datagram ports ([`DatagramProtocol`], [`DatagramTransport`]: UDP, multicast, Unix datagram sockets) |
+//! | `net` | [`Protocol`], [`Factory`], [`Transport`], connections (a state machine per connection), listening ports, connectors, TCP and Unix sockets, pipes and standard I/O ([`Reactor::connect_read_pipe`], [`Reactor::standard_io`]), reconnecting clients, connections as async streams ([`AsyncStream`]); datagram ports ([`DatagramProtocol`], [`DatagramTransport`]: UDP, multicast, Unix datagram sockets) |
+//! | `process` | child processes: [`Reactor::spawn_process`], [`ProcessProtocol`], [`Process`], [`ProcessOptions`], reaping (pidfd or SIGCHLD), [`Reactor::create_subprocess_exec`]; `fork`/`exec` in `process/sys.rs` |
 //! | `defer` | [`Deferred`], [`SharedDeferred`], [`as_completed`], tasks and [`TaskGroup`], coordination ([`Lock`], [`Semaphore`], [`Event`], [`Queue`]), [`LoopingCall`], [`cooperate`], the thread pool, [`Remote::blocking_call_from_thread`] |
 //! | [`testing`] | test doubles: `StringTransport`, `Loopback`, and the test-support helpers |
 //!
@@ -48,6 +49,7 @@ mod event_loop;
 mod io;
 mod keyed;
 mod net;
+mod process;
 mod time;
 
 pub mod testing;
@@ -67,6 +69,7 @@ pub use defer::threads::DEFAULT_THREAD_POOL_SIZE;
 pub use error::{Error, ErrorKind, Result};
 pub use event_loop::{
     Caught, CaughtKind, DEFAULT_SHUTDOWN_GRACE, Phase, Reactor, Remote, SystemEvent, TriggerId,
+    signal_name,
 };
 pub use net::async_stream::client::{StreamClient, stream_client};
 pub use net::async_stream::protocol::{DEFAULT_STREAM_LIMIT, StreamProtocol};
@@ -93,6 +96,10 @@ pub use net::transport::{
 pub use net::udp::UdpOptions;
 pub use net::unix::{UnixConnectOptions, UnixListenOptions};
 pub use net::unix_datagram::UnixDatagramOptions;
+pub use process::{
+    ChildFd, ChildWatcher, OnReactorStop, Output, Process, ProcessOptions, ProcessProtocol,
+    ProcessStatus, SUBPROCESS_BUFFER_LIMIT, Subprocess,
+};
 pub use time::{
     Clock, DelayedCall, Scheduler, SchedulerExt, Sleep, Timeout, delay_from_secs, sleep, sleep_on,
     timeout, timeout_on,

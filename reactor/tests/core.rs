@@ -377,3 +377,53 @@ fn add_reader_and_writer_on_a_socket_pair() {
     assert_eq!(r.registered_sources(), before - 1);
     assert_eq!(Rc::strong_count(&a), 1, "the reactor dropped its handles");
 }
+
+#[test]
+fn a_reader_that_removes_itself_is_told_it_was_there_and_nothing_stays_registered() {
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::net::UnixStream;
+    let r = reactor();
+    let (a, b) = UnixStream::pair().unwrap();
+    let fd = a.as_raw_fd();
+    let before = r.registered_sources();
+    let answers = Rc::new(RefCell::new(Vec::new()));
+    let ans = answers.clone();
+    r.add_reader(a, move || {
+        let r = Reactor::current();
+        ans.borrow_mut().push(r.remove_reader(fd));
+        ans.borrow_mut().push(r.remove_reader(fd));
+    })
+    .unwrap();
+    (&b).write_all(b"x").unwrap();
+    r.run_until(Duration::from_secs(10), || !answers.borrow().is_empty())
+        .unwrap();
+    assert_eq!(*answers.borrow(), [true, false]);
+    assert_eq!(r.registered_sources(), before);
+}
+
+#[test]
+fn add_reader_works_on_a_file_which_is_always_readable() {
+    use std::io::Read;
+    let r = reactor();
+    let path = std::env::temp_dir().join(format!("torsion-reader-{}", std::process::id()));
+    std::fs::write(&path, vec![b'r'; 100_000]).unwrap();
+    let file = Rc::new(std::fs::File::open(&path).unwrap());
+    std::fs::remove_file(&path).unwrap();
+    let got = Rc::new(Cell::new(0usize));
+    let done = Rc::new(Cell::new(false));
+    let (f, g, d) = (file.clone(), got.clone(), done.clone());
+    r.add_reader(file, move || {
+        let mut buf = [0u8; 8192];
+        match (&*f).read(&mut buf) {
+            Ok(0) | Err(_) => {
+                d.set(true);
+                Reactor::current().remove_reader(std::os::fd::AsRawFd::as_raw_fd(&*f));
+            }
+            Ok(n) => g.set(g.get() + n),
+        }
+    })
+    .unwrap();
+    r.run_until(Duration::from_secs(10), || done.get()).unwrap();
+    assert_eq!(got.get(), 100_000);
+}

@@ -1,6 +1,7 @@
 //! The built-in endpoint types, one module each holding the type's spec, its parser and its
-//! I/O: [`tcp`] (`tcp`, `tcp6`), [`unix`] (`unix`) and [`systemd`] (`systemd`, servers
-//! only) for streams; [`udp`] (`udp`, `udp6`) and [`unixgram`] (`unixgram`) for datagrams.
+//! I/O: [`tcp`] (`tcp`, `tcp6`), [`unix`] (`unix`), [`systemd`] (`systemd`, servers only)
+//! and [`stdio`] (`stdio`, servers only) for streams; [`udp`] (`udp`, `udp6`) and
+//! [`unixgram`] (`unixgram`) for datagrams.
 //!
 //! [`listen`] and [`connect`] are how endpoints use a spec, through its
 //! [`ServerSpec::listen`] / [`ClientSpec::connect`]; [`listen_datagram`] and
@@ -13,6 +14,7 @@ use torsion_reactor::{
 
 use crate::spec::{ClientSpec, ClientType, ServerSpec, ServerType};
 
+pub(crate) mod stdio;
 pub mod systemd;
 pub(crate) mod tcp;
 pub(crate) mod udp;
@@ -29,6 +31,7 @@ pub(crate) fn server_types() -> Vec<Box<dyn ServerType>> {
         Box::new(udp::UdpServerType { v6: false }),
         Box::new(udp::UdpServerType { v6: true }),
         Box::new(unixgram::UnixgramServerType),
+        Box::new(stdio::StdioServerType),
     ]
 }
 

@@ -38,6 +38,7 @@ use crate::error::{Error, ErrorKind};
 use crate::io::poller::{Events, Poller};
 use crate::io::registry::Registry;
 use crate::io::watch::Watches;
+use crate::process::Children;
 use crate::time::timer::{DelayedCall, Job, TimeSource, Timers};
 use crate::time::{Scheduler, SchedulerExt};
 
@@ -52,6 +53,7 @@ mod triggers;
 pub use callback::{Caught, CaughtKind};
 pub use remote::Remote;
 pub use run::DEFAULT_SHUTDOWN_GRACE;
+pub use signals::signal_name;
 pub use triggers::{Phase, SystemEvent, TriggerId};
 
 use queues::RunQueues;
@@ -87,9 +89,13 @@ pub(crate) struct Inner {
     /// The receive slots every datagram port on this reactor reads batches into (empty
     /// until the first port reads; see `net/datagram`).
     pub(crate) datagram_buf: RefCell<Vec<u8>>,
-    /// Open connections (TCP, Unix, ...) and datagram ports, for winding down and for
+    /// Open connections (TCP, Unix, pipes, ...) and datagram ports, for winding down and for
     /// diagnostics.
     pub(crate) connections: Cell<usize>,
+    /// Signal pipes: handlers, the graceful stop, the child reaper.
+    pub(crate) signals: signals::Signals,
+    /// Child processes not reaped yet.
+    pub(crate) children: Children,
     triggers: Triggers,
     when_running: RefCell<Vec<Job>>,
     events: Cell<Option<Events>>,
@@ -102,7 +108,7 @@ pub(crate) struct Inner {
     handle_signals: Cell<bool>,
     shutdown_grace: Cell<Duration>,
     /// A deadline the next wait must not pass (`iterate(timeout)`, the shutdown grace).
-    wake_at: Cell<Option<Instant>>,
+    pub(crate) wake_at: Cell<Option<Instant>>,
     error_handler: RefCell<Option<ErrorHandler>>,
     /// `Some` while caught panics and errors fail the iteration (tests).
     failures: RefCell<Option<Vec<Caught>>>,
@@ -220,6 +226,8 @@ impl Reactor {
             read_buf: RefCell::new(vec![0; READ_BUF_SIZE].into_boxed_slice()),
             datagram_buf: RefCell::new(Vec::new()),
             connections: Cell::new(0),
+            signals: signals::Signals::default(),
+            children: Children::default(),
             triggers: Triggers::default(),
             when_running: RefCell::new(Vec::new()),
             events: Cell::new(None),
@@ -384,7 +392,9 @@ impl Reactor {
     }
 
     /// Whether SIGINT and SIGTERM stop this reactor while it runs (default: yes). The first
-    /// signal stops gracefully; a second one during the shutdown stops at once.
+    /// signal stops gracefully; a second one during the shutdown stops at once. (A handler
+    /// set with [`add_signal_handler`](Reactor::add_signal_handler) for one of them takes
+    /// its place.)
     pub fn set_handle_signals(&self, on: bool) {
         self.inner.handle_signals.set(on);
     }

@@ -82,26 +82,32 @@ impl Inner {
 
     /// Phase 6: one wait for I/O, then every event to the source that owns it.
     fn wait_and_dispatch_io(self: &Rc<Self>) -> Result<(), Error> {
-        let timeout = self.wait_timeout();
         self.registry.flush_interest();
+        // A descriptor that is always ready (a file) must not wait behind a blocking poll.
+        let timeout = if self.registry.has_emulated_ready() {
+            Some(Duration::ZERO)
+        } else {
+            self.wait_timeout()
+        };
         let mut events = self.events.take().unwrap_or_else(Events::new);
         if let Err(err) = self.registry.poller.wait(&mut events, timeout) {
             self.events.set(Some(events));
             return Err(Error::io("the reactor cannot wait for events", err));
         }
         for ev in events.iter() {
-            if let Some(source) = self.registry.source_for_token(ev.key) {
-                source.ready(
-                    self,
-                    Readiness {
-                        readable: ev.readable,
-                        writable: ev.writable,
-                    },
-                );
-            }
+            self.dispatch(ev.key, ev.readable, ev.writable);
         }
         self.events.set(Some(events));
+        for (key, wants) in self.registry.emulated_ready() {
+            self.dispatch(key, wants.read, wants.write);
+        }
         Ok(())
+    }
+
+    fn dispatch(self: &Rc<Self>, key: usize, readable: bool, writable: bool) {
+        if let Some(source) = self.registry.source_for_token(key) {
+            source.ready(self, Readiness { readable, writable });
+        }
     }
 
     /// Phase 7: every timer due now. All are collected before any runs: a timer re-armed

@@ -5,7 +5,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use super::triggers::{Phase, SystemEvent};
-use super::{Inner, Reactor, State, callback, signals};
+use super::{Inner, Reactor, State, callback};
 use crate::error::{Error, ErrorKind};
 use crate::io::Wind;
 use crate::time::timer::deadline_after;
@@ -16,6 +16,8 @@ pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 impl Reactor {
     /// Runs the loop until [`stop`](Reactor::stop), then winds down: `Before`-shutdown
     /// triggers, listeners closed, connections flushed (up to the grace period) and closed,
+    /// child processes given the same grace period to end (then killed, unless they were
+    /// started to be left running: see [`OnReactorStop`](crate::OnReactorStop)),
     /// `connection_lost` delivered, then `During` and `After` triggers. A stopped reactor can
     /// run again.
     ///
@@ -35,25 +37,18 @@ impl Reactor {
         inner.stop_requested.set(false);
         inner.abort_requested.set(false);
         inner.remote.serving_begin();
-        let signals = if inner.handle_signals.get() {
-            match signals::SignalWatch::install(&inner) {
-                Ok(watch) => Some(watch),
-                Err(err) => {
-                    log::warn!("{err}; SIGINT and SIGTERM will not stop the reactor gracefully");
-                    None
-                }
-            }
-        } else {
-            None
-        };
+        let signals = inner.handle_signals.get();
+        if signals {
+            inner.signals.start_stopping_on_signals(&inner);
+        }
         let mut result = inner.start_up();
         while result.is_ok() && !inner.stop_requested.get() {
             result = inner.iterate();
         }
         inner.state.set(State::Stopping);
         inner.shut_down();
-        if let Some(watch) = signals {
-            watch.uninstall();
+        if signals {
+            inner.signals.stop_stopping_on_signals();
         }
         inner.state.set(State::Idle);
         inner.stop_requested.set(false);
@@ -199,15 +194,19 @@ impl Inner {
         }
     }
 
-    /// Stop accepting, let connections flush up to the grace deadline, abort the rest, and
-    /// deliver every `connection_lost`.
+    /// Stop accepting, let connections flush and children end up to the grace deadline,
+    /// kill the children left and abort the connections left, and deliver every
+    /// `connection_lost`.
     fn shut_down(self: &Rc<Self>) {
         self.fire(SystemEvent::Shutdown, Phase::Before);
         self.stop_requested.set(false);
         self.wind_down(Wind::Graceful);
+        self.children.wind_down(Wind::Graceful);
         let deadline = deadline_after(Instant::now(), self.shutdown_grace.get());
         self.wake_at.set(Some(deadline));
-        while self.connections.get() > 0 && !self.abort_requested.get() && Instant::now() < deadline
+        while (self.connections.get() > 0 || self.children.waiting() > 0)
+            && !self.abort_requested.get()
+            && Instant::now() < deadline
         {
             if let Err(err) = self.iterate() {
                 if err.kind() != ErrorKind::Panicked {
@@ -218,6 +217,7 @@ impl Inner {
             }
         }
         self.wake_at.set(None);
+        self.kill_children();
         if self.connections.get() > 0 {
             log::warn!(
                 "{} connection(s) still open after the shutdown grace period; aborting them",
@@ -247,6 +247,27 @@ impl Inner {
         }
     }
 
+    /// Kills the children still running (but those to be left) and waits a little for
+    /// them to be reaped, so that their `process_exited` is delivered and no zombie stays.
+    fn kill_children(self: &Rc<Self>) {
+        if self.children.waiting() == 0 {
+            return;
+        }
+        self.children.wind_down(Wind::Abort);
+        let deadline = deadline_after(Instant::now(), crate::process::KILL_WAIT);
+        let previous = self.wake_at.replace(Some(deadline));
+        while self.children.waiting() > 0 && Instant::now() < deadline {
+            if let Err(err) = self.iterate() {
+                if err.kind() != ErrorKind::Panicked {
+                    log::error!("{err}");
+                    break;
+                }
+                self.put_back_failure(err);
+            }
+        }
+        self.wake_at.set(previous);
+    }
+
     /// Keeps a test failure found while winding down for `run()` to return.
     fn put_back_failure(&self, err: Error) {
         if let Some(failures) = &mut *self.failures.borrow_mut() {
@@ -260,12 +281,16 @@ impl Inner {
 
     /// Everything `Reactor::close` releases (the reactor is idle).
     pub(super) fn close(self: &Rc<Self>) {
-        // Abort what is open and deliver its `connection_lost` while callbacks can run.
+        // Abort what is open and deliver its `connection_lost` while callbacks can run;
+        // kill the children (but those to be left running) and reap them.
         if self.registry.len() > 0 || self.has_ready_work() {
             self.wind_down(Wind::Abort);
+            self.kill_children();
             self.deliver_remaining();
         }
         self.state.set(State::Closed);
+        self.children.clear();
+        self.signals.clear();
         drop(self.registry.take_all());
         let watches = self.fd_watches.borrow_mut().clear();
         drop(watches);

@@ -14,6 +14,13 @@
 //! registration that wants nothing is taken out of the poller altogether, because epoll
 //! reports hang-ups and errors even to an empty interest set, and level-triggered, that
 //! would wake the loop forever for a connection whose reading is paused.
+//!
+//! A descriptor the poller refuses because it is always ready (epoll says `EPERM` for a
+//! regular file, and for `/dev/null`: standard input redirected from a file) is watched by
+//! emulation instead: while it wants anything, the loop does not block, and after each
+//! wait it is reported ready for what it wants (what Twisted's epoll reactor does for
+//! files). Reading a file never blocks for long, and a connection reads a bounded amount
+//! per event, so a large file is read a slice per iteration without stalling the loop.
 
 use std::cell::RefCell;
 use std::io;
@@ -74,7 +81,14 @@ struct Entry {
     wanted: Interest,
     registered: Interest,
     dirty: bool,
+    /// The poller refused the descriptor as always ready: readiness is emulated.
+    emulated: bool,
     source: Rc<dyn Source>,
+}
+
+/// Whether the poller refused a descriptor because it is always ready (a regular file).
+fn always_ready(err: &io::Error) -> bool {
+    err.raw_os_error() == Some(libc::EPERM)
 }
 
 /// The watched descriptors of one reactor, keyed by token (a [`Key`] packed in a `usize`).
@@ -82,6 +96,8 @@ pub(crate) struct Registry {
     pub(crate) poller: Arc<Poller>,
     entries: RefCell<Keyed<Entry>>,
     dirty: RefCell<Vec<Key>>,
+    /// The entries whose readiness is emulated (few: standard input from a file).
+    emulated: RefCell<Vec<Key>>,
 }
 
 impl Registry {
@@ -90,6 +106,7 @@ impl Registry {
             poller,
             entries: RefCell::new(Keyed::default()),
             dirty: RefCell::new(Vec::new()),
+            emulated: RefCell::new(Vec::new()),
         }
     }
 
@@ -119,7 +136,8 @@ impl Registry {
             };
             entry.dirty = false;
             let (want, have) = (entry.wanted, entry.registered);
-            if want == have {
+            if want == have || entry.emulated {
+                entry.registered = want;
                 continue;
             }
             let token = key.to_usize();
@@ -134,6 +152,11 @@ impl Registry {
             };
             match result {
                 Ok(()) => entry.registered = want,
+                Err(err) if have == Interest::NONE && always_ready(&err) => {
+                    entry.emulated = true;
+                    entry.registered = want;
+                    self.emulated.borrow_mut().push(key);
+                }
                 Err(err) => log::warn!("cannot change interest for fd {}: {err}", entry.fd),
             }
         }
@@ -151,6 +174,10 @@ impl Registry {
     /// drop outside any borrow.
     fn remove(&self, key: Key, closing: bool) -> Option<Rc<dyn Source>> {
         let entry = self.entries.borrow_mut().remove(key)?;
+        if entry.emulated {
+            self.emulated.borrow_mut().retain(|&k| k != key);
+            return Some(entry.source);
+        }
         if entry.registered != Interest::NONE && !(closing && self.poller.forget_on_close()) {
             if let Err(err) = self.poller.delete(entry.fd) {
                 log::debug!("cannot remove fd {} from the poller: {err}", entry.fd);
@@ -167,6 +194,32 @@ impl Registry {
             .map(|e| Rc::clone(&e.source))
     }
 
+    /// Whether an emulated registration wants something now: then the loop must not block.
+    pub(crate) fn has_emulated_ready(&self) -> bool {
+        let emulated = self.emulated.borrow();
+        if emulated.is_empty() {
+            return false;
+        }
+        let entries = self.entries.borrow();
+        emulated
+            .iter()
+            .any(|&key| entries.get(key).is_some_and(|e| e.wanted != Interest::NONE))
+    }
+
+    /// The emulated registrations that want something, as (token, what they want): each is
+    /// ready for it.
+    pub(crate) fn emulated_ready(&self) -> Vec<(usize, Interest)> {
+        let emulated = self.emulated.borrow();
+        let entries = self.entries.borrow();
+        emulated
+            .iter()
+            .filter_map(|&key| {
+                let e = entries.get(key)?;
+                (e.wanted != Interest::NONE).then_some((key.to_usize(), e.wanted))
+            })
+            .collect()
+    }
+
     /// Every registered source (for winding down at shutdown).
     pub(crate) fn all_sources(&self) -> Vec<Rc<dyn Source>> {
         self.entries
@@ -181,6 +234,7 @@ impl Registry {
     pub(crate) fn take_all(&self) -> Vec<Rc<dyn Source>> {
         let entries = std::mem::take(&mut *self.entries.borrow_mut());
         self.dirty.borrow_mut().clear();
+        self.emulated.borrow_mut().clear();
         entries.values().map(|e| Rc::clone(&e.source)).collect()
     }
 
@@ -225,6 +279,7 @@ impl<T: AsRawFd> Registration<T> {
             wanted: interest,
             registered: interest,
             dirty: false,
+            emulated: false,
             source,
         });
         if interest != Interest::NONE {
@@ -235,10 +290,19 @@ impl<T: AsRawFd> Registration<T> {
                     .poller
                     .add(fd, key.to_usize(), interest.read, interest.write)
             };
-            if let Err(err) = added {
-                let source = registry.entries.borrow_mut().remove(key);
-                drop(source);
-                return Err((err, io));
+            match added {
+                Ok(()) => {}
+                Err(err) if always_ready(&err) => {
+                    if let Some(entry) = registry.entries.borrow_mut().get_mut(key) {
+                        entry.emulated = true;
+                    }
+                    registry.emulated.borrow_mut().push(key);
+                }
+                Err(err) => {
+                    let source = registry.entries.borrow_mut().remove(key);
+                    drop(source);
+                    return Err((err, io));
+                }
             }
         }
         Ok(Registration {

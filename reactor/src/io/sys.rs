@@ -2,7 +2,7 @@
 //! Every `unsafe` block here says why it is sound.
 
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use socket2::SockAddr;
 
@@ -65,4 +65,102 @@ pub(crate) fn is_fd_exhaustion(err: &io::Error) -> bool {
         err.raw_os_error(),
         Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOBUFS) | Some(libc::ENOMEM)
     )
+}
+
+/// Whether an error means the process or the system is out of file descriptors.
+pub(crate) fn is_out_of_fds(err: &io::Error) -> bool {
+    matches!(err.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE))
+}
+
+/// The file status flags of `fd` (`F_GETFL`: access mode, `O_NONBLOCK`, ...).
+pub(crate) fn status_flags(fd: BorrowedFd<'_>) -> io::Result<libc::c_int> {
+    // SAFETY: `fd` is open for the duration of the call (it is borrowed).
+    let flags = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) };
+    if flags < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(flags)
+    }
+}
+
+/// Sets the file status flags of `fd` (`F_SETFL`).
+pub(crate) fn set_status_flags(fd: BorrowedFd<'_>, flags: libc::c_int) -> io::Result<()> {
+    // SAFETY: `fd` is open for the duration of the call (it is borrowed).
+    if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags) } < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// A new descriptor for the same open file as `fd`, closed on exec.
+pub(crate) fn dup_cloexec(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    fd.try_clone_to_owned()
+}
+
+/// What `fstat` says about an open descriptor: its type and identity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct FileId {
+    /// `st_mode & S_IFMT`.
+    pub(crate) kind: libc::mode_t,
+    pub(crate) dev: u64,
+    pub(crate) ino: u64,
+}
+
+impl FileId {
+    pub(crate) fn is_fifo(&self) -> bool {
+        self.kind == libc::S_IFIFO
+    }
+    pub(crate) fn is_dir(&self) -> bool {
+        self.kind == libc::S_IFDIR
+    }
+}
+
+/// `fstat` of an open descriptor.
+pub(crate) fn file_id(fd: BorrowedFd<'_>) -> io::Result<FileId> {
+    // SAFETY: an all-zero `stat` is a valid value of this plain C struct.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `st` is valid for writes; `fd` is open (borrowed).
+    if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(FileId {
+        kind: st.st_mode & libc::S_IFMT,
+        dev: st.st_dev,
+        ino: st.st_ino,
+    })
+}
+
+/// Points descriptor `target` (0 or 1: standard input or output) at `/dev/null`, if it
+/// still refers to the file `was`: so that closing our own copy of it really closes the
+/// pipe (its other end sees end of file), and no file opened later takes the number.
+pub(crate) fn release_std_fd(target: RawFd, was: FileId) {
+    // SAFETY: `target` is only inspected; if it is not open, `fstat` fails harmlessly.
+    let now = file_id(unsafe { BorrowedFd::borrow_raw(target) });
+    if now.ok() != Some(was) {
+        return; // closed, or redirected by someone else meanwhile
+    }
+    let flags = if target == 0 {
+        libc::O_RDONLY
+    } else {
+        libc::O_WRONLY
+    };
+    // SAFETY: a NUL-terminated path; the returned descriptor is owned at once.
+    let null = unsafe { libc::open(c"/dev/null".as_ptr(), flags | libc::O_CLOEXEC) };
+    if null < 0 {
+        log::debug!(
+            "cannot open /dev/null to release descriptor {target}: {}",
+            io::Error::last_os_error()
+        );
+        return;
+    }
+    // SAFETY: `open` returned a new descriptor nothing else owns.
+    let null = unsafe { OwnedFd::from_raw_fd(null) };
+    // SAFETY: `dup2` replaces `target` atomically; `null` is open.
+    if unsafe { libc::dup2(null.as_raw_fd(), target) } < 0 {
+        log::debug!(
+            "cannot release descriptor {target}: {}",
+            io::Error::last_os_error()
+        );
+    }
 }

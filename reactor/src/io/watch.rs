@@ -32,6 +32,8 @@ struct Slot {
     /// Bumped whenever the callback is set or removed, so a callback that removes or
     /// replaces itself while running is not put back afterwards.
     epoch: Cell<u64>,
+    /// The callback is running (out of its slot): removing it then still removes one.
+    running: Cell<bool>,
 }
 
 /// What the registration owns: the descriptor's number and whatever keeps it open (the
@@ -55,9 +57,10 @@ pub(crate) struct Watch {
 
 impl Watch {
     fn interest(&self) -> Interest {
+        // A running callback is out of its slot but still there.
         Interest {
-            read: self.reader.callback.borrow().is_some(),
-            write: self.writer.callback.borrow().is_some(),
+            read: self.reader.callback.borrow().is_some() || self.reader.running.get(),
+            write: self.writer.callback.borrow().is_some() || self.writer.running.get(),
         }
     }
 
@@ -66,7 +69,9 @@ impl Watch {
         let Some(mut cb) = slot.callback.borrow_mut().take() else {
             return;
         };
+        slot.running.set(true);
         callback::contain("a descriptor callback", None, &mut cb);
+        slot.running.set(false);
         if slot.epoch.get() == epoch {
             *slot.callback.borrow_mut() = Some(cb);
         }
@@ -164,6 +169,9 @@ impl Reactor {
         let slot = watch.slot(dir);
         let old = slot.callback.borrow_mut().take();
         slot.epoch.set(slot.epoch.get() + 1);
+        // Removed from inside itself, the callback is out of its slot: it is there all
+        // the same (and is not put back).
+        let running = slot.running.replace(false);
         let interest = watch.interest();
         if interest == Interest::NONE {
             inner.fd_watches.borrow_mut().by_fd.remove(&fd);
@@ -173,7 +181,7 @@ impl Reactor {
         } else if let Some(registration) = &*watch.registration.borrow() {
             registration.set_interest(interest);
         }
-        let had = old.is_some();
+        let had = old.is_some() || running;
         drop(old);
         had
     }
@@ -189,6 +197,10 @@ impl Reactor {
     /// Read with a buffer of at least 8 KiB when reading through `std::io::stdin()`: std's
     /// `Stdin` then reads straight from the descriptor instead of buffering ahead, and
     /// nothing it read sits where the reactor cannot see it.
+    ///
+    /// A regular file (standard input redirected from one) cannot be polled: it is always
+    /// ready, so its reader is called on every iteration until it is removed. Remove it at
+    /// end of file, as below.
     ///
     /// ```no_run
     /// use std::io::Read;

@@ -8,7 +8,8 @@
 //! - [`conn`]: one connection: socket, write queue, state machine, protocol.
 //! - [`listen`]: listening ports; [`client`]: connectors and client factories;
 //!   [`reconnect`]: reconnecting clients.
-//! - [`tcp`], [`unix`]: the two socket families; [`stream`]: what they have in common.
+//! - [`tcp`], [`unix`]: the two socket families; [`pipe`]: pipes and standard I/O;
+//!   [`stream`]: what they have in common.
 //! - [`async_stream`]: a connection as an async byte stream (`AsyncStream`).
 //! - [`datagram`]: datagram ports (`DatagramProtocol`, `DatagramTransport`, the port and
 //!   its batched I/O); [`udp`] and [`unix_datagram`] open them.
@@ -19,6 +20,7 @@ pub(crate) mod conn;
 pub(crate) mod datagram;
 pub(crate) mod factory;
 pub(crate) mod listen;
+pub(crate) mod pipe;
 pub(crate) mod protocol;
 pub(crate) mod reconnect;
 pub(crate) mod stream;

@@ -1,17 +1,54 @@
-//! The socket types a connection can carry (TCP, Unix), behind one small trait.
+//! The streams a connection can carry (TCP and Unix sockets; pipes and standard I/O in
+//! `pipe.rs`), behind one small trait.
 
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, TcpStream};
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
+use super::conn::Ends;
 use super::transport::PeerCredentials;
+use crate::io::Sharing;
+
+/// What a connection needs to know about its stream besides how to read and write it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct StreamKind {
+    /// Which directions it has.
+    pub(crate) ends: Ends,
+    /// Watch the writing descriptor for its reader going away (a pipe's write end).
+    pub(crate) watch_hangup: bool,
+    /// Whether the descriptor may have duplicates outside the connection.
+    pub(crate) sharing: Sharing,
+    /// At a graceful stop, finish writing but keep reading to the end instead of closing
+    /// at once (a child's pipes: its last output is read while it finishes).
+    pub(crate) drain_on_stop: bool,
+}
+
+impl StreamKind {
+    /// A socket the reactor created or accepted.
+    pub(crate) const SOCKET: StreamKind = StreamKind {
+        ends: Ends::Both,
+        watch_hangup: false,
+        sharing: Sharing::Exclusive,
+        drain_on_stop: false,
+    };
+}
 
 pub(crate) trait Stream: AsFd + AsRawFd + 'static {
     fn read(&self, buf: &mut [u8]) -> io::Result<usize>;
     fn write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize>;
     fn shutdown_write(&self) -> io::Result<()>;
+    /// What kind of stream it is (default: a socket).
+    fn kind(&self) -> StreamKind {
+        StreamKind::SOCKET
+    }
+    /// The descriptor writes go to, when it is not the one reads come from (standard I/O
+    /// reads descriptor 0 and writes descriptor 1). The connection watches it with a
+    /// registration of its own, dropped before `shutdown_write` and before the stream.
+    fn write_fd(&self) -> Option<RawFd> {
+        None
+    }
     fn set_nodelay(&self, _on: bool) -> io::Result<()> {
         Ok(())
     }

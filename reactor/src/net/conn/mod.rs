@@ -10,13 +10,20 @@
 //! elsewhere (a timer, another connection's callback) in the loop's gathered-writes phase,
 //! before it waits. Outside the loop, and for large writes, bytes go to the socket at once.
 //! What the socket does not take waits for writability (write interest is on only then).
+//!
+//! The same connection carries one-way streams (a pipe's read or write end: see
+//! [`Ends`]) and a stream that reads one descriptor and writes another (standard input and
+//! output): the writing descriptor then has a registration of its own, whose events are
+//! the writing side's (`WriteEvents`).
 
 mod queue;
 mod state;
 
+pub(crate) use state::Ends;
+
 use std::cell::{Cell, RefCell};
 use std::io::{self, IoSlice};
-use std::os::fd::BorrowedFd;
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::panic::Location;
 use std::rc::{Rc, Weak};
 use std::time::Duration;
@@ -32,7 +39,7 @@ use crate::error::{Error, ErrorKind};
 use crate::event_loop::Inner;
 use crate::event_loop::callback::{self, Job};
 use crate::event_loop::queues::Flush;
-use crate::io::{Readiness, Registration, Sharing, Source, Wind};
+use crate::io::{Interest, Readiness, Registration, Sharing, Source, Wind};
 use queue::{COPY_MAX, MAX_IOVECS, WriteQueue};
 use state::{Actions, ConnState};
 
@@ -57,8 +64,18 @@ struct Core {
 pub(crate) struct Conn<S: Stream> {
     me: Weak<Conn<S>>,
     reactor: Weak<Inner>,
+    /// The writing descriptor's own registration, for a stream that writes to another
+    /// descriptor than it reads ([`Stream::write_fd`]); `None` otherwise, and once the
+    /// writing side is shut or the connection closed. (Declared before `io`, so that it is
+    /// dropped first: the stream owns that descriptor.)
+    write_io: RefCell<Option<Registration<WriteFd>>>,
     /// The socket; `None` once closed.
     io: RefCell<Option<Registration<S>>>,
+    /// Graceful stop: finish writing, keep reading (see `StreamKind::drain_on_stop`).
+    drain_on_stop: bool,
+    /// What was last asked of the registrations (`io`, `write_io`): most writes change
+    /// nothing, and then cost no registry lookup.
+    asked: Cell<(Interest, Interest)>,
     core: RefCell<Core>,
     /// Out of its slot while one of its callbacks runs; gone once `connection_lost` ran.
     protocol: Cell<Option<Box<dyn Protocol>>>,
@@ -78,6 +95,38 @@ fn closed_error() -> Error {
     )
 }
 
+fn read_only_error() -> Error {
+    Error::new(
+        ErrorKind::Unsupported,
+        "cannot write: this transport is a pipe's read end (it only reads)",
+    )
+}
+
+/// The number of a stream's writing descriptor, owned by the stream: a registration of it
+/// is dropped before the stream closes it.
+pub(crate) struct WriteFd(RawFd);
+
+impl AsRawFd for WriteFd {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0
+    }
+}
+
+/// The writing descriptor's events, handed to its connection: writable means flush, and
+/// readable can only mean that the reader went away (nothing is read from it).
+struct WriteEvents<S: Stream>(Rc<Conn<S>>);
+
+impl<S: Stream> Source for WriteEvents<S> {
+    fn ready(self: Rc<Self>, _inner: &Rc<Inner>, readiness: Readiness) {
+        if readiness.writable {
+            self.0.flush();
+        }
+        if readiness.readable {
+            self.0.on_hangup();
+        }
+    }
+}
+
 impl Actions {
     /// Both sets of actions (the first close wins).
     fn and(mut self, other: Actions) -> Actions {
@@ -90,7 +139,8 @@ impl Actions {
 }
 
 impl<S: Stream> Conn<S> {
-    /// Registers `io` with the reactor and calls the protocol's `connection_made`.
+    /// Registers `io` with the reactor and calls the protocol's `connection_made` (for a
+    /// connection the loop made: accepted, or connected).
     pub(crate) fn start(
         inner: &Rc<Inner>,
         io: S,
@@ -99,12 +149,57 @@ impl<S: Stream> Conn<S> {
         local: Address,
         on_lost: Option<LostHook>,
     ) -> Result<Rc<Conn<S>>, Error> {
+        let conn = Conn::register(inner, io, protocol, peer, local, on_lost)?;
+        conn.update_interest();
+        conn.call("connection_made", |p, t| p.connection_made(t));
+        Ok(conn)
+    }
+
+    /// Like [`start`](Conn::start), for a connection made by a call from user code (a
+    /// pipe, standard I/O): `connection_made` is called from the loop, soon, and nothing is
+    /// read before it.
+    pub(crate) fn start_soon(
+        inner: &Rc<Inner>,
+        io: S,
+        protocol: Box<dyn Protocol>,
+        peer: Address,
+        local: Address,
+        on_lost: Option<LostHook>,
+    ) -> Result<Rc<Conn<S>>, Error> {
+        let conn = Conn::register(inner, io, protocol, peer, local, on_lost)?;
+        let me = Rc::clone(&conn);
+        conn.soon(move || {
+            me.call("connection_made", |p, t| p.connection_made(t));
+            me.update_interest();
+        });
+        Ok(conn)
+    }
+
+    /// The connection, registered with no interest yet.
+    fn register(
+        inner: &Rc<Inner>,
+        io: S,
+        protocol: Box<dyn Protocol>,
+        peer: Address,
+        local: Address,
+        on_lost: Option<LostHook>,
+    ) -> Result<Rc<Conn<S>>, Error> {
+        let kind = io.kind();
+        let write_fd = io.write_fd();
         let conn = Rc::new_cyclic(|me| Conn {
             me: me.clone(),
             reactor: Rc::downgrade(inner),
+            write_io: RefCell::new(None),
             io: RefCell::new(None),
+            drain_on_stop: kind.drain_on_stop,
+            asked: Cell::new((Interest::NONE, Interest::NONE)),
             core: RefCell::new(Core {
-                state: ConnState::new(DEFAULT_HIGH_WATER, DEFAULT_LOW_WATER),
+                state: ConnState::with_ends(
+                    DEFAULT_HIGH_WATER,
+                    DEFAULT_LOW_WATER,
+                    kind.ends,
+                    kind.watch_hangup,
+                ),
                 queue: WriteQueue::default(),
                 blocked: false,
                 flush_due: false,
@@ -117,14 +212,25 @@ impl<S: Stream> Conn<S> {
             local,
             on_lost: Cell::new(on_lost),
         });
-        let interest = conn.core.borrow().state.interest(false);
-        let registration = Registration::new(inner, io, interest, conn.clone(), Sharing::Exclusive)
-            .map_err(|(e, _)| {
-                Error::io(format!("cannot watch the connection from {}", conn.peer), e)
-            })?;
-        *conn.io.borrow_mut() = Some(registration);
+        let watch_error =
+            |e| Error::io(format!("cannot watch the connection from {}", conn.peer), e);
+        if let Some(fd) = write_fd {
+            let events = Rc::new(WriteEvents(Rc::clone(&conn)));
+            let registration =
+                Registration::new(inner, WriteFd(fd), Interest::NONE, events, Sharing::Shared)
+                    .map_err(|(e, _)| watch_error(e))?;
+            *conn.write_io.borrow_mut() = Some(registration);
+        }
+        match Registration::new(inner, io, Interest::NONE, conn.clone(), kind.sharing) {
+            Ok(registration) => *conn.io.borrow_mut() = Some(registration),
+            Err((e, io)) => {
+                // The writing descriptor's registration goes before the stream closes it.
+                conn.write_io.borrow_mut().take();
+                drop(io);
+                return Err(watch_error(e));
+            }
+        }
         inner.connections.set(inner.connections.get() + 1);
-        conn.call("connection_made", |p, t| p.connection_made(t));
         Ok(conn)
     }
 
@@ -190,6 +296,9 @@ impl<S: Stream> Conn<S> {
     /// Carries out what a transition asked for.
     fn apply(self: &Rc<Self>, actions: Actions) {
         if actions.shutdown_write {
+            // A writing descriptor of its own is closed by the shutdown: unwatch it first.
+            let write_io = self.write_io.borrow_mut().take();
+            drop(write_io);
             let result = match &*self.io.borrow() {
                 Some(io) => io.get().shutdown_write(),
                 None => Ok(()),
@@ -220,18 +329,49 @@ impl<S: Stream> Conn<S> {
     }
 
     fn update_interest(&self) {
-        let interest = {
+        let wants = {
             let core = self.core.borrow();
-            core.state.interest(core.blocked && !core.queue.is_empty())
+            core.state.wants(core.blocked && !core.queue.is_empty())
         };
+        let split = self.write_io.borrow().is_some();
+        let asked = if split {
+            // Reads on one descriptor, writes (and the hang-up watch) on the other.
+            (
+                Interest {
+                    read: wants.read,
+                    write: false,
+                },
+                Interest {
+                    read: wants.hangup,
+                    write: wants.write,
+                },
+            )
+        } else {
+            (
+                Interest {
+                    read: wants.read || wants.hangup,
+                    write: wants.write,
+                },
+                Interest::NONE,
+            )
+        };
+        if self.asked.replace(asked) == asked {
+            return;
+        }
         if let Some(io) = &*self.io.borrow() {
-            io.set_interest(interest);
+            io.set_interest(asked.0);
+        }
+        if let Some(write_io) = &*self.write_io.borrow() {
+            write_io.set_interest(asked.1);
         }
     }
 
     /// Closes the socket now (deregistering it) and schedules `connection_lost`.
     fn finish_close(self: &Rc<Self>, reason: ConnectionLost) {
         self.core.borrow_mut().queue.clear();
+        // The writing descriptor's registration first: the stream owns that descriptor.
+        let write_io = self.write_io.borrow_mut().take();
+        drop(write_io);
         let io = self.io.borrow_mut().take();
         drop(io);
         if let Some(inner) = self.reactor.upgrade() {
@@ -262,6 +402,10 @@ impl<S: Stream> Conn<S> {
     }
 
     fn on_readable(self: &Rc<Self>, inner: &Rc<Inner>) {
+        if !self.core.borrow().state.has_read_side() {
+            // A write end is watched for readability only to see its reader go away.
+            return self.on_hangup();
+        }
         // No loop runs inside a callback, so the shared buffer is never in use here.
         let mut buf = inner.read_buf.borrow_mut();
         for _ in 0..READS_PER_EVENT {
@@ -292,6 +436,16 @@ impl<S: Stream> Conn<S> {
                 }
             }
         }
+    }
+
+    /// The reader of the writing descriptor went away.
+    fn on_hangup(self: &Rc<Self>) {
+        let actions = {
+            let mut core = self.core.borrow_mut();
+            let queued = !core.queue.is_empty();
+            core.state.hung_up(queued)
+        };
+        self.apply(actions);
     }
 
     fn on_eof(self: &Rc<Self>) {
@@ -393,6 +547,9 @@ impl<S: Stream> Conn<S> {
         let total: usize = parts.iter().map(|p| p.len()).sum();
         let mut core = self.core.borrow_mut();
         if !core.state.accepts_writes() {
+            if core.state.ends == Ends::ReadOnly {
+                return Err(read_only_error());
+            }
             return Err(closed_error());
         }
         if total == 0 {
@@ -423,7 +580,11 @@ impl<S: Stream> Conn<S> {
                     inner.queues.push_flush(me);
                 }
             }
-            self.apply(actions);
+            // Queuing changes no interest (write interest waits for a short send, and a
+            // queue that was blocked already has it): only a flow notice needs `apply`.
+            if actions.notify_flow {
+                self.apply(actions);
+            }
             return Ok(());
         }
         // Outside the loop, or a large write: to the socket now, after what is queued.
@@ -493,6 +654,10 @@ impl<S: Stream> Source for Conn<S> {
 
     fn wind_down(self: Rc<Self>, _inner: &Rc<Inner>, how: Wind) {
         match how {
+            Wind::Graceful if self.drain_on_stop => {
+                // Flush and shut what we write; read on until the other end is done.
+                let _ = self.lose_write_connection();
+            }
             Wind::Graceful => self.lose_connection(),
             Wind::Abort => self.abort_connection(),
         }

@@ -3,10 +3,16 @@
 //! buffer. Each transition is a method that returns the [`Actions`] the connection must
 //! then take (close the socket, shut down its writing side, tell the protocol something),
 //! so every rule here is unit-tested without I/O.
+//!
+//! A stream may have one direction only ([`Ends`]): a pipe's read end starts with its
+//! writing side shut, a pipe's write end starts at end of file. The same rules then give
+//! what a one-way transport should do (no writes, or no reads; end of file closes a read
+//! end; the reader going away is a write end's loss).
 
 use std::io;
 use std::sync::Arc;
 
+#[cfg(test)]
 use crate::io::Interest;
 use crate::net::protocol::ConnectionLost;
 
@@ -28,6 +34,26 @@ pub(crate) enum WriteSide {
     ShutPending,
     /// The writing side is shut down (the peer read end-of-file).
     Shut,
+}
+
+/// Which directions a stream has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Ends {
+    /// A socket, or standard input and output together.
+    Both,
+    /// A pipe's read end: writes are refused.
+    ReadOnly,
+    /// A pipe's write end: nothing is ever read.
+    WriteOnly,
+}
+
+/// What to ask the poller for: reads, writes, and (for a stream whose writing descriptor is
+/// a pipe's write end) the reader going away, which epoll reports as an error on that end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub(crate) struct Wants {
+    pub(crate) read: bool,
+    pub(crate) write: bool,
+    pub(crate) hangup: bool,
 }
 
 /// Where the connection is in its life.
@@ -94,13 +120,35 @@ pub(crate) struct ConnState {
     pub(crate) write: WriteSide,
     pub(crate) life: Life,
     pub(crate) flow: Flow,
+    pub(crate) ends: Ends,
+    /// Watch the writing descriptor for its reader going away (a pipe's write end).
+    watch_hangup: bool,
 }
 
 impl ConnState {
+    #[cfg(test)]
     pub(crate) fn new(high: usize, low: usize) -> ConnState {
+        ConnState::with_ends(high, low, Ends::Both, false)
+    }
+
+    /// A stream with the given directions; `watch_hangup` when its writing descriptor is a
+    /// pipe's write end, whose reader's going away can only be seen by watching it.
+    pub(crate) fn with_ends(high: usize, low: usize, ends: Ends, watch_hangup: bool) -> ConnState {
         ConnState {
-            read: ReadSide::Reading,
-            write: WriteSide::Open,
+            // A write end has nothing to read: as if at end of file from the start, so a
+            // half-close closes it altogether.
+            read: match ends {
+                Ends::WriteOnly => ReadSide::Eof,
+                _ => ReadSide::Reading,
+            },
+            // A read end has nothing to write to: as if shut from the start, so end of
+            // file closes it whatever `eof_received` answers.
+            write: match ends {
+                Ends::ReadOnly => WriteSide::Shut,
+                _ => WriteSide::Open,
+            },
+            ends,
+            watch_hangup: watch_hangup && ends != Ends::ReadOnly,
             life: Life::Open,
             flow: Flow {
                 high,
@@ -113,12 +161,44 @@ impl ConnState {
         }
     }
 
-    /// What to ask the poller for, given whether bytes wait to be sent.
+    /// What to ask the poller for, given whether bytes wait to be sent: for a stream on
+    /// one descriptor (a hang-up on it is reported as readable).
+    #[cfg(test)]
     pub(crate) fn interest(&self, queued: bool) -> Interest {
+        let wants = self.wants(queued);
         Interest {
+            read: wants.read || wants.hangup,
+            write: wants.write,
+        }
+    }
+
+    /// What to watch for, each direction apart (for a stream that reads one descriptor and
+    /// writes another).
+    pub(crate) fn wants(&self, queued: bool) -> Wants {
+        Wants {
             read: self.life == Life::Open && self.read == ReadSide::Reading,
             write: self.life != Life::Closed && self.write != WriteSide::Shut && queued,
+            hangup: self.watch_hangup && self.life == Life::Open && self.write != WriteSide::Shut,
         }
+    }
+
+    /// The reader of the writing descriptor went away (a hang-up on a pipe's write end).
+    /// Nothing more can be written, so the connection is lost: cleanly if nothing was
+    /// waiting to be sent (nothing was lost), as a broken pipe if something was.
+    pub(crate) fn hung_up(&mut self, queued: bool) -> Actions {
+        if self.write == WriteSide::Shut {
+            return Actions::default();
+        }
+        if queued {
+            self.fail(io::Error::from(io::ErrorKind::BrokenPipe))
+        } else {
+            self.close(ConnectionLost::Done)
+        }
+    }
+
+    /// Whether the stream has a reading direction at all.
+    pub(crate) fn has_read_side(&self) -> bool {
+        self.ends != Ends::WriteOnly
     }
 
     /// Whether the socket is read now.
@@ -478,5 +558,70 @@ mod tests {
         let _ = s.abort();
         assert_eq!(s.take_flow_notice(), FlowNotice::default());
         assert!(!s.queue_changed(0).notify_flow);
+    }
+
+    #[test]
+    fn a_read_end_refuses_writes_and_closes_cleanly_at_end_of_file() {
+        let mut s = ConnState::with_ends(100, 10, Ends::ReadOnly, true);
+        assert!(!s.accepts_writes());
+        assert_eq!(
+            s.interest(true),
+            Interest::READ,
+            "never asks for writability"
+        );
+        assert!(!s.wants(false).hangup, "a read end has no reader to lose");
+        assert!(s.lose_write(false).unwrap().close.is_none());
+        assert!(s.read_eof());
+        // Even a protocol that asks to keep writing gets a clean close: there is no
+        // writing side.
+        assert!(closes_with(&s.eof_answered(true, false), true));
+    }
+
+    #[test]
+    fn a_write_end_never_reads_and_its_half_close_closes_it() {
+        let mut s = ConnState::with_ends(100, 10, Ends::WriteOnly, true);
+        assert!(!s.is_reading());
+        assert!(!s.has_read_side());
+        assert_eq!(
+            s.wants(false),
+            Wants {
+                read: false,
+                write: false,
+                hangup: true
+            }
+        );
+        assert_eq!(
+            s.interest(false),
+            Interest::READ,
+            "a hang-up is reported as readable"
+        );
+        assert!(!s.read_eof(), "no end of file to report");
+        s.pause_reading();
+        assert!(!s.resume_reading().notify_resumed);
+        let a = s.lose_write(true).unwrap();
+        assert!(a.close.is_none());
+        let a = s.drained();
+        assert!(closes_with(&a, true) && !a.shutdown_write);
+    }
+
+    #[test]
+    fn the_reader_going_away_is_clean_when_nothing_was_waiting() {
+        let mut s = ConnState::with_ends(100, 10, Ends::WriteOnly, true);
+        assert!(closes_with(&s.hung_up(false), true));
+        let mut s = ConnState::with_ends(100, 10, Ends::WriteOnly, true);
+        let a = s.hung_up(true);
+        assert!(
+            matches!(&a.close, Some(ConnectionLost::Reset(e)) if e.kind() == io::ErrorKind::BrokenPipe),
+            "{a:?}"
+        );
+        assert!(s.hung_up(true).close.is_none(), "closed once");
+    }
+
+    #[test]
+    fn a_write_end_without_a_hangup_watch_asks_for_nothing_while_idle() {
+        // A terminal opened for reading and writing: a readable report would be input.
+        let s = ConnState::with_ends(100, 10, Ends::WriteOnly, false);
+        assert_eq!(s.interest(false), Interest::NONE);
+        assert_eq!(s.interest(true), Interest::WRITE);
     }
 }
