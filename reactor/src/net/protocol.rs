@@ -85,6 +85,11 @@ pub enum TlsFailureKind {
     /// The peer broke the TLS protocol, offered nothing in common with us (versions,
     /// cipher suites, ALPN protocols), or closed the connection during the handshake.
     Protocol,
+    /// The peer closed the connection without a TLS `close_notify`: what it sent may have
+    /// been cut short by someone on the path. Many clients close this way; a protocol
+    /// whose messages carry their own length (HTTP with `Content-Length`) can tell whether
+    /// anything is missing.
+    Truncated,
 }
 
 /// A TLS failure: its kind and a sentence saying what happened.

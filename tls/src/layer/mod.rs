@@ -549,7 +549,7 @@ impl Session {
                     }
                     self.deliver_plaintext();
                     if peer_closed {
-                        self.on_peer_eof(true);
+                        self.on_peer_eof();
                     }
                 }
             }
@@ -613,21 +613,14 @@ impl Session {
         self.flow_update();
     }
 
-    /// The peer's end of file: its `close_notify` (`clean`), or the transport's end of
-    /// file without one.
-    fn on_peer_eof(self: &Rc<Self>, clean: bool) {
+    /// The peer's `close_notify`: its end of file.
+    fn on_peer_eof(self: &Rc<Self>) {
         {
             let mut st = self.st.borrow_mut();
             if st.eof_seen || st.phase != Phase::Open {
                 return;
             }
             st.eof_seen = true;
-        }
-        if !clean {
-            log::debug!(
-                "the TLS peer {} closed without close_notify (treated as end of file)",
-                self.peer()
-            );
         }
         let keep = self.call_user(|p, t| p.eof_received(t)).unwrap_or(false);
         self.st.borrow_mut().keep_open = keep;
@@ -647,9 +640,20 @@ impl Session {
                 false
             }
             Phase::Open => {
-                self.on_peer_eof(false);
-                let st = self.st.borrow();
-                st.keep_open && !st.closing
+                let mut st = self.st.borrow_mut();
+                if st.eof_seen {
+                    // After the peer's close_notify: the application already answered.
+                    return st.keep_open && !st.closing;
+                }
+                // No close_notify: the end is not the peer's word (Twisted reports it as a
+                // lost connection too), so the application hears it as the reason.
+                st.reason.get_or_insert(ConnectionLost::Tls(TlsFailure::new(
+                    TlsFailureKind::Truncated,
+                    "the peer closed the connection without a TLS close_notify \
+                     (what it sent may be cut short)",
+                )));
+                st.closing = true;
+                false
             }
             Phase::Closed => false,
         }
