@@ -197,6 +197,15 @@ where
     }
 }
 
+/// A closure factory can connect too (`reactor.connect_tcp(addr, factory_fn(|_| Ping))`);
+/// it ignores what a client factory is told.
+impl<M, F> crate::net::client::ClientFactory for FnFactory<F>
+where
+    M: MaybeProtocol,
+    F: Fn(&Address) -> M + 'static,
+{
+}
+
 /// A factory with its protocol type erased.
 pub(crate) trait ErasedFactory {
     fn build(&self, peer: &Address) -> Option<Box<dyn Protocol>>;
