@@ -16,7 +16,11 @@ fn a_missing_file_is_named() {
     assert!(err.to_string().contains("gone.pem"), "{err}");
     let err = Identity::from_pem_files(&server.cert, &gone).expect_err("missing key");
     assert_eq!(err.kind(), ConfigErrorKind::MissingFile);
-    assert!(err.to_string().starts_with("cannot read the private key file"), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("cannot read the private key file"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -84,7 +88,12 @@ fn key_and_certificate_in_one_file() {
 fn trust_roots_from_a_file_or_a_directory() {
     let pki = Pki::new("roots");
     assert_eq!(TrustRoots::from_pem_file(&pki.ca).expect("file").len(), 1);
-    assert_eq!(TrustRoots::from_pem_file(&pki.dir).expect("directory").len(), 1);
+    assert_eq!(
+        TrustRoots::from_pem_file(&pki.dir)
+            .expect("directory")
+            .len(),
+        1
+    );
     let empty = pki.path("empty");
     std::fs::create_dir(&empty).expect("mkdir");
     let err = TrustRoots::from_pem_file(&empty).expect_err("nothing there");
@@ -106,7 +115,10 @@ fn options_are_checked() {
         .build()
         .expect("connector");
     let err = connector
-        .wrap("not a host name!", support::OneShot(std::cell::RefCell::new(Some(support::Echo))))
+        .wrap(
+            "not a host name!",
+            support::OneShot(std::cell::RefCell::new(Some(support::Echo))),
+        )
         .err()
         .expect("a bad name");
     assert_eq!(err.kind(), ConfigErrorKind::InvalidOption);

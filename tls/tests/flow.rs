@@ -144,6 +144,8 @@ fn sixty_four_mebibytes_to_a_slow_reader() {
         "the server buffered {} bytes",
         max_buffered.get()
     );
-    run_until(&reactor, "nothing left open", || reactor.open_connections() == 0);
+    run_until(&reactor, "nothing left open", || {
+        reactor.open_connections() == 0
+    });
     port.stop_listening();
 }

@@ -68,7 +68,10 @@ fn the_handshake_timeout_runs_on_the_clock() {
     link.pump();
     assert!(!link.is_open(), "closed at ten seconds");
     assert!(matches!(link.lost_reason(1), Some(ConnectionLost::Aborted)));
-    assert!(!server.borrow().made, "the protocol never saw the connection");
+    assert!(
+        !server.borrow().made,
+        "the protocol never saw the connection"
+    );
 }
 
 /// Records flow notices.
@@ -96,7 +99,12 @@ fn plaintext_written_before_the_handshake_pauses_then_resumes() {
     let clock = Rc::new(Clock::new());
     let events = Rc::new(RefCell::new(Vec::new()));
     let c = connector
-        .wrap_protocol("localhost", Producer { events: Rc::clone(&events) })
+        .wrap_protocol(
+            "localhost",
+            Producer {
+                events: Rc::clone(&events),
+            },
+        )
         .expect("layer")
         .with_scheduler(Rc::clone(&clock) as Rc<dyn Scheduler>);
     let tls = c.transport();
@@ -111,7 +119,10 @@ fn plaintext_written_before_the_handshake_pauses_then_resumes() {
     tls.write(&chunk);
     assert!(!tls.is_writing_paused(), "50 kB is under the 64 KiB mark");
     tls.write(&chunk);
-    assert!(tls.buffer_size() >= 100_000, "the plaintext waits, and the hello");
+    assert!(
+        tls.buffer_size() >= 100_000,
+        "the plaintext waits, and the hello"
+    );
     assert!(tls.is_writing_paused(), "100 kB is over it");
     link.pump();
     clock.advance(Duration::ZERO);
