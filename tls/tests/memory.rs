@@ -11,7 +11,7 @@ use std::time::Duration;
 use support::pki::Pki;
 use support::{Recorder, seen};
 use torsion_reactor::testing::{Loopback, Sink};
-use torsion_reactor::{Clock, ConnectionLost, Protocol, Scheduler, TlsFailureKind, Transport};
+use torsion_reactor::{Clock, ConnectionLost, Protocol, Scheduler, Transport};
 use torsion_tls::{ClientOptions, ServerOptions, TlsAcceptor, TlsConnector, TrustRoots};
 
 fn pair(pki: &Pki) -> (TlsAcceptor, TlsConnector) {

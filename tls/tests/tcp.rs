@@ -679,14 +679,8 @@ fn changed_files_are_noticed_without_a_reload_call() {
             connect(reactor, &connector, &port, "localhost", rec),
         )
         .expect("handshake");
-        let cert = client
-            .borrow()
-            .info
-            .as_ref()
-            .expect("info")
-            .peer_certificates()[0]
-            .clone();
-        cert
+        let info = client.borrow().info.clone().expect("info");
+        info.peer_certificates()[0].clone()
     };
     let before = cert_of(&reactor);
     pki.server("server", &["localhost"]);

@@ -1017,7 +1017,7 @@ impl TransportBackend for Session {
     }
 
     fn with_fd(&self, f: &mut dyn FnMut(BorrowedFd<'_>)) -> Result<(), Error> {
-        self.lower().ok_or_else(closed_error)?.with_fd(|fd| f(fd))
+        self.lower().ok_or_else(closed_error)?.with_fd(f)
     }
 
     fn set_protocol(&self, protocol: Box<dyn Protocol>) -> Result<(), Error> {
