@@ -11,18 +11,17 @@ use crate::spec::{ClientSpec, ClientType, ServerSpec, ServerType};
 use crate::types;
 
 /// Server types Twisted or its well-known plugins provide that torsion does not support yet.
-pub(crate) const UNSUPPORTED_SERVERS: &[&str] = &[
-    "ssl", "tls", "stdio", "haproxy", "onion", "tor", "i2p", "le", "lets",
-];
+pub(crate) const UNSUPPORTED_SERVERS: &[&str] =
+    &["stdio", "haproxy", "onion", "tor", "i2p", "le", "lets"];
 /// Client types Twisted or its well-known plugins provide that torsion does not support yet.
-pub(crate) const UNSUPPORTED_CLIENTS: &[&str] = &["ssl", "tls", "tor", "onion", "i2p"];
+pub(crate) const UNSUPPORTED_CLIENTS: &[&str] = &["ssl", "tor", "onion", "i2p"];
 
 /// The endpoint types descriptions may name, for servers and for clients, by lower-case
 /// name.
 ///
 /// [`Registry::with_builtins`] (also [`Registry::default`]) has the built-in types; an
 /// application may add its own (see [`Args`] for a full example) or replace a built-in one by
-/// registering a type of the same name. Registering `ssl`, `tls` or another reserved name
+/// registering a type of the same name. Registering `stdio` or another reserved name
 /// replaces the "not supported yet" answer for it.
 ///
 /// ```
@@ -32,7 +31,10 @@ pub(crate) const UNSUPPORTED_CLIENTS: &[&str] = &["ssl", "tls", "tor", "onion", 
 /// let spec = registry.parse_server("tcp:8000:interface=127.0.0.1").unwrap();
 /// let tcp = spec.downcast_ref::<TcpServer>().unwrap();
 /// assert_eq!((tcp.port, tcp.interface.to_string()), (8000, "127.0.0.1".to_string()));
-/// assert_eq!(registry.server_types().collect::<Vec<_>>(), ["systemd", "tcp", "tcp6", "unix"]);
+/// assert_eq!(
+///     registry.server_types().collect::<Vec<_>>(),
+///     ["ssl", "systemd", "tcp", "tcp6", "tls", "unix"]
+/// );
 /// ```
 pub struct Registry {
     servers: BTreeMap<String, Box<dyn ServerType>>,
@@ -64,8 +66,8 @@ impl Registry {
         }
     }
 
-    /// A registry with the built-in types: servers `tcp`, `tcp6`, `unix`, `systemd`; clients
-    /// `tcp`, `tcp6`, `unix`.
+    /// A registry with the built-in types: servers `tcp`, `tcp6`, `unix`, `systemd`, `ssl`,
+    /// `tls`; clients `tcp`, `tcp6`, `unix`, `tls`.
     pub fn with_builtins() -> Self {
         let mut r = Registry::empty();
         for t in types::server_types() {
@@ -243,12 +245,15 @@ mod tests {
     fn registering_a_reserved_name_replaces_not_supported() {
         let mut r = Registry::with_builtins();
         assert_eq!(
-            r.parse_server("tls").unwrap_err().kind(),
+            r.parse_server("stdio").unwrap_err().kind(),
             ErrorKind::Unsupported
         );
-        assert!(r.register_server(FakeType("TLS")).is_none());
-        assert_eq!(r.parse_server("Tls").expect("parses").type_name(), "TLS");
-        let e = r.parse_server("tls:extra").unwrap_err();
+        assert!(r.register_server(FakeType("STDIO")).is_none());
+        assert_eq!(
+            r.parse_server("Stdio").expect("parses").type_name(),
+            "STDIO"
+        );
+        let e = r.parse_server("stdio:extra").unwrap_err();
         assert_eq!(e.kind(), ErrorKind::TooManyPositionals);
         assert!(e.to_string().contains("takes no positional values"), "{e}");
     }
@@ -264,6 +269,8 @@ mod tests {
             ErrorKind::UnknownType
         );
         assert!(r.unregister_client("unix").is_some());
+        assert!(r.unregister_client("tls").is_some());
+        assert!(r.unregister_server("ssl").is_some() && r.unregister_server("tls").is_some());
         assert_eq!(r.client_types().collect::<Vec<_>>(), ["tcp", "tcp6"]);
         assert_eq!(
             format!("{r:?}"),
@@ -281,6 +288,6 @@ mod tests {
                 .ends_with("valid server types: none are registered"),
             "{e}"
         );
-        assert!(Registry::default().server_types().count() == 4);
+        assert!(Registry::default().server_types().count() == 6);
     }
 }

@@ -85,9 +85,12 @@ const INVALID_SERVERS: &[(&str, ErrorKind)] = &[
     ("port=80", ErrorKind::MissingType),
     ("foo:80", ErrorKind::UnknownType),
     ("tcp=1:80", ErrorKind::UnknownType),
-    ("ssl:443", ErrorKind::Unsupported),
-    ("SSL:443:privateKey=key.pem", ErrorKind::Unsupported),
-    ("tls:/certs:443", ErrorKind::Unsupported),
+    ("ssl:443", ErrorKind::MissingParameter),
+    ("SSL:443:privateKey=/nonexistent/key.pem", ErrorKind::BadFile),
+    ("tls:/certs:443", ErrorKind::InvalidNumber),
+    ("ssl:443:privateKey=k.pem:requireClientCert=1", ErrorKind::ConflictingParameters),
+    ("ssl:443:privateKey=k.pem:alpn=h2,,x", ErrorKind::InvalidValue),
+    ("ssl:443:privateKey=k.pem:sslmethod=SSLv3_METHOD", ErrorKind::InvalidValue),
     ("stdio:", ErrorKind::Unsupported),
     (r"haproxy:tcp\:80", ErrorKind::Unsupported),
     ("onion:80", ErrorKind::Unsupported),
@@ -209,7 +212,10 @@ const INVALID_CLIENTS: &[(&str, ErrorKind)] = &[
     (r"tcp:127.0.0.1:80:bindAddress=\:\:1", ErrorKind::WrongFamily),
     ("tcp6:127.0.0.1:80", ErrorKind::WrongFamily),
     ("tcp6:example.org:80:bindAddress=127.0.0.1", ErrorKind::WrongFamily),
-    ("tls:example.com:443", ErrorKind::Unsupported),
+    ("tls:example.com", ErrorKind::MissingParameter),
+    ("tls:example.com:443:trustRoots=/nonexistent/ca.pem", ErrorKind::BadFile),
+    ("tls:example.com:443:privateKey=k.pem", ErrorKind::ConflictingParameters),
+    ("tls:example.com:443:certificate=/nonexistent/c.pem", ErrorKind::BadFile),
     ("ssl:example.com:443", ErrorKind::Unsupported),
     ("tor:example.onion:80", ErrorKind::Unsupported),
     ("systemd:domain=INET:index=0", ErrorKind::UnknownType),
@@ -363,16 +369,16 @@ fn exact_messages() {
              value must be escaped as \"\\:\"",
         ),
         (
-            "TLS:example.com:443",
+            "SSL:example.com:443",
             false,
-            "in \"TLS:example.com:443\": client endpoint type \"tls\" is not supported yet; \
-             supported client types: tcp, tcp6, unix",
+            "in \"SSL:example.com:443\": client endpoint type \"ssl\" is not supported yet; \
+             supported client types: tcp, tcp6, tls, unix",
         ),
         (
             "udp:53",
             true,
-            "in \"udp:53\": unknown server endpoint type \"udp\"; valid server types: systemd, \
-             tcp, tcp6, unix",
+            "in \"udp:53\": unknown server endpoint type \"udp\"; valid server types: ssl, \
+             systemd, tcp, tcp6, tls, unix",
         ),
         (
             "unix:/tmp/s:lockfile=yes",

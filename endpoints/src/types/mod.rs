@@ -1,5 +1,6 @@
 //! The built-in endpoint types, one module each holding the type's spec, its parser and its
-//! I/O: [`tcp`] (`tcp`, `tcp6`), [`unix`] (`unix`) and [`systemd`] (`systemd`, servers only).
+//! I/O: [`tcp`] (`tcp`, `tcp6`), [`unix`] (`unix`), [`systemd`] (`systemd`, servers only)
+//! and [`tls`] (`ssl` and `tls` servers, `tls` clients).
 //!
 //! [`listen`] and [`connect`] are how endpoints use a spec: for a built-in spec they call
 //! its I/O with the application's factory type intact, so the reactor boxes each
@@ -16,6 +17,7 @@ use crate::spec::{ClientSpec, ClientType, ServerSpec, ServerType};
 
 pub mod systemd;
 pub(crate) mod tcp;
+pub(crate) mod tls;
 pub(crate) mod unix;
 
 /// The built-in server types, for [`Registry::with_builtins`](crate::Registry::with_builtins).
@@ -25,6 +27,8 @@ pub(crate) fn server_types() -> Vec<Box<dyn ServerType>> {
         Box::new(tcp::TcpServerType { v6: true }),
         Box::new(unix::UnixServerType),
         Box::new(systemd::SystemdServerType),
+        Box::new(tls::TlsServerType { name: "ssl" }),
+        Box::new(tls::TlsServerType { name: "tls" }),
     ]
 }
 
@@ -34,6 +38,7 @@ pub(crate) fn client_types() -> Vec<Box<dyn ClientType>> {
         Box::new(tcp::TcpClientType { v6: false }),
         Box::new(tcp::TcpClientType { v6: true }),
         Box::new(unix::UnixClientType),
+        Box::new(tls::TlsClientType),
     ]
 }
 
@@ -50,6 +55,8 @@ pub(crate) fn listen<F: Factory>(
         unix.listen_with(reactor, factory)
     } else if let Some(systemd) = any.downcast_ref::<systemd::SystemdServer>() {
         systemd.listen_with(reactor, factory)
+    } else if let Some(tls) = any.downcast_ref::<tls::TlsServer>() {
+        tls.listen_with(reactor, factory)
     } else {
         spec.listen(reactor, BoxedFactory::new(factory))
     }
@@ -67,6 +74,8 @@ pub(crate) fn connect<C: ClientFactory>(
         tcp.connect_with(reactor, factory)
     } else if let Some(unix) = any.downcast_ref::<unix::UnixClient>() {
         unix.connect_with(reactor, factory)
+    } else if let Some(tls) = any.downcast_ref::<tls::TlsClient>() {
+        tls.connect_with(reactor, factory)
     } else {
         spec.connect(reactor, BoxedClientFactory::new(factory))
     }

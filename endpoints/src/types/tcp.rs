@@ -541,7 +541,7 @@ impl ClientType for TcpClientType {
     }
 }
 
-fn bind_address(v: Value<'_>) -> Result<BindAddress, EndpointError> {
+pub(crate) fn bind_address(v: Value<'_>) -> Result<BindAddress, EndpointError> {
     v.as_str()
         .parse::<BindAddress>()
         .map_err(|e| v.error(e.kind, e.reason))
