@@ -25,6 +25,7 @@
 //! the layer's own callbacks (which start from the loop) or from a job the layer scheduled.
 
 mod flow;
+mod shutdown;
 
 use std::any::{Any, TypeId};
 use std::cell::{Cell, RefCell};
@@ -125,6 +126,8 @@ pub(crate) struct Session {
     observer: RefCell<Option<Rc<dyn Observer>>>,
     waiters: RefCell<Vec<Resolver<Transport>>>,
     handshake_timeout: Duration,
+    /// Its key among the connections closed with `close_notify` when the reactor stops.
+    live: Cell<Option<usize>>,
 }
 
 /// The protocol a TLS connection's transport runs: it turns records into the application's
@@ -184,6 +187,7 @@ impl TlsLayer {
             observer: RefCell::new(None),
             waiters: RefCell::new(Vec::new()),
             handshake_timeout,
+            live: Cell::new(None),
         });
         TlsLayer { session }
     }
@@ -384,6 +388,10 @@ impl Session {
     /// first flight (a client's hello), handle records held from before.
     fn attach(self: &Rc<Self>, lower: &Transport) {
         *self.lower.borrow_mut() = Some(lower.clone());
+        if self.scheduler.borrow().is_none() {
+            // On the thread's reactor (not a test's Clock): closed cleanly when it stops.
+            self.live.set(Some(shutdown::register(self.me.clone())));
+        }
         let (high, low) = {
             let st = self.st.borrow();
             (st.high, st.low)
@@ -694,6 +702,9 @@ impl Session {
     }
 
     fn on_lower_lost(self: &Rc<Self>, lower_reason: &ConnectionLost) {
+        if let Some(key) = self.live.take() {
+            shutdown::forget(key);
+        }
         let (was, reason) = {
             let mut st = self.st.borrow_mut();
             let was = st.phase;
@@ -857,6 +868,14 @@ impl Session {
             lower.lose_connection();
         } else {
             let _ = lower.lose_write_connection();
+        }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if let Some(key) = self.live.take() {
+            shutdown::forget(key);
         }
     }
 }
