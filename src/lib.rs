@@ -27,12 +27,14 @@
 //!
 //! The crates behind the facade: [`reactor`] (the loop, timers, transports, Deferreds,
 //! tasks, test doubles), [`protocols`] (line, netstring and length-prefixed framing,
-//! policies, classic services) and [`endpoints`] (endpoint strings).
+//! policies, classic services), [`endpoints`] (endpoint strings) and [`tls`] (TLS with
+//! rustls: a layer over any transport, servers, clients, STARTTLS).
 #![deny(missing_docs)]
 
 pub use torsion_endpoints as endpoints;
 pub use torsion_protocols as protocols;
 pub use torsion_reactor as reactor;
+pub use torsion_tls as tls;
 
 /// Everything a typical application needs: `use torsion::prelude::*;`.
 pub mod prelude {
