@@ -61,4 +61,7 @@ pub struct ReadmeDoctests;
 mod guide {
     #[doc = include_str!("../docs/async.md")]
     pub struct Async;
+
+    #[doc = include_str!("../docs/tls.md")]
+    pub struct Tls;
 }
