@@ -53,16 +53,16 @@ start_server() { # name -> sets SPID, SPORT
             --cert "$CERTS/cert.pem" --key "$CERTS/key.pem" >"$RAW/$1.out" 2>"$log" & ;;
     esac
     SPID=$!
-    for _ in $(seq 100); do
+    for _ in $(seq 600); do # up to 30 s: a loaded machine starts processes slowly
         if grep -q "listening on" "$RAW/$1.out" 2>/dev/null; then break; fi
         sleep 0.05
     done
     SPORT=$(sed -n 's/^listening on .*:\([0-9]*\)$/\1/p' "$RAW/$1.out")
-    [ -n "$SPORT" ] || { echo "$1 did not start: $(cat "$log")" >&2; exit 1; }
+    [ -n "$SPORT" ] || { echo "$1 did not start: $(cat "$log")" >&2; kill "$SPID" 2>/dev/null; return 1; }
 }
 
 run_one() { # server scenario -> prints the JSON line
-    start_server "$1"
+    start_server "$1" || { echo "{\"ok\":false,\"error\":\"$1 did not start\"}"; return 0; }
     local args=(--addr "127.0.0.1:$SPORT" --ca "$CERTS/ca.pem" --server-pid "$SPID")
     case $2 in
         bulk) args+=(--mode bulk --duration "$DURATION") ;;

@@ -7,7 +7,6 @@
 
 use std::any::Any;
 use std::fmt;
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -517,12 +516,8 @@ fn file_error(args: &Args<'_>, param: Option<&'static str>, err: ConfigError) ->
 fn interface(b: &Bound<'_>, spec: &mut TcpServer) -> Result<(), EndpointError> {
     if let Some(v) = b.get("interface") {
         let (ip, scope) = v.ip()?;
-        if let IpAddr::V6(_) = ip {
-            spec.interface = ip;
-            spec.scope = scope;
-        } else {
-            spec.interface = ip;
-        }
+        spec.interface = ip;
+        spec.scope = scope;
     }
     Ok(())
 }
