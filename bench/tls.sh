@@ -6,6 +6,8 @@
 #   full     full handshakes/s (2 client threads, no resumption) and server CPU per handshake
 #   resumed  resumed handshakes/s (session tickets) and server CPU per handshake
 #   hold     HOLD_CONNS idle TLS connections: server RSS KiB per connection
+#   stall    5000 handshakes stalled after half a ClientHello: server RSS KiB per connection
+#            (not in the default SCENARIOS)
 # Usage: bench/tls.sh            (RUNS=3 DURATION=5 HOLD_CONNS=10000)
 #        RUNS=1 DURATION=2 HOLD_CONNS=2000 bench/tls.sh   (a quick check)
 set -euo pipefail
@@ -69,6 +71,7 @@ run_one() { # server scenario -> prints the JSON line
         full) args+=(--mode handshake --duration "$DURATION") ;;
         resumed) args+=(--mode handshake --resume --duration "$DURATION") ;;
         hold) args+=(--mode hold --conns "$HOLD_CONNS" --timeout 30) ;;
+        stall) args+=(--mode stall --conns 5000 --timeout 30) ;;
     esac
     taskset -c "$LOADGEN_CPU" "$LOAD" "${args[@]}" || true
     kill -TERM "$SPID" 2>/dev/null || true
@@ -85,49 +88,4 @@ for round in $(seq "$RUNS"); do
     done
 done
 
-python3 - "$RAW/runs.tsv" "$OUT" "$RUNS" "$DURATION" "$HOLD_CONNS" <<'PY'
-import json, statistics, sys, subprocess, os
-path, out, runs, duration, hold = sys.argv[1:6]
-rows = {}
-for line in open(path):
-    rnd, sc, srv, js = line.rstrip("\n").split("\t", 3)
-    rows.setdefault((sc, srv), []).append(json.loads(js))
-def fig(sc, r):
-    if not r.get("ok"): return None
-    return {"bulk": r.get("mb_per_s"), "full": r.get("per_s"), "resumed": r.get("per_s"),
-            "hold": r.get("kib_per_conn")}[sc]
-def cpu(sc, r):
-    if not r.get("ok"): return None
-    return {"bulk": r.get("server_cpu_ns_per_byte"), "full": r.get("server_cpu_us_per_handshake"),
-            "resumed": r.get("server_cpu_us_per_handshake"), "hold": None}[sc]
-units = {"bulk": ("MB/s", "server CPU ns/byte"), "full": ("handshakes/s", "server CPU µs/handshake"),
-         "resumed": ("handshakes/s", "server CPU µs/handshake"), "hold": ("KiB/conn (lower is better)", "")}
-def med(xs):
-    xs = [x for x in xs if x is not None]
-    return statistics.median(xs) if xs else None
-def ratio(sc, f):
-    a, b = rows.get((sc, "torsion"), []), rows.get((sc, "tokio_rustls"), [])
-    rs = [f(sc, x) / f(sc, y) for x, y in zip(a, b) if f(sc, x) and f(sc, y)]
-    return statistics.median(rs) if rs else None
-commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-lines = [f"# TLS echo benchmarks ({commit})", "",
-         f"`RUNS={runs} DURATION={duration} HOLD_CONNS={hold} bench/tls.sh` on {os.cpu_count()} CPUs "
-         f"(load average {os.getloadavg()[0]:.2f}); server pinned to one CPU, tlsload to another; "
-         "rustls 0.23 + ring on both servers and the client.", "",
-         "| scenario | unit | torsion | tokio-rustls | torsion/tokio-rustls | server CPU: torsion | tokio-rustls | CPU ratio |",
-         "|---|---|---|---|---|---|---|---|"]
-for sc in ["bulk", "full", "resumed", "hold"]:
-    if (sc, "torsion") not in rows: continue
-    t = med([fig(sc, r) for r in rows[(sc, "torsion")]]); k = med([fig(sc, r) for r in rows.get((sc, "tokio_rustls"), [])])
-    ct = med([cpu(sc, r) for r in rows[(sc, "torsion")]]); ck = med([cpu(sc, r) for r in rows.get((sc, "tokio_rustls"), [])])
-    rf, rc = ratio(sc, fig), ratio(sc, cpu)
-    f = lambda x, d=2: "—" if x is None else f"{x:.{d}f}"
-    lines.append(f"| {sc} | {units[sc][0]} | {f(t)} | {f(k)} | {f(rf)} | {f(ct)} | {f(ck)} | {f(rc)} |")
-fails = [(k, r.get("error")) for k, v in rows.items() for r in v if not r.get("ok")]
-if fails:
-    lines += ["", "Failures:"] + [f"- {k}: {e}" for k, e in fails]
-lines += ["", "Ratios are per round (the two servers ran back to back), then the median. For",
-          "throughput above 1 favours torsion; for CPU per unit and KiB per connection, below 1 does."]
-open(out, "w").write("\n".join(lines) + "\n")
-print("\n".join(lines))
-PY
+python3 "$BENCH/tls_report.py" "$RAW/runs.tsv" "$OUT" "$RUNS" "$DURATION" "$HOLD_CONNS"

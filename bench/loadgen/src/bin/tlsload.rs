@@ -15,6 +15,9 @@
 //!   close; reports handshakes/s (and how many were resumed).
 //! - `hold`: C connections (default 10000) are opened and shaken hands with one by one, then
 //!   each echoes 64 bytes; reports the server's RSS growth per connection.
+//! - `stall`: C connections (default 5000) each send the first half of a ClientHello and
+//!   nothing more (a handshake that stalls); reports the server's RSS growth per connection
+//!   while they wait (the server's handshake timeout closes them later).
 //!
 //! With `--server-pid`, the server's CPU time (utime + stime) per unit is reported. Output:
 //! one JSON line; exit status 1 if the run failed (a wrong byte, a stall, a closed
@@ -119,6 +122,7 @@ fn parse_args() -> Result<Args, String> {
         "bulk" => 10,
         "handshake" => 2,
         "hold" => 10_000,
+        "stall" => 5_000,
         other => return Err(format!("unknown mode {other:?}")),
     });
     if size == 0 || size > MAX_CHUNK || window < size {
@@ -307,6 +311,34 @@ fn hold(a: &Args) -> Result<Vec<(String, String)>, String> {
     ])
 }
 
+fn stall(a: &Args) -> Result<Vec<(String, String)>, String> {
+    let pid = a.server_pid.ok_or("stall needs --server-pid")?;
+    let config = client_config(&a.ca, false)?;
+    let mut hello = Vec::new();
+    let mut c = ClientConnection::new(config, server_name()).map_err(|e| e.to_string())?;
+    c.write_tls(&mut hello).map_err(|e| e.to_string())?;
+    let half = &hello[..hello.len() / 2];
+    let before = rss_kib(pid).ok_or("cannot read the server's RSS")?;
+    let mut held = Vec::with_capacity(a.conns);
+    for i in 0..a.conns {
+        let mut s = StdStream::connect_timeout(&a.addr, a.timeout)
+            .map_err(|e| format!("connection {i}: connect: {e}"))?;
+        s.write_all(half).map_err(|e| format!("connection {i}: {e}"))?;
+        held.push(s);
+    }
+    // Let the server read every half hello (it answers nothing until the rest comes).
+    std::thread::sleep(Duration::from_millis(500));
+    let after = rss_kib(pid).ok_or("cannot read the server's RSS")?;
+    let per = (after.saturating_sub(before)) as f64 / a.conns as f64;
+    Ok(vec![
+        ("conns".into(), a.conns.to_string()),
+        ("hello_bytes_sent".into(), half.len().to_string()),
+        ("rss_before_kib".into(), before.to_string()),
+        ("rss_after_kib".into(), after.to_string()),
+        ("kib_per_conn".into(), format!("{per:.2}")),
+    ])
+}
+
 struct Conn {
     id: u64,
     sock: TcpStream,
@@ -447,6 +479,7 @@ fn main() -> ExitCode {
     let r = match a.mode.as_str() {
         "bulk" => bulk(&a),
         "handshake" => handshakes(&a),
+        "stall" => stall(&a),
         _ => hold(&a),
     };
     let mode = if a.mode == "handshake" && a.resume { "resumed" } else { a.mode.as_str() };
