@@ -163,9 +163,19 @@ fn json_errors_go_to_stdout_escaped() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stdout(&o).starts_with("{\"ok\":false,\"error\":\"in \\\"stdio:\\\": server endpoint type \\\"stdio\\\" is not supported yet"));
     // A certificate file that is not there: named, in the JSON.
-    let o = run(&["server", "tls:443:privateKey=/nonexistent/key.pem", "--json"]);
+    let o = run(&[
+        "server",
+        "tls:443:privateKey=/nonexistent/key.pem",
+        "--json",
+    ]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(stdout(&o).contains("cannot read the certificate file /nonexistent/key.pem: no such file or directory"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains(
+            "cannot read the certificate file /nonexistent/key.pem: no such file or directory"
+        ),
+        "{}",
+        stdout(&o)
+    );
 }
 
 #[test]

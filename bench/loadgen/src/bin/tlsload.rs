@@ -55,7 +55,11 @@ impl Pattern {
             .collect();
         // The tail repeats the head, so a slice across the wrap reads the same bytes as
         // two slices either side of it.
-        Pattern((0..TABLE_LEN + MAX_CHUNK).map(|i| head[i % TABLE_LEN]).collect())
+        Pattern(
+            (0..TABLE_LEN + MAX_CHUNK)
+                .map(|i| head[i % TABLE_LEN])
+                .collect(),
+        )
     }
     fn slice(&self, id: u64, off: u64, n: usize) -> &[u8] {
         let start = ((off + 7919 * id) % TABLE_LEN as u64) as usize;
@@ -110,10 +114,28 @@ fn parse_args() -> Result<Args, String> {
             "--resume" => resume = true,
             "--conns" => conns = Some(v("--conns")?.parse().map_err(|e| format!("--conns: {e}"))?),
             "--size" => size = v("--size")?.parse().map_err(|e| format!("--size: {e}"))?,
-            "--window" => window = v("--window")?.parse().map_err(|e| format!("--window: {e}"))?,
-            "--duration" => duration = v("--duration")?.parse().map_err(|e| format!("--duration: {e}"))?,
-            "--timeout" => timeout = v("--timeout")?.parse().map_err(|e| format!("--timeout: {e}"))?,
-            "--server-pid" => server_pid = Some(v("--server-pid")?.parse().map_err(|e| format!("--server-pid: {e}"))?),
+            "--window" => {
+                window = v("--window")?
+                    .parse()
+                    .map_err(|e| format!("--window: {e}"))?
+            }
+            "--duration" => {
+                duration = v("--duration")?
+                    .parse()
+                    .map_err(|e| format!("--duration: {e}"))?
+            }
+            "--timeout" => {
+                timeout = v("--timeout")?
+                    .parse()
+                    .map_err(|e| format!("--timeout: {e}"))?
+            }
+            "--server-pid" => {
+                server_pid = Some(
+                    v("--server-pid")?
+                        .parse()
+                        .map_err(|e| format!("--server-pid: {e}"))?,
+                )
+            }
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
@@ -192,11 +214,15 @@ fn connect_tls(
 ) -> Result<(StdStream, ClientConnection), String> {
     let mut s = StdStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect: {e}"))?;
     s.set_nodelay(true).map_err(|e| e.to_string())?;
-    s.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
-    s.set_write_timeout(Some(timeout)).map_err(|e| e.to_string())?;
-    let mut c = ClientConnection::new(Arc::clone(config), server_name()).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    s.set_write_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    let mut c =
+        ClientConnection::new(Arc::clone(config), server_name()).map_err(|e| e.to_string())?;
     while c.is_handshaking() {
-        c.complete_io(&mut s).map_err(|e| format!("handshake: {e}"))?;
+        c.complete_io(&mut s)
+            .map_err(|e| format!("handshake: {e}"))?;
     }
     Ok((s, c))
 }
@@ -210,9 +236,11 @@ fn echo_blocking(
     size: usize,
 ) -> Result<(), String> {
     let mut tls = rustls::Stream::new(c, s);
-    tls.write_all(pattern.slice(id, 0, size)).map_err(|e| format!("write: {e}"))?;
+    tls.write_all(pattern.slice(id, 0, size))
+        .map_err(|e| format!("write: {e}"))?;
     let mut got = vec![0u8; size];
-    tls.read_exact(&mut got).map_err(|e| format!("read the echo: {e}"))?;
+    tls.read_exact(&mut got)
+        .map_err(|e| format!("read the echo: {e}"))?;
     pattern.check(id, 0, &got)
 }
 
@@ -227,8 +255,13 @@ fn handshakes(a: &Args) -> Result<Vec<(String, String)>, String> {
     let deadline = start + a.duration;
     let threads: Vec<_> = (0..a.conns)
         .map(|t| {
-            let (config, pattern, done, resumed, failed) =
-                (config.clone(), pattern.clone(), done.clone(), resumed.clone(), failed.clone());
+            let (config, pattern, done, resumed, failed) = (
+                config.clone(),
+                pattern.clone(),
+                done.clone(),
+                resumed.clone(),
+                failed.clone(),
+            );
             let (addr, timeout) = (a.addr, a.timeout);
             std::thread::spawn(move || -> Result<(), String> {
                 let mut cycle = 0u64;
@@ -242,7 +275,8 @@ fn handshakes(a: &Args) -> Result<Vec<(String, String)>, String> {
                         }
                         c.send_close_notify();
                         while c.wants_write() {
-                            c.write_tls(&mut s).map_err(|e| format!("close_notify: {e}"))?;
+                            c.write_tls(&mut s)
+                                .map_err(|e| format!("close_notify: {e}"))?;
                         }
                         let _ = s.shutdown(Shutdown::Write);
                         let mut buf = [0u8; 4096];
@@ -269,13 +303,17 @@ fn handshakes(a: &Args) -> Result<Vec<(String, String)>, String> {
         })
         .collect();
     for t in threads {
-        t.join().map_err(|_| "a client thread panicked".to_string())??;
+        t.join()
+            .map_err(|_| "a client thread panicked".to_string())??;
     }
     let elapsed = start.elapsed().as_secs_f64();
     let n = done.load(Ordering::Relaxed);
     let mut out = vec![
         ("handshakes".into(), n.to_string()),
-        ("resumed".into(), resumed.load(Ordering::Relaxed).to_string()),
+        (
+            "resumed".into(),
+            resumed.load(Ordering::Relaxed).to_string(),
+        ),
         ("elapsed_s".into(), format!("{elapsed:.3}")),
         ("per_s".into(), format!("{:.1}", n as f64 / elapsed)),
     ];
@@ -296,7 +334,9 @@ fn hold(a: &Args) -> Result<Vec<(String, String)>, String> {
     let before = rss_kib(pid).ok_or("cannot read the server's RSS")?;
     let mut held = Vec::with_capacity(a.conns);
     for i in 0..a.conns {
-        held.push(connect_tls(a.addr, &config, a.timeout).map_err(|e| format!("connection {i}: {e}"))?);
+        held.push(
+            connect_tls(a.addr, &config, a.timeout).map_err(|e| format!("connection {i}: {e}"))?,
+        );
     }
     for (i, (s, c)) in held.iter_mut().enumerate() {
         echo_blocking(s, c, &pattern, i as u64, 64).map_err(|e| format!("connection {i}: {e}"))?;
@@ -323,7 +363,8 @@ fn stall(a: &Args) -> Result<Vec<(String, String)>, String> {
     for i in 0..a.conns {
         let mut s = StdStream::connect_timeout(&a.addr, a.timeout)
             .map_err(|e| format!("connection {i}: connect: {e}"))?;
-        s.write_all(half).map_err(|e| format!("connection {i}: {e}"))?;
+        s.write_all(half)
+            .map_err(|e| format!("connection {i}: {e}"))?;
         held.push(s);
     }
     // Let the server read every half hello (it answers nothing until the rest comes).
@@ -368,13 +409,21 @@ fn bulk(a: &Args) -> Result<Vec<(String, String)>, String> {
     let mut poll = Poll::new().map_err(|e| e.to_string())?;
     let mut conns = Vec::new();
     for i in 0..a.conns {
-        let (s, tls) = connect_tls(a.addr, &config, a.timeout).map_err(|e| format!("connection {i}: {e}"))?;
+        let (s, tls) =
+            connect_tls(a.addr, &config, a.timeout).map_err(|e| format!("connection {i}: {e}"))?;
         s.set_nonblocking(true).map_err(|e| e.to_string())?;
         let mut sock = TcpStream::from_std(s);
         poll.registry()
             .register(&mut sock, Token(i), Interest::READABLE | Interest::WRITABLE)
             .map_err(|e| e.to_string())?;
-        conns.push(Conn { id: i as u64, sock, tls, sent: 0, recvd: 0, last: Instant::now() });
+        conns.push(Conn {
+            id: i as u64,
+            sock,
+            tls,
+            sent: 0,
+            recvd: 0,
+            last: Instant::now(),
+        });
     }
     let cpu0 = a.server_pid.and_then(cpu_us);
     let start = Instant::now();
@@ -402,13 +451,18 @@ fn bulk(a: &Args) -> Result<Vec<(String, String)>, String> {
                 match c.tls.read_tls(&mut c.sock) {
                     Ok(0) => return Err(format!("connection {}: the server closed", c.id)),
                     Ok(_) => {
-                        c.tls.process_new_packets().map_err(|e| format!("connection {}: {e}", c.id))?;
+                        c.tls
+                            .process_new_packets()
+                            .map_err(|e| format!("connection {}: {e}", c.id))?;
                         loop {
                             match c.tls.reader().read(&mut buf) {
                                 Ok(0) => return Err(format!("connection {}: close_notify", c.id)),
                                 Ok(n) => {
                                     if c.recvd + n as u64 > c.sent {
-                                        return Err(format!("connection {}: echoed more than sent", c.id));
+                                        return Err(format!(
+                                            "connection {}: echoed more than sent",
+                                            c.id
+                                        ));
                                     }
                                     pattern.check(c.id, c.recvd, &buf[..n])?;
                                     c.recvd += n as u64;
@@ -439,7 +493,10 @@ fn bulk(a: &Args) -> Result<Vec<(String, String)>, String> {
                 }
             }
         }
-        if conns.iter().any(|c| c.recvd < c.sent && c.last.elapsed() > a.timeout) {
+        if conns
+            .iter()
+            .any(|c| c.recvd < c.sent && c.last.elapsed() > a.timeout)
+        {
             return Err("a connection made no progress: server stalled".into());
         }
         match poll.poll(&mut events, Some(Duration::from_millis(100))) {
@@ -456,7 +513,10 @@ fn bulk(a: &Args) -> Result<Vec<(String, String)>, String> {
     let mut out = vec![
         ("bytes".into(), bytes.to_string()),
         ("elapsed_s".into(), format!("{elapsed:.3}")),
-        ("mb_per_s".into(), format!("{:.2}", bytes as f64 / elapsed / 1e6)),
+        (
+            "mb_per_s".into(),
+            format!("{:.2}", bytes as f64 / elapsed / 1e6),
+        ),
     ];
     if let (Some(c0), Some(c1)) = (cpu0, a.server_pid.and_then(cpu_us)) {
         out.push(("server_cpu_us".into(), (c1 - c0).to_string()));
@@ -482,7 +542,11 @@ fn main() -> ExitCode {
         "stall" => stall(&a),
         _ => hold(&a),
     };
-    let mode = if a.mode == "handshake" && a.resume { "resumed" } else { a.mode.as_str() };
+    let mode = if a.mode == "handshake" && a.resume {
+        "resumed"
+    } else {
+        a.mode.as_str()
+    };
     match r {
         Ok(fields) => {
             let body: Vec<String> = fields.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
