@@ -3,6 +3,8 @@
 //! ```text
 //! cargo run --release --example chat_server            # listens on tcp:8000
 //! nc 127.0.0.1 8000                                    # in two or more terminals
+//! cargo run --release --example chat_server -- ssl:8443:privateKey=key.pem:certKey=cert.pem
+//! openssl s_client -connect 127.0.0.1:8443 -quiet       # TLS: the same chat, encrypted
 //! ```
 //!
 //! The first line a client sends is its name (1–32 ASCII letters, digits, `_` or `-`);

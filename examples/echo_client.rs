@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! printf 'hello\n' | cargo run --example echo_client -- tcp:host=127.0.0.1:port=8000
+//! printf 'hello\n' | cargo run --example echo_client -- tls:localhost:7443:trustRoots=ca.pem
 //! ```
 
 use std::cell::RefCell;

@@ -3,6 +3,9 @@
 //! ```text
 //! cargo run --release --example echo_server -- tcp:port=7000:interface=127.0.0.1
 //! cargo run --release --example echo_server -- tcp:7000 --threads 2   # one reactor per thread
+//! cargo run --release --example echo_server -- \
+//!     ssl:port=7443:interface=127.0.0.1:privateKey=key.pem:certKey=cert.pem   # TLS
+//! openssl s_client -connect 127.0.0.1:7443 -quiet                          # talk to it
 //! ```
 //!
 //! A client that sends without reading its echoes is paused at the write buffer's high

@@ -31,7 +31,8 @@
 //!
 //! Everything is documented here: [`reactor`] (the loop, timers, transports, Deferreds,
 //! tasks, test doubles), [`protocols`] (line, netstring and length-prefixed framing,
-//! policies, classic services), [`endpoints`] (endpoint strings) and [`program`] (a
+//! policies, classic services), [`endpoints`] (endpoint strings), [`tls`] (TLS with
+//! rustls: a layer over any transport, servers, clients, STARTTLS) and [`program`] (a
 //! program's `main`). The guide, from a first server to production, is in the repository's
 //! [`docs/`](https://example.invalid/torsion/tree/main/docs) directory (every code block in it
 //! is compiled by the tests).
@@ -47,6 +48,7 @@ pub use torsion_endpoints as endpoints;
 pub use torsion_protocols as protocols;
 #[doc(inline)]
 pub use torsion_reactor as reactor;
+pub use torsion_tls as tls;
 
 pub mod program;
 
@@ -86,4 +88,6 @@ mod guide {
     pub struct Datagrams;
     #[doc = include_str!("../docs/processes.md")]
     pub struct Processes;
+    #[doc = include_str!("../docs/tls.md")]
+    pub struct Tls;
 }

@@ -233,10 +233,13 @@ impl<F: ClientFactory> ClientFactory for Reporter<F> {
     }
 }
 
-/// The reason a client factory is given for a failed connect: the timeout and cancellation
-/// as such, anything else as a refusal whose message is the whole error (which names the
+/// The reason a client factory is given for a failed connect: the timeout, cancellation and
+/// a TLS failure as such, anything else as a refusal whose message is the whole error (which names the
 /// host, the addresses tried and the cause) and whose kind is the OS error's.
 fn connection_lost(err: &Error) -> ConnectionLost {
+    if let Some(failure) = err.tls_failure() {
+        return ConnectionLost::Tls(failure.clone());
+    }
     match err.kind() {
         ErrorKind::TimedOut => ConnectionLost::TimedOut,
         ErrorKind::Cancelled => ConnectionLost::Cancelled,

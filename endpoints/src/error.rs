@@ -38,11 +38,18 @@ pub enum ErrorKind {
     WrongFamily,
     /// Any other bad value, such as a flag that is not `0` or `1`, or an unknown choice.
     InvalidValue,
-    /// Parameters that exclude each other are given together (systemd `index` and `name`).
+    /// Parameters that exclude each other are given together (systemd `index` and `name`),
+    /// or one is given without another it needs (`requireClientCert` without `caCerts`).
     ConflictingParameters,
     /// A datagram type (`udp`, `unixgram`) where a stream endpoint is asked for, or a
     /// stream type (`tcp`, `unix`) where a datagram endpoint is.
     WrongTransport,
+    /// A file the description names is missing, unreadable, or does not hold what it
+    /// should (no PEM certificate, no private key).
+    BadFile,
+    /// A certificate or key the description names cannot be used: the key does not match
+    /// the certificate, the certificate expired or is not valid yet, or cannot be parsed.
+    BadCertificate,
 }
 
 impl ErrorKind {
@@ -64,6 +71,8 @@ impl ErrorKind {
             ErrorKind::InvalidValue => "invalid value",
             ErrorKind::ConflictingParameters => "conflicting parameters",
             ErrorKind::WrongTransport => "wrong transport",
+            ErrorKind::BadFile => "bad file",
+            ErrorKind::BadCertificate => "bad certificate",
         }
     }
 }

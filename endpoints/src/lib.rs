@@ -140,6 +140,18 @@
 //! | | `mode` | 2 | `666` | permissions, **octal**, at most `777` (not for `@name`) |
 //! | | `lockfile` | 3 | `1` | `1`: `PATH.lock` pid file, as for `unix` (not for `@name`) |
 //! | `stdio` → [`StdioServer`] | (none) | | | standard input and output, one connection (`stdio:`, as Twisted writes it, is accepted) |
+//! | `ssl` or `tls` → [`TlsServer`] | `port` | 1 | required | as for `tcp` |
+//! | | `privateKey` | 2 | required | the private key's PEM file (may also hold the certificate chain) |
+//! | | `certKey` | 3 | the `privateKey` file | the certificate chain's PEM file, the server's certificate first |
+//! | | `sslmethod` | 4 | both versions | `SSLv23_METHOD` or `TLS_METHOD`: TLS 1.2 and 1.3; `TLSv1_2_METHOD`: 1.2 only |
+//! | | `interface` | 5 | `0.0.0.0` | IPv4 or IPv6 literal to listen on |
+//! | | `backlog` | 6 | `1024` | as for `tcp` |
+//! | | `extraCertChain` | 7 | none | more chain certificates (PEM), sent after `certKey`'s |
+//! | | `dhParameters` | 8 | none | accepted for Twisted's descriptions, unused (ECDHE only) |
+//! | | `caCerts` | — | none | CA file (or directory) for client certificates: clients are asked for one |
+//! | | `requireClientCert` | — | `0` | `1`: refuse clients without a certificate `caCerts` trusts (needs `caCerts`) |
+//! | | `alpn` | — | none | ALPN protocols, comma-separated, preferred first (`h2,http/1.1`) |
+//! | | `reuseport` | — | `0` | as for `tcp` |
 //!
 //! ## Clients ([`parse_client`])
 //!
@@ -159,9 +171,21 @@
 //! | | `bindAddress` | — | none | local [`BindAddress`], as for `tcp` |
 //! | `udp6` → [`UdpClient`] (datagram) | as `udp` | | | IPv6 only |
 //! | `unixgram` → [`UnixgramClient`] (datagram) | `path` | 1 | required | the server's socket path or `@name`; on Linux the client binds an automatic abstract name so the server can answer |
+//! | `tls` → [`TlsClient`] | `host`, `port`, `timeout`, `bindAddress` | as `tcp` | | as for `tcp`; the server's certificate is checked against `host` (sent with SNI) |
+//! | | `trustRoots` | — | the system's | CA file or directory of PEM files to trust instead |
+//! | | `certificate` | — | none | a client certificate (PEM) presented when the server asks |
+//! | | `privateKey` | — | the `certificate` file | its key (needs `certificate`) |
+//! | | `alpn` | — | none | ALPN protocols offered, comma-separated |
 //!
-//! `ssl`, `tls`, `haproxy`, `tor`, `onion`, `i2p`, `le` and `lets` (types of Twisted
-//! and its well-known plugins) are rejected with [`ErrorKind::Unsupported`], not as unknown.
+//! The files of `ssl`/`tls` are read when the description is parsed: a missing or
+//! unreadable file is [`ErrorKind::BadFile`], a key that does not match its certificate or
+//! an expired certificate [`ErrorKind::BadCertificate`], each naming the parameter and the
+//! file. A `tls` client's connect fires after the TLS handshake, with the TLS transport;
+//! see `torsion-tls`.
+//!
+//! `haproxy`, `tor`, `onion`, `i2p`, `le` and `lets` servers and `ssl`, `tor`, `onion`
+//! and `i2p` clients (types of Twisted and its well-known plugins) are rejected with
+//! [`ErrorKind::Unsupported`], not as unknown (for an `ssl` client, use `tls`).
 //!
 //! # Datagram endpoints
 //!
@@ -223,6 +247,10 @@
 //! - numbers with a sign, spaces, underscores or non-ASCII digits (Python's `int()` takes
 //!   `+80`, ` 80`, `8_000`, `８０`); ports above 65535; a backlog of 0; `mode` above `777`;
 //! - flags other than `0`/`1` (Twisted's `lockfile=2` means on);
+//! - an `ssl` server without `privateKey` (Twisted reads `server.pem` from the working
+//!   directory), an `sslmethod` other than the TLS 1.2-and-later ones, and certificate
+//!   files that cannot be used (Twisted finds out when listening, or at the first
+//!   handshake);
 //! - an unknown parameter, a parameter given twice (Twisted lets the last keyword win, and on
 //!   clients lets a positional override a keyword), a missing parameter, extra positionals
 //!   (Twisted drops a client's extras), a trailing lone `\` (Twisted crashes);
@@ -252,8 +280,8 @@
 //! (segments, escapes, [`quote`]), `values` (strict numbers, seconds, flags, IP literals),
 //! `args` ([`Args`], [`ParamSpec`], [`Value`]), `spec` (the [`ServerSpec`]/[`ClientSpec`]
 //! and [`ServerType`]/[`ClientType`] traits), the built-in types (`types/tcp.rs`,
-//! `types/unix.rs`, `types/systemd.rs`, `types/udp.rs`, `types/unixgram.rs`: each a type's
-//! spec, parser and I/O), and
+//! `types/unix.rs`, `types/systemd.rs`, `types/stdio.rs`, `types/tls.rs`, `types/udp.rs`,
+//! `types/unixgram.rs`: each a type's spec, parser and I/O), and
 //! [`Registry`]. Connecting has its own pieces: `attempt` (a reactor connector as a
 //! `Deferred<Transport>`), [`happy_eyeballs`] (the race) and `connector` (the
 //! [`ClientEndpoint::connector`] backend); `endpoint` binds specs to a reactor; `streams`
@@ -293,6 +321,7 @@ pub use streams::{connect_stream, serve_streams};
 pub use types::stdio::StdioServer;
 pub use types::systemd::{self, FdSelector, SocketDomain, SystemdServer};
 pub use types::tcp::{BindAddress, BindAddressError, ClientFamily, TcpClient, TcpServer};
+pub use types::tls::{TlsClient, TlsServer};
 pub use types::udp::{UdpClient, UdpServer};
 pub use types::unix::{DEFAULT_UNIX_MODE, UnixClient, UnixServer};
 pub use types::unixgram::{UnixgramClient, UnixgramServer};

@@ -11,17 +11,16 @@ use crate::spec::{ClientSpec, ClientType, ServerSpec, ServerType};
 use crate::types;
 
 /// Server types Twisted or its well-known plugins provide that torsion does not support yet.
-pub(crate) const UNSUPPORTED_SERVERS: &[&str] =
-    &["ssl", "tls", "haproxy", "onion", "tor", "i2p", "le", "lets"];
+pub(crate) const UNSUPPORTED_SERVERS: &[&str] = &["haproxy", "onion", "tor", "i2p", "le", "lets"];
 /// Client types Twisted or its well-known plugins provide that torsion does not support yet.
-pub(crate) const UNSUPPORTED_CLIENTS: &[&str] = &["ssl", "tls", "tor", "onion", "i2p"];
+pub(crate) const UNSUPPORTED_CLIENTS: &[&str] = &["ssl", "tor", "onion", "i2p"];
 
 /// The endpoint types descriptions may name, for servers and for clients, by lower-case
 /// name.
 ///
 /// [`Registry::with_builtins`] (also [`Registry::default`]) has the built-in types; an
 /// application may add its own (see [`Args`] for a full example) or replace a built-in one by
-/// registering a type of the same name. Registering `ssl`, `tls` or another reserved name
+/// registering a type of the same name. Registering `stdio` or another reserved name
 /// replaces the "not supported yet" answer for it.
 ///
 /// ```
@@ -33,7 +32,7 @@ pub(crate) const UNSUPPORTED_CLIENTS: &[&str] = &["ssl", "tls", "tor", "onion", 
 /// assert_eq!((tcp.port, tcp.interface.to_string()), (8000, "127.0.0.1".to_string()));
 /// assert_eq!(
 ///     registry.server_types().collect::<Vec<_>>(),
-///     ["stdio", "systemd", "tcp", "tcp6", "udp", "udp6", "unix", "unixgram"]
+///     ["ssl", "stdio", "systemd", "tcp", "tcp6", "tls", "udp", "udp6", "unix", "unixgram"]
 /// );
 /// ```
 pub struct Registry {
@@ -66,9 +65,9 @@ impl Registry {
         }
     }
 
-    /// A registry with the built-in types: servers `tcp`, `tcp6`, `unix`, `systemd`, `stdio`
-    /// (streams) and `udp`, `udp6`, `unixgram` (datagrams); clients `tcp`, `tcp6`, `unix`
-    /// and `udp`, `udp6`, `unixgram`.
+    /// A registry with the built-in types: servers `tcp`, `tcp6`, `unix`, `systemd`, `stdio`,
+    /// `ssl`, `tls` (streams) and `udp`, `udp6`, `unixgram` (datagrams); clients `tcp`,
+    /// `tcp6`, `unix`, `tls` and `udp`, `udp6`, `unixgram`.
     pub fn with_builtins() -> Self {
         let mut r = Registry::empty();
         for t in types::server_types() {
@@ -246,12 +245,15 @@ mod tests {
     fn registering_a_reserved_name_replaces_not_supported() {
         let mut r = Registry::with_builtins();
         assert_eq!(
-            r.parse_server("tls").unwrap_err().kind(),
+            r.parse_server("haproxy").unwrap_err().kind(),
             ErrorKind::Unsupported
         );
-        assert!(r.register_server(FakeType("TLS")).is_none());
-        assert_eq!(r.parse_server("Tls").expect("parses").type_name(), "TLS");
-        let e = r.parse_server("tls:extra").unwrap_err();
+        assert!(r.register_server(FakeType("HAPROXY")).is_none());
+        assert_eq!(
+            r.parse_server("Haproxy").expect("parses").type_name(),
+            "HAPROXY"
+        );
+        let e = r.parse_server("haproxy:extra").unwrap_err();
         assert_eq!(e.kind(), ErrorKind::TooManyPositionals);
         assert!(e.to_string().contains("takes no positional values"), "{e}");
     }
@@ -267,6 +269,8 @@ mod tests {
             ErrorKind::UnknownType
         );
         assert!(r.unregister_client("unix").is_some());
+        assert!(r.unregister_client("tls").is_some());
+        assert!(r.unregister_server("ssl").is_some() && r.unregister_server("tls").is_some());
         assert_eq!(
             r.client_types().collect::<Vec<_>>(),
             ["tcp", "tcp6", "udp", "udp6", "unixgram"]
@@ -291,6 +295,6 @@ mod tests {
                 .ends_with("valid server types: none are registered"),
             "{e}"
         );
-        assert!(Registry::default().server_types().count() == 8);
+        assert!(Registry::default().server_types().count() == 10);
     }
 }

@@ -1,6 +1,9 @@
 //! Table-driven tests: descriptions with the parameters they must produce (every parameter,
 //! defaults filled in, as `type name=value ...`) or the kind of error they must give.
 
+#[path = "../../tls/tests/support/pki.rs"]
+mod pki;
+
 use std::time::Duration;
 
 use torsion_endpoints::{
@@ -100,12 +103,15 @@ const INVALID_SERVERS: &[(&str, ErrorKind)] = &[
     ("port=80", ErrorKind::MissingType),
     ("foo:80", ErrorKind::UnknownType),
     ("tcp=1:80", ErrorKind::UnknownType),
-    ("ssl:443", ErrorKind::Unsupported),
-    ("SSL:443:privateKey=key.pem", ErrorKind::Unsupported),
-    ("tls:/certs:443", ErrorKind::Unsupported),
     ("stdio:x", ErrorKind::TooManyPositionals),
     ("stdio:port=1", ErrorKind::UnknownParameter),
     ("stdio::", ErrorKind::TooManyPositionals),
+    ("ssl:443", ErrorKind::MissingParameter),
+    ("SSL:443:privateKey=/nonexistent/key.pem", ErrorKind::BadFile),
+    ("tls:/certs:443", ErrorKind::InvalidNumber),
+    ("ssl:443:privateKey=k.pem:requireClientCert=1", ErrorKind::ConflictingParameters),
+    ("ssl:443:privateKey=k.pem:alpn=h2,,x", ErrorKind::InvalidValue),
+    ("ssl:443:privateKey=k.pem:sslmethod=SSLv3_METHOD", ErrorKind::InvalidValue),
     (r"haproxy:tcp\:80", ErrorKind::Unsupported),
     ("onion:80", ErrorKind::Unsupported),
     (r"unix:/tmp/x\", ErrorKind::TrailingBackslash),
@@ -247,7 +253,10 @@ const INVALID_CLIENTS: &[(&str, ErrorKind)] = &[
     (r"tcp:127.0.0.1:80:bindAddress=\:\:1", ErrorKind::WrongFamily),
     ("tcp6:127.0.0.1:80", ErrorKind::WrongFamily),
     ("tcp6:example.org:80:bindAddress=127.0.0.1", ErrorKind::WrongFamily),
-    ("tls:example.com:443", ErrorKind::Unsupported),
+    ("tls:example.com", ErrorKind::MissingParameter),
+    ("tls:example.com:443:trustRoots=/nonexistent/ca.pem", ErrorKind::BadFile),
+    ("tls:example.com:443:privateKey=k.pem", ErrorKind::ConflictingParameters),
+    ("tls:example.com:443:certificate=/nonexistent/c.pem", ErrorKind::BadFile),
     ("ssl:example.com:443", ErrorKind::Unsupported),
     ("tor:example.onion:80", ErrorKind::Unsupported),
     ("systemd:domain=INET:index=0", ErrorKind::UnknownType),
@@ -409,16 +418,16 @@ fn exact_messages() {
              value must be escaped as \"\\:\"",
         ),
         (
-            "TLS:example.com:443",
+            "SSL:example.com:443",
             false,
-            "in \"TLS:example.com:443\": client endpoint type \"tls\" is not supported yet; \
-             supported client types: tcp, tcp6, udp, udp6, unix, unixgram",
+            "in \"SSL:example.com:443\": client endpoint type \"ssl\" is not supported yet; \
+             supported client types: tcp, tcp6, tls, udp, udp6, unix, unixgram",
         ),
         (
             "dccp:53",
             true,
             "in \"dccp:53\": unknown server endpoint type \"dccp\"; valid server types: \
-             stdio, systemd, tcp, tcp6, udp, udp6, unix, unixgram",
+             ssl, stdio, systemd, tcp, tcp6, tls, udp, udp6, unix, unixgram",
         ),
         (
             "udp:53:backlog=5",
@@ -688,10 +697,12 @@ fn documented(
         };
         if !type_cell.is_empty() {
             // In the crate docs the type cell is "`udp` → [`UdpServer`] ...": the first name.
-            types = ticked(type_cell);
-            if crate_docs {
-                types.truncate(1);
-            }
+            // In the crate docs the Rust type follows an arrow: only the names before it.
+            types = if crate_docs {
+                ticked(type_cell.split('→').next().unwrap_or(type_cell))
+            } else {
+                ticked(type_cell)
+            };
         }
         for t in &types {
             let params = if let Some(rest) = param_cell.strip_prefix("as ") {
@@ -711,6 +722,13 @@ fn documented(
 
 #[test]
 fn the_tables_document_every_type_and_parameter() {
+    // `ssl`/`tls` read their files when parsed: real ones, made for the test.
+    let pki = pki::Pki::new("table");
+    let server = pki.server("server", &["localhost"]);
+    let key = torsion_endpoints::quote(server.key.to_str().expect("utf-8"));
+    let cert = torsion_endpoints::quote(server.cert.to_str().expect("utf-8"));
+    let ssl = format!("ssl:443:privateKey={key}:certKey={cert}");
+    let tls = format!("tls:443:privateKey={key}:certKey={cert}");
     let samples = [
         ("server", "tcp:80"),
         ("server", "tcp6:80"),
@@ -720,6 +738,9 @@ fn the_tables_document_every_type_and_parameter() {
         ("server", "udp6:53"),
         ("server", "unixgram:/x"),
         ("server", "stdio"),
+        ("server", ssl.as_str()),
+        ("server", tls.as_str()),
+        ("client", "tls:h:1"),
         ("client", "tcp:h:1"),
         ("client", "tcp6:h:1"),
         ("client", "unix:/x"),
@@ -745,7 +766,7 @@ fn the_tables_document_every_type_and_parameter() {
         ("README.md", documented(readme, false)),
         ("src/lib.rs", documented(&lib, true)),
     ] {
-        for (side, description) in samples {
+        for &(side, description) in &samples {
             let (type_name, params) = if side == "server" {
                 let s = parse_server(description).unwrap();
                 (s.type_name().to_owned(), s.params())

@@ -4,6 +4,8 @@ use std::fmt;
 use std::io;
 use std::sync::Arc;
 
+use crate::net::protocol::TlsFailure;
+
 /// What went wrong, as a type a caller can match on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -60,6 +62,9 @@ pub enum ErrorKind {
     SpawnFailed,
     /// The child process has ended and was reaped: it cannot be signalled any more.
     ProcessExited,
+    /// TLS failed: a certificate was rejected, the handshake timed out, or the peer broke
+    /// the protocol; [`Error::tls_failure`] says which.
+    Tls,
     /// Anything else (context in the message).
     Other,
 }
@@ -79,6 +84,7 @@ pub struct Error {
     kind: ErrorKind,
     message: String,
     source: Option<Arc<io::Error>>,
+    tls: Option<TlsFailure>,
 }
 
 impl Error {
@@ -88,6 +94,7 @@ impl Error {
             kind,
             message: message.into(),
             source: None,
+            tls: None,
         }
     }
 
@@ -98,6 +105,7 @@ impl Error {
             kind: ErrorKind::Io,
             message: context.into(),
             source: Some(Arc::new(err)),
+            tls: None,
         }
     }
 
@@ -108,7 +116,25 @@ impl Error {
             kind,
             message: context.into(),
             source: Some(Arc::new(err)),
+            tls: None,
         }
+    }
+
+    /// A TLS failure with context, e.g. `Error::tls("cannot connect to example.org:443",
+    /// failure)`; prints as `cannot connect to example.org:443: TLS failed: ...`. Its kind
+    /// is [`ErrorKind::Tls`].
+    pub fn tls(context: impl Into<String>, failure: TlsFailure) -> Error {
+        Error {
+            kind: ErrorKind::Tls,
+            message: context.into(),
+            source: None,
+            tls: Some(failure),
+        }
+    }
+
+    /// The TLS failure, if this is one ([`Error::tls`]).
+    pub fn tls_failure(&self) -> Option<&TlsFailure> {
+        self.tls.as_ref()
     }
 
     /// What kind of error this is.
@@ -151,9 +177,10 @@ pub(crate) fn describe_io(err: &io::Error) -> String {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.source {
-            Some(err) => write!(f, "{}: {}", self.message, describe_io(err)),
-            None => f.write_str(&self.message),
+        match (&self.source, &self.tls) {
+            (Some(err), _) => write!(f, "{}: {}", self.message, describe_io(err)),
+            (None, Some(failure)) => write!(f, "{}: TLS failed: {failure}", self.message),
+            (None, None) => f.write_str(&self.message),
         }
     }
 }

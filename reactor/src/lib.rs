@@ -87,7 +87,7 @@ pub use net::factory::{
     BoxedFactory, Factory, FnFactory, MaybeProtocol, SharedFactory, factory_fn,
 };
 pub use net::listen::ListeningPort;
-pub use net::protocol::{Address, ConnectionLost, Protocol};
+pub use net::protocol::{Address, ConnectionLost, Protocol, TlsFailure, TlsFailureKind};
 pub use net::reconnect::{Backoff, Reconnecting};
 pub use net::tcp::{DEFAULT_BACKLOG, TcpConnectOptions, TcpListenOptions};
 pub use net::transport::{

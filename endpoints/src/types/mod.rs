@@ -1,7 +1,8 @@
 //! The built-in endpoint types, one module each holding the type's spec, its parser and its
 //! I/O: [`tcp`] (`tcp`, `tcp6`), [`unix`] (`unix`), [`systemd`] (`systemd`, servers only)
-//! and [`stdio`] (`stdio`, servers only) for streams; [`udp`] (`udp`, `udp6`) and
-//! [`unixgram`] (`unixgram`) for datagrams.
+//! and [`stdio`] (`stdio`, servers only) and [`tls`] (`ssl` and `tls` servers, `tls`
+//! clients) for streams; [`udp`] (`udp`, `udp6`) and [`unixgram`] (`unixgram`) for
+//! datagrams.
 //!
 //! [`listen`] and [`connect`] are how endpoints use a spec, through its
 //! [`ServerSpec::listen`] / [`ClientSpec::connect`]; [`listen_datagram`] and
@@ -17,6 +18,7 @@ use crate::spec::{ClientSpec, ClientType, ServerSpec, ServerType};
 pub(crate) mod stdio;
 pub mod systemd;
 pub(crate) mod tcp;
+pub(crate) mod tls;
 pub(crate) mod udp;
 pub(crate) mod unix;
 pub(crate) mod unixgram;
@@ -32,6 +34,8 @@ pub(crate) fn server_types() -> Vec<Box<dyn ServerType>> {
         Box::new(udp::UdpServerType { v6: true }),
         Box::new(unixgram::UnixgramServerType),
         Box::new(stdio::StdioServerType),
+        Box::new(tls::TlsServerType { name: "ssl" }),
+        Box::new(tls::TlsServerType { name: "tls" }),
     ]
 }
 
@@ -44,6 +48,7 @@ pub(crate) fn client_types() -> Vec<Box<dyn ClientType>> {
         Box::new(udp::UdpClientType { v6: false }),
         Box::new(udp::UdpClientType { v6: true }),
         Box::new(unixgram::UnixgramClientType),
+        Box::new(tls::TlsClientType),
     ]
 }
 

@@ -1,5 +1,6 @@
 //! [`RateLimit`]: read and write at most so many bytes per second on each connection.
 
+use std::any::{Any, TypeId};
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::rc::{Rc, Weak};
@@ -506,6 +507,9 @@ impl TransportBackend for Backend {
             return Ok(());
         }
         self.0.send(Bytes::from(parts.concat()))
+    }
+    fn extra(&self, what: TypeId) -> Option<Rc<dyn Any>> {
+        self.0.inner().and_then(|t| t.extra_any(what))
     }
     fn lose_connection(&self) {
         let Some(inner) = self.0.inner() else { return };

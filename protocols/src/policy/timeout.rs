@@ -1,5 +1,6 @@
 //! [`TimeoutPolicy`]: close connections that stay idle too long.
 
+use std::any::{Any, TypeId};
 use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
 use std::time::{Duration, Instant};
@@ -333,6 +334,9 @@ impl TransportBackend for Recording {
     }
     fn write_vectored(&self, parts: &[&[u8]]) -> Result<(), Error> {
         self.note(self.inner.try_write_vectored(parts))
+    }
+    fn extra(&self, what: TypeId) -> Option<Rc<dyn Any>> {
+        self.inner.extra_any(what)
     }
     fn lose_connection(&self) {
         self.inner.lose_connection()

@@ -74,6 +74,76 @@ pub enum ConnectionLost {
     Cancelled,
     /// The protocol panicked in a callback; the message is the panic's.
     Panicked(String),
+    /// A TLS layer failed: the peer's certificate was rejected (or ours was), the
+    /// handshake did not finish in time, or the peer broke the protocol. Network failures
+    /// under a TLS layer are reported as they are for plain connections.
+    Tls(TlsFailure),
+}
+
+/// What kind of TLS failure ended a connection ([`ConnectionLost::Tls`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TlsFailureKind {
+    /// A certificate was rejected: the peer's (untrusted, expired, for another name) or,
+    /// as the peer's alert said, ours.
+    Certificate,
+    /// The handshake did not finish within the handshake timeout.
+    HandshakeTimeout,
+    /// The peer broke the TLS protocol, offered nothing in common with us (versions,
+    /// cipher suites, ALPN protocols), or closed the connection during the handshake.
+    Protocol,
+    /// The peer closed the connection without a TLS `close_notify`: what it sent may have
+    /// been cut short by someone on the path. Many clients close this way; a protocol
+    /// whose messages carry their own length (HTTP with `Content-Length`) can tell whether
+    /// anything is missing.
+    Truncated,
+}
+
+/// A TLS failure: its kind and a sentence saying what happened.
+///
+/// ```
+/// use torsion_reactor::{ConnectionLost, TlsFailure, TlsFailureKind};
+///
+/// let lost = ConnectionLost::Tls(TlsFailure::new(
+///     TlsFailureKind::Certificate,
+///     "the peer's certificate is not valid for example.org",
+/// ));
+/// assert!(!lost.is_clean());
+/// assert_eq!(
+///     lost.to_string(),
+///     "TLS failed: the peer's certificate is not valid for example.org"
+/// );
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsFailure {
+    kind: TlsFailureKind,
+    message: String,
+}
+
+impl TlsFailure {
+    /// A failure of `kind`, described by `message`.
+    pub fn new(kind: TlsFailureKind, message: impl Into<String>) -> TlsFailure {
+        TlsFailure {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// What kind of failure it is.
+    pub fn kind(&self) -> TlsFailureKind {
+        self.kind
+    }
+
+    /// What happened, as a sentence.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for TlsFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
 }
 
 impl ConnectionLost {
@@ -99,6 +169,7 @@ impl fmt::Display for ConnectionLost {
             }
             ConnectionLost::Cancelled => f.write_str("the connection attempt was cancelled"),
             ConnectionLost::Panicked(msg) => write!(f, "the protocol panicked: {msg}"),
+            ConnectionLost::Tls(failure) => write!(f, "TLS failed: {failure}"),
         }
     }
 }

@@ -1,7 +1,7 @@
 //! [`Transport`]: the handle a protocol writes to and closes its connection with, and
 //! [`TransportBackend`], what a kind of connection implements to be one.
 
-use std::any::Any;
+use std::any::{Any, TypeId};
 use std::fmt;
 use std::io;
 use std::os::fd::BorrowedFd;
@@ -93,6 +93,14 @@ pub trait TransportBackend {
     fn with_protocol(&self, f: &mut dyn FnMut(&mut dyn Protocol)) -> Result<(), Error> {
         let _ = f;
         Err(unsupported("this transport does not hold a protocol"))
+    }
+    /// Something more the transport knows, asked for by type (see [`Transport::extra`]).
+    /// A layer answers for the types it knows (a TLS layer: its session's details) and
+    /// passes other questions to the transport under it; a wrapper passes every question
+    /// on. Default: nothing.
+    fn extra(&self, what: TypeId) -> Option<Rc<dyn Any>> {
+        let _ = what;
+        None
     }
 }
 
@@ -342,6 +350,29 @@ impl Transport {
                 ),
             )
         })
+    }
+
+    /// Something more the transport knows, by type (asyncio's `get_extra_info`): a TLS
+    /// transport answers `transport.extra::<TlsInfo>()` with the handshake's outcome
+    /// (version, cipher suite, ALPN protocol, the peer's certificates). `None` when the
+    /// transport (and every one under it) knows nothing of the kind.
+    ///
+    /// ```
+    /// use torsion_reactor::testing::StringTransport;
+    ///
+    /// struct TlsDetails;
+    /// assert!(StringTransport::new().transport().extra::<TlsDetails>().is_none());
+    /// ```
+    pub fn extra<T: Any>(&self) -> Option<Rc<T>> {
+        self.0
+            .extra(TypeId::of::<T>())
+            .and_then(|found| found.downcast::<T>().ok())
+    }
+
+    /// [`extra`](Transport::extra) by type id, for a [`TransportBackend`] that wraps this
+    /// transport and passes the question on.
+    pub fn extra_any(&self, what: TypeId) -> Option<Rc<dyn Any>> {
+        self.0.extra(what)
     }
 
     /// Whether two handles refer to the same connection.
