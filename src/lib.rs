@@ -71,6 +71,14 @@ pub struct ReadmeDoctests;
 /// is added here.
 #[cfg(doctest)]
 mod guide {
+    #[doc = include_str!("../docs/README.md")]
+    pub struct Contents;
+    #[doc = include_str!("../docs/first-server.md")]
+    pub struct FirstServer;
+    #[doc = include_str!("../docs/protocols-and-factories.md")]
+    pub struct ProtocolsAndFactories;
+    #[doc = include_str!("../docs/clients.md")]
+    pub struct Clients;
     #[doc = include_str!("../docs/async.md")]
     pub struct Async;
 }
