@@ -32,9 +32,16 @@
 //! Everything is documented here: [`reactor`] (the loop, timers, transports, Deferreds,
 //! tasks, test doubles), [`protocols`] (line, netstring and length-prefixed framing,
 //! policies, classic services), [`endpoints`] (endpoint strings) and [`program`] (a
-//! program's `main`). The guide, from a first server to production, is in the repository's
-//! [`docs/`](https://example.invalid/torsion/tree/main/docs) directory (every code block in it
-//! is compiled by the tests).
+//! program's `main`).
+//!
+//! # The guide
+//!
+//! The guide, from a first server to production, is in the repository's `docs/` directory;
+//! start at its table of contents,
+//! [`docs/README.md`](https://example.invalid/torsion/blob/main/docs/README.md) (first server, protocols and factories, clients, endpoints, scheduling, Deferreds and
+//! async, flow control, framing, policies, testing, and a chapter for readers coming from
+//! Twisted, asyncio or tokio). Every code block in it is compiled and run by `cargo test`,
+//! and each chapter's program is one of the examples in `examples/`.
 #![deny(missing_docs)]
 
 #[doc(inline)]
@@ -79,6 +86,24 @@ mod guide {
     pub struct ProtocolsAndFactories;
     #[doc = include_str!("../docs/clients.md")]
     pub struct Clients;
+    #[doc = include_str!("../docs/endpoints.md")]
+    pub struct Endpoints;
+    #[doc = include_str!("../docs/scheduling.md")]
+    pub struct Scheduling;
+    #[doc = include_str!("../docs/deferreds.md")]
+    pub struct Deferreds;
+    #[doc = include_str!("../docs/flow-control.md")]
+    pub struct FlowControl;
+    #[doc = include_str!("../docs/framing.md")]
+    pub struct Framing;
+    #[doc = include_str!("../docs/policies.md")]
+    pub struct Policies;
+    #[doc = include_str!("../docs/testing.md")]
+    pub struct Testing;
+    #[doc = include_str!("../docs/coming-from.md")]
+    pub struct ComingFrom;
     #[doc = include_str!("../docs/async.md")]
     pub struct Async;
+    #[doc = include_str!("../docs/microbench.md")]
+    pub struct Microbench;
 }

@@ -605,7 +605,10 @@ fn documented_rows(text: &str) -> Vec<Row> {
             continue;
         }
         let names = columns.as_ref().expect("a header");
-        if row.iter().all(|c| c.chars().all(|ch| ch == '-' || ch == ':')) {
+        if row
+            .iter()
+            .all(|c| c.chars().all(|ch| ch == '-' || ch == ':'))
+        {
             continue; // the separator line
         }
         let cell = |name: &str| -> String {
@@ -630,7 +633,10 @@ fn documented_rows(text: &str) -> Vec<Row> {
         }
         let param_cell = cell("parameter");
         let position_cell = cell("pos.").replace('*', "");
-        let digits: String = position_cell.chars().take_while(char::is_ascii_digit).collect();
+        let digits: String = position_cell
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
         let position = digits.parse().ok();
         let default_cell = cell("default");
         let default = if default_cell == "required" {
@@ -650,7 +656,11 @@ fn documented_rows(text: &str) -> Vec<Row> {
                 .filter(|r| r.side == side && r.type_name == other)
                 .cloned()
                 .collect();
-            assert!(!copies.is_empty(), "line {}: nothing to copy from {other:?}", i + 1);
+            assert!(
+                !copies.is_empty(),
+                "line {}: nothing to copy from {other:?}",
+                i + 1
+            );
             for t in &types {
                 for copy in &copies {
                     rows.push(Row {
@@ -688,7 +698,10 @@ use torsion_endpoints::{EndpointError, ParamValue, Registry};
 
 /// The list in an error message after `marker`, up to `end`: `port, interface, backlog`.
 fn listed(message: &str, marker: &str, end: &str) -> Vec<String> {
-    let after = message.split_once(marker).map(|(_, a)| a).unwrap_or_default();
+    let after = message
+        .split_once(marker)
+        .map(|(_, a)| a)
+        .unwrap_or_default();
     let list = after.split(end).next().unwrap_or_default();
     list.split(',')
         .map(|p| p.trim().to_string())
@@ -708,7 +721,10 @@ fn parser_params(side: &str, type_name: &str) -> (Vec<String>, Vec<String>) {
     let message = too_many.to_string();
     let positional = listed(&message, &format!("{side} takes at most "), ")")
         .into_iter()
-        .map(|p| p.split_once('(').map_or(p.clone(), |(_, name)| name.to_string()))
+        .map(|p| {
+            p.split_once('(')
+                .map_or(p.clone(), |(_, name)| name.to_string())
+        })
         .collect();
     (all, positional)
 }
@@ -746,8 +762,14 @@ fn check_table(file: &str, rows: &[Row]) -> Vec<String> {
     let mut problems = Vec::new();
     let registry = Registry::with_builtins();
     let sides: [(&str, Vec<String>); 2] = [
-        ("server", registry.server_types().map(String::from).collect()),
-        ("client", registry.client_types().map(String::from).collect()),
+        (
+            "server",
+            registry.server_types().map(String::from).collect(),
+        ),
+        (
+            "client",
+            registry.client_types().map(String::from).collect(),
+        ),
     ];
     for (side, types) in &sides {
         for type_name in types {
@@ -827,9 +849,9 @@ fn check_table(file: &str, rows: &[Row]) -> Vec<String> {
                                     ));
                                 }
                             }
-                            None => problems.push(format!(
-                                "{at}: {full:?} reports no value for it"
-                            )),
+                            None => {
+                                problems.push(format!("{at}: {full:?} reports no value for it"))
+                            }
                         }
                     }
                 }
@@ -879,7 +901,11 @@ fn the_table_check_finds_a_wrong_row() {
             .filter(|p| p.contains("`unix`") && p.contains("server"))
             .collect()
     };
-    assert!(unix_problems(&rows).is_empty(), "{:?}", unix_problems(&rows));
+    assert!(
+        unix_problems(&rows).is_empty(),
+        "{:?}",
+        unix_problems(&rows)
+    );
     let cases = [
         ("`666`", "`644`", "default"),
         ("| 3 | `1024`", "| — | `1024`", "position"),
