@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo run --example stream_file -- Cargo.lock          # on tcp:8000
-//! nc 127.0.0.1 8000 | cmp - Cargo.lock && echo same
+//! nc -d 127.0.0.1 8000 | cmp - Cargo.lock && echo same
 //! ```
 
 use std::fs::File;
