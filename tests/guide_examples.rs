@@ -205,13 +205,23 @@ fn peak_rss_kib(pid: i32) -> u64 {
         .expect("VmHWM in /proc/PID/status")
 }
 
+/// A file removed when dropped, even when the test fails.
+struct TempFile(std::path::PathBuf);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 #[test]
 fn stream_file_sends_the_whole_file_without_holding_it_in_memory() {
     let size = 48 << 20;
-    let path = std::env::temp_dir().join(format!("guide-stream-{}.bin", std::process::id()));
+    let file =
+        TempFile(std::env::temp_dir().join(format!("guide-stream-{}.bin", std::process::id())));
     let contents = pattern(size);
-    std::fs::write(&path, &contents).unwrap();
-    let server = Server::start("stream_file", &[path.to_str().unwrap(), LOCAL]);
+    std::fs::write(&file.0, &contents).unwrap();
+    let server = Server::start("stream_file", &[file.0.to_str().unwrap(), LOCAL]);
     let before = peak_rss_kib(server.pid());
     for _ in 0..2 {
         let mut stream = connect(server.socket_addr());
@@ -226,7 +236,6 @@ fn stream_file_sends_the_whole_file_without_holding_it_in_memory() {
         "the server's peak memory grew by {grown} KiB"
     );
     stops_cleanly_on_sigterm(server);
-    std::fs::remove_file(&path).unwrap();
 }
 
 #[test]
