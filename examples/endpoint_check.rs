@@ -12,7 +12,7 @@
 //! tcp6 server
 //!   port = 8080
 //!   interface = ::1
-//!   backlog = 50
+//!   backlog = 1024
 //!   reuseport = false
 //!   ipv6only = none
 //! $ endpoint_check client tcp:example.org:80 --json

@@ -33,13 +33,20 @@
 //! tasks, test doubles), [`protocols`] (line, netstring and length-prefixed framing,
 //! policies, classic services), [`endpoints`] (endpoint strings), [`tls`] (TLS with
 //! rustls: a layer over any transport, servers, clients, STARTTLS) and [`program`] (a
-//! program's `main`). The guide, from a first server to production, is in the repository's
-//! [`docs/`](https://example.invalid/torsion/tree/main/docs) directory (every code block in it
-//! is compiled by the tests).
+//! program's `main`).
 //!
 //! Datagrams (UDP, multicast, Unix datagram sockets) have their own protocol trait,
 //! [`DatagramProtocol`](prelude::DatagramProtocol): see the guide chapter
 //! `docs/datagrams.md`.
+//!
+//! # The guide
+//!
+//! The guide, from a first server to production, is in the repository's `docs/` directory;
+//! start at its table of contents,
+//! [`docs/README.md`](https://example.invalid/torsion/blob/main/docs/README.md) (first server, protocols and factories, clients, endpoints, scheduling, Deferreds and
+//! async, flow control, framing, policies, testing, and a chapter for readers coming from
+//! Twisted, asyncio or tokio). Every code block in it is compiled and run by `cargo test`,
+//! and each chapter's program is one of the examples in `examples/`.
 #![deny(missing_docs)]
 
 #[doc(inline)]
@@ -81,6 +88,30 @@ pub struct ReadmeDoctests;
 /// is added here.
 #[cfg(doctest)]
 mod guide {
+    #[doc = include_str!("../docs/README.md")]
+    pub struct Contents;
+    #[doc = include_str!("../docs/first-server.md")]
+    pub struct FirstServer;
+    #[doc = include_str!("../docs/protocols-and-factories.md")]
+    pub struct ProtocolsAndFactories;
+    #[doc = include_str!("../docs/clients.md")]
+    pub struct Clients;
+    #[doc = include_str!("../docs/endpoints.md")]
+    pub struct Endpoints;
+    #[doc = include_str!("../docs/scheduling.md")]
+    pub struct Scheduling;
+    #[doc = include_str!("../docs/deferreds.md")]
+    pub struct Deferreds;
+    #[doc = include_str!("../docs/flow-control.md")]
+    pub struct FlowControl;
+    #[doc = include_str!("../docs/framing.md")]
+    pub struct Framing;
+    #[doc = include_str!("../docs/policies.md")]
+    pub struct Policies;
+    #[doc = include_str!("../docs/testing.md")]
+    pub struct Testing;
+    #[doc = include_str!("../docs/coming-from.md")]
+    pub struct ComingFrom;
     #[doc = include_str!("../docs/async.md")]
     pub struct Async;
 
@@ -90,4 +121,6 @@ mod guide {
     pub struct Processes;
     #[doc = include_str!("../docs/tls.md")]
     pub struct Tls;
+    #[doc = include_str!("../docs/microbench.md")]
+    pub struct Microbench;
 }

@@ -143,7 +143,7 @@
 //! | `ssl` or `tls` → [`TlsServer`] | `port` | 1 | required | as for `tcp` |
 //! | | `privateKey` | 2 | required | the private key's PEM file (may also hold the certificate chain) |
 //! | | `certKey` | 3 | the `privateKey` file | the certificate chain's PEM file, the server's certificate first |
-//! | | `sslmethod` | 4 | both versions | `SSLv23_METHOD` or `TLS_METHOD`: TLS 1.2 and 1.3; `TLSv1_2_METHOD`: 1.2 only |
+//! | | `sslmethod` | 4 | none | none or `SSLv23_METHOD` or `TLS_METHOD`: TLS 1.2 and 1.3; `TLSv1_2_METHOD`: 1.2 only |
 //! | | `interface` | 5 | `0.0.0.0` | IPv4 or IPv6 literal to listen on |
 //! | | `backlog` | 6 | `1024` | as for `tcp` |
 //! | | `extraCertChain` | 7 | none | more chain certificates (PEM), sent after `certKey`'s |
@@ -171,7 +171,7 @@
 //! | | `bindAddress` | — | none | local [`BindAddress`], as for `tcp` |
 //! | `udp6` → [`UdpClient`] (datagram) | as `udp` | | | IPv6 only |
 //! | `unixgram` → [`UnixgramClient`] (datagram) | `path` | 1 | required | the server's socket path or `@name`; on Linux the client binds an automatic abstract name so the server can answer |
-//! | `tls` → [`TlsClient`] | `host`, `port`, `timeout`, `bindAddress` | as `tcp` | | as for `tcp`; the server's certificate is checked against `host` (sent with SNI) |
+//! | `tls` → [`TlsClient`] | as `tcp` | | | `host`, `port`, `timeout`, `bindAddress` as for `tcp`; the server's certificate is checked against `host` (sent with SNI) |
 //! | | `trustRoots` | — | the system's | CA file or directory of PEM files to trust instead |
 //! | | `certificate` | — | none | a client certificate (PEM) presented when the server asks |
 //! | | `privateKey` | — | the `certificate` file | its key (needs `certificate`) |

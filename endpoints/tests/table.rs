@@ -1,10 +1,11 @@
 //! Table-driven tests: descriptions with the parameters they must produce (every parameter,
 //! defaults filled in, as `type name=value ...`) or the kind of error they must give.
 
+use std::sync::OnceLock;
+use std::time::Duration;
+
 #[path = "../../tls/tests/support/pki.rs"]
 mod pki;
-
-use std::time::Duration;
 
 use torsion_endpoints::{
     BindAddress, ClientFamily, ClientSpec, ErrorKind, FdSelector, ServerSpec, SocketDomain,
@@ -652,137 +653,431 @@ fn datagram_structs_compare_directly() {
     );
 }
 
-/// The parameter tables of the README and of the crate documentation, as (side, type) →
-/// parameter names. `side` is `server` or `client`; a row whose parameter cell says
-/// "as `x`" takes type `x`'s parameters.
-fn documented(
-    text: &str,
-    crate_docs: bool,
-) -> std::collections::BTreeMap<(String, String), Vec<String>> {
-    let mut out: std::collections::BTreeMap<(String, String), Vec<String>> = Default::default();
-    let mut side = String::new();
-    let mut types: Vec<String> = Vec::new();
-    let ticked = |cell: &str| -> Vec<String> {
-        cell.split('`')
-            .skip(1)
-            .step_by(2)
-            .map(str::to_owned)
-            .collect()
-    };
-    for line in text.lines() {
-        let line = line.trim_start_matches("//!").trim();
-        if crate_docs {
-            if line.starts_with("## Servers") {
-                side = "server".into();
-            } else if line.starts_with("## Clients") {
-                side = "client".into();
-            } else if line.starts_with('#') {
-                side.clear();
+// ---------------------------------------------------------------------------------------
+// The documented tables of types and parameters (the front README, this crate's README and
+// documentation, and the guide's chapter on endpoints) checked against the parser, so that
+// none of them can drift from the code: every row must be true, and every type and
+// parameter the parser knows must have a row.
+
+/// Where the tables are, and whether each has a `side` column (else the side comes from the
+/// `## Servers` / `## Clients` heading above it, as in the crate documentation).
+const DOCUMENTED_TABLES: &[(&str, &str)] = &[
+    ("endpoints/src/lib.rs", include_str!("../src/lib.rs")),
+    ("docs/endpoints.md", include_str!("../../docs/endpoints.md")),
+];
+
+/// A value to give a required parameter when the check needs a valid description.
+fn sample_value(param: &str) -> &'static str {
+    match param {
+        "port" => "1",
+        "host" => "example.org",
+        "address" | "path" => "/tmp/table-check.sock",
+        "domain" => "INET",
+        "index" | "lockfile" | "reuseport" => "0",
+        "mode" => "600",
+        "backlog" | "timeout" => "5",
+        // `ssl`/`tls` servers read and check their key and certificate at parse time.
+        "privateKey" => tls_key_file(),
+        _ => "x",
+    }
+}
+
+/// A key and certificate in one PEM file, made once for the whole test binary.
+fn tls_key_file() -> &'static str {
+    static FILE: OnceLock<String> = OnceLock::new();
+    FILE.get_or_init(|| {
+        let pki = pki::Pki::new("table");
+        let issued = pki.server("server", &["localhost"]);
+        let both = pki.path("both.pem");
+        pki::combined(&issued, &both);
+        std::mem::forget(pki); // its files must outlive every check
+        torsion_endpoints::quote(both.to_str().expect("a UTF-8 temporary directory"))
+    })
+}
+
+#[derive(Clone, Debug, PartialEq)]
+enum Default {
+    Required,
+    /// One of a group of parameters must be given ("one of index/name").
+    OneOf,
+    /// A value as the table writes it (`0`, `666`, `0.0.0.0`), or `none`.
+    Value(String),
+}
+
+#[derive(Clone, Debug)]
+struct Row {
+    side: &'static str,
+    type_name: String,
+    param: String,
+    position: Option<usize>,
+    default: Default,
+    line: usize,
+}
+
+fn cells(line: &str) -> Vec<String> {
+    let line = line.trim();
+    let inner = line.trim_start_matches('|').trim_end_matches('|');
+    inner.split('|').map(|c| c.trim().to_string()).collect()
+}
+
+/// The words in backquotes in `text`.
+fn quoted_words(text: &str) -> Vec<String> {
+    text.split('`')
+        .enumerate()
+        .filter(|(i, _)| i % 2 == 1)
+        .map(|(_, w)| w.to_string())
+        .collect()
+}
+
+/// Every row of the endpoint tables in `text`.
+fn documented_rows(text: &str) -> Vec<Row> {
+    let mut rows: Vec<Row> = Vec::new();
+    let mut heading_side = None;
+    let mut columns: Option<Vec<String>> = None;
+    let (mut side, mut types): (&'static str, Vec<String>) = ("", Vec::new());
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim_start().trim_start_matches("//!").trim();
+        if line.starts_with('#') {
+            let lower = line.to_lowercase();
+            if lower.contains("servers") {
+                heading_side = Some("server");
+            } else if lower.contains("clients") {
+                heading_side = Some("client");
             }
         }
-        if !line.starts_with('|') || line.starts_with("|---") || side.is_empty() && crate_docs {
+        if !line.starts_with('|') {
+            columns = None;
             continue;
         }
-        let cells: Vec<&str> = line.trim_matches('|').split('|').map(str::trim).collect();
-        let (type_cell, param_cell) = if crate_docs {
-            (cells[0], cells.get(1).copied().unwrap_or(""))
-        } else {
-            if !cells[0].is_empty() {
-                side = cells[0].split_whitespace().next().unwrap_or("").to_owned();
+        let row = cells(line);
+        if columns.is_none() {
+            if row.iter().any(|c| c == "parameter") && row.iter().any(|c| c == "pos.") {
+                columns = Some(row);
             }
-            (
-                cells.get(1).copied().unwrap_or(""),
-                cells.get(2).copied().unwrap_or(""),
-            )
+            continue;
+        }
+        let names = columns.as_ref().expect("a header");
+        if row
+            .iter()
+            .all(|c| c.chars().all(|ch| ch == '-' || ch == ':'))
+        {
+            continue; // the separator line
+        }
+        let cell = |name: &str| -> String {
+            names
+                .iter()
+                .position(|c| c == name)
+                .and_then(|at| row.get(at))
+                .cloned()
+                .unwrap_or_default()
         };
+        match cell("side").as_str() {
+            // "server (datagram)": datagram types share the server and client grammars.
+            s if s.starts_with("server") => side = "server",
+            s if s.starts_with("client") => side = "client",
+            "" if names.iter().any(|c| c == "side") => {}
+            "" => side = heading_side.expect("a ## Servers or ## Clients heading above the table"),
+            other => panic!("line {}: unknown side {other:?}", i + 1),
+        }
+        let type_cell = cell("type");
         if !type_cell.is_empty() {
-            // In the crate docs the type cell is "`udp` → [`UdpServer`] ...": the first name.
-            // In the crate docs the Rust type follows an arrow: only the names before it.
-            types = if crate_docs {
-                ticked(type_cell.split('→').next().unwrap_or(type_cell))
-            } else {
-                ticked(type_cell)
-            };
+            let before_arrow = type_cell.split('→').next().unwrap_or_default();
+            types = quoted_words(before_arrow);
+        }
+        let param_cell = cell("parameter");
+        let position_cell = cell("pos.").replace('*', "");
+        let digits: String = position_cell
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        let position = digits.parse().ok();
+        let default_cell = cell("default");
+        let default = if default_cell == "required" {
+            Default::Required
+        } else if default_cell.starts_with("one of") {
+            Default::OneOf
+        } else if default_cell == "none"
+            || default_cell == "system's"
+            || default_cell.starts_with("the ")
+        {
+            // "the system's", "the `certificate` file": a fallback the parser reports as none.
+            Default::Value("none".into())
+        } else {
+            Default::Value(default_cell.trim_matches('`').to_string())
+        };
+        if let Some(other) = param_cell.strip_prefix("as ") {
+            // "as `tcp`": the same parameters as another type of the same side.
+            let other = quoted_words(other).concat();
+            let copies: Vec<Row> = rows
+                .iter()
+                .filter(|r| r.side == side && r.type_name == other)
+                .cloned()
+                .collect();
+            assert!(
+                !copies.is_empty(),
+                "line {}: nothing to copy from {other:?}",
+                i + 1
+            );
+            for t in &types {
+                for copy in &copies {
+                    rows.push(Row {
+                        type_name: t.clone(),
+                        line: i + 1,
+                        ..copy.clone()
+                    });
+                }
+            }
+            continue;
         }
         for t in &types {
-            let params = if let Some(rest) = param_cell.strip_prefix("as ") {
-                out.get(&(side.clone(), ticked(rest)[0].clone()))
-                    .cloned()
-                    .unwrap_or_default()
-            } else {
-                ticked(param_cell)
-            };
-            out.entry((side.clone(), t.clone()))
-                .or_default()
-                .extend(params);
+            rows.push(Row {
+                side,
+                type_name: t.clone(),
+                param: quoted_words(&param_cell).concat(),
+                position,
+                default: default.clone(),
+                line: i + 1,
+            });
         }
     }
-    out
+    rows
+}
+
+fn parse(side: &str, description: &str) -> Result<Vec<(String, ParamValue)>, EndpointError> {
+    if side == "server" {
+        parse_server(description).map(|s| s.params())
+    } else {
+        parse_client(description).map(|s| s.params())
+    }
+}
+
+use torsion_endpoints::{EndpointError, ParamValue, Registry};
+
+/// The list in an error message after `marker`, up to `end`: `port, interface, backlog`.
+fn listed(message: &str, marker: &str, end: &str) -> Vec<String> {
+    let after = message
+        .split_once(marker)
+        .map(|(_, a)| a)
+        .unwrap_or_default();
+    let list = after.split(end).next().unwrap_or_default();
+    list.split(',')
+        .map(|p| p.trim().to_string())
+        .filter(|p| !p.is_empty())
+        .collect()
+}
+
+/// What the parser says about a type: every parameter, and the positional ones in order.
+fn parser_params(side: &str, type_name: &str) -> (Vec<String>, Vec<String>) {
+    let unknown = parse(side, &format!("{type_name}:zz_no_such_parameter=1"))
+        .expect_err("an unknown parameter is an error");
+    assert_eq!(unknown.kind(), ErrorKind::UnknownParameter, "{unknown}");
+    let all = listed(&unknown.to_string(), "valid parameters: ", " (");
+    let extra = ["a"; 12].join(":");
+    let too_many = parse(side, &format!("{type_name}:{extra}")).expect_err("12 positionals");
+    assert_eq!(too_many.kind(), ErrorKind::TooManyPositionals, "{too_many}");
+    let message = too_many.to_string();
+    let positional = listed(&message, &format!("{side} takes at most "), ")")
+        .into_iter()
+        .map(|p| {
+            p.split_once('(')
+                .map_or(p.clone(), |(_, name)| name.to_string())
+        })
+        .collect();
+    (all, positional)
+}
+
+/// A description of `type_name` giving only the required parameters (the first of each
+/// one-of group), except those in `leave_out`.
+fn minimal(rows: &[&Row], type_name: &str, leave_out: &[&str]) -> String {
+    let mut description = type_name.to_string();
+    let mut one_of_given = false;
+    for row in rows {
+        let needed = match row.default {
+            Default::Required => true,
+            Default::OneOf => !std::mem::replace(&mut one_of_given, true),
+            Default::Value(_) => false,
+        };
+        if needed && !leave_out.contains(&row.param.as_str()) {
+            description.push_str(&format!(":{}={}", row.param, sample_value(&row.param)));
+        }
+    }
+    description
+}
+
+/// The value a table writes, as `ParamValue`'s `Display` shows it.
+fn normalized(param: &str, written: &str, actual: &ParamValue) -> String {
+    match (actual, written) {
+        (ParamValue::Bool(_), "0") => "false".into(),
+        (ParamValue::Bool(_), "1") => "true".into(),
+        _ if param == "mode" => u64::from_str_radix(written.trim_start_matches("0o"), 8)
+            .map_or(written.to_string(), |m| m.to_string()),
+        _ => written.to_string(),
+    }
+}
+
+fn check_table(file: &str, rows: &[Row]) -> Vec<String> {
+    let mut problems = Vec::new();
+    let registry = Registry::with_builtins();
+    let sides: [(&str, Vec<String>); 2] = [
+        (
+            "server",
+            registry.server_types().map(String::from).collect(),
+        ),
+        (
+            "client",
+            registry.client_types().map(String::from).collect(),
+        ),
+    ];
+    for (side, types) in &sides {
+        for type_name in types {
+            let mine: Vec<&Row> = rows
+                .iter()
+                .filter(|r| r.side == *side && &r.type_name == type_name)
+                .collect();
+            if mine.is_empty() {
+                problems.push(format!("{file}: the {side} type `{type_name}` has no rows"));
+                continue;
+            }
+            let (params, positional) = parser_params(side, type_name);
+            for param in &params {
+                if !mine.iter().any(|r| &r.param == param) {
+                    problems.push(format!(
+                        "{file}: the {side} type `{type_name}` has a parameter `{param}` \
+                         that the table does not list"
+                    ));
+                }
+            }
+            let full = minimal(&mine, type_name, &[]);
+            let defaults = match parse(side, &full) {
+                Ok(defaults) => defaults,
+                Err(e) => {
+                    problems.push(format!(
+                        "{file}: {full:?} (the required parameters of the {side} type \
+                         `{type_name}`, from the table) does not parse: {e}; if the table is \
+                         right, give the parameter a valid value in `sample_value`"
+                    ));
+                    continue;
+                }
+            };
+            for row in mine.iter().filter(|r| !r.param.is_empty()) {
+                // An empty parameter is a "(none)" row: a type that takes no parameters.
+                let at = format!("{file}:{}: {side} `{type_name}` `{}`", row.line, row.param);
+                if !params.contains(&row.param) {
+                    problems.push(format!("{at}: the parser has no such parameter"));
+                    continue;
+                }
+                let actual_position = positional
+                    .iter()
+                    .position(|p| p == &row.param)
+                    .map(|i| i + 1);
+                if actual_position != row.position {
+                    problems.push(format!(
+                        "{at}: position {:?} in the table, {actual_position:?} in the parser",
+                        row.position
+                    ));
+                }
+                match &row.default {
+                    Default::Required | Default::OneOf => {
+                        let group: Vec<&str> = if row.default == Default::OneOf {
+                            mine.iter()
+                                .filter(|r| r.default == Default::OneOf)
+                                .map(|r| r.param.as_str())
+                                .collect()
+                        } else {
+                            vec![row.param.as_str()]
+                        };
+                        let without = minimal(&mine, type_name, &group);
+                        match parse(side, &without) {
+                            Err(e) if e.kind() == ErrorKind::MissingParameter => {}
+                            other => problems.push(format!(
+                                "{at}: the table says it is required, but {without:?} gives \
+                                 {other:?}"
+                            )),
+                        }
+                    }
+                    Default::Value(written) => {
+                        let actual = defaults.iter().find(|(name, _)| name == &row.param);
+                        match actual {
+                            Some((_, value)) => {
+                                let expected = normalized(&row.param, written, value);
+                                if value.to_string() != expected {
+                                    problems.push(format!(
+                                        "{at}: default {written:?} in the table, {value} in \
+                                         the parser"
+                                    ));
+                                }
+                            }
+                            None => {
+                                problems.push(format!("{at}: {full:?} reports no value for it"))
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    for row in rows {
+        let known = sides
+            .iter()
+            .any(|(side, types)| *side == row.side && types.contains(&row.type_name));
+        if !known {
+            problems.push(format!(
+                "{file}:{}: the table lists a {} type `{}` that the parser does not have",
+                row.line, row.side, row.type_name
+            ));
+        }
+    }
+    problems
 }
 
 #[test]
-fn the_tables_document_every_type_and_parameter() {
-    // `ssl`/`tls` read their files when parsed: real ones, made for the test.
-    let pki = pki::Pki::new("table");
-    let server = pki.server("server", &["localhost"]);
-    let key = torsion_endpoints::quote(server.key.to_str().expect("utf-8"));
-    let cert = torsion_endpoints::quote(server.cert.to_str().expect("utf-8"));
-    let ssl = format!("ssl:443:privateKey={key}:certKey={cert}");
-    let tls = format!("tls:443:privateKey={key}:certKey={cert}");
-    let samples = [
-        ("server", "tcp:80"),
-        ("server", "tcp6:80"),
-        ("server", "unix:/x"),
-        ("server", "systemd:INET:0"),
-        ("server", "udp:53"),
-        ("server", "udp6:53"),
-        ("server", "unixgram:/x"),
-        ("server", "stdio"),
-        ("server", ssl.as_str()),
-        ("server", tls.as_str()),
-        ("client", "tls:h:1"),
-        ("client", "tcp:h:1"),
-        ("client", "tcp6:h:1"),
-        ("client", "unix:/x"),
-        ("client", "udp:h:1"),
-        ("client", "udp6:h:1"),
-        ("client", "unixgram:/x"),
-    ];
-    let registry = torsion_endpoints::Registry::builtins();
-    assert_eq!(
-        samples.len(),
-        registry.server_types().count() + registry.client_types().count(),
-        "a sample for every built-in type"
-    );
-    let root = env!("CARGO_MANIFEST_DIR");
-    let readme = std::fs::read_to_string(format!("{root}/../README.md")).unwrap();
-    let start = readme
-        .find("#### Types and parameters")
-        .expect("the README's table");
-    let readme = &readme[start..];
-    let readme = &readme[..readme.find("\n\n`ssl`").unwrap_or(readme.len())];
-    let lib = std::fs::read_to_string(format!("{root}/src/lib.rs")).unwrap();
-    for (name, table) in [
-        ("README.md", documented(readme, false)),
-        ("src/lib.rs", documented(&lib, true)),
-    ] {
-        for &(side, description) in &samples {
-            let (type_name, params) = if side == "server" {
-                let s = parse_server(description).unwrap();
-                (s.type_name().to_owned(), s.params())
-            } else {
-                let c = parse_client(description).unwrap();
-                (c.type_name().to_owned(), c.params())
-            };
-            let listed = table
-                .get(&(side.to_owned(), type_name.clone()))
-                .unwrap_or_else(|| panic!("{name}: no {side} row for {type_name}: {table:?}"));
-            for (param, _) in params {
-                assert!(
-                    listed.contains(&param),
-                    "{name}: the {side} type {type_name} does not list {param} ({listed:?})"
-                );
-            }
+fn every_documented_table_matches_the_parser() {
+    let mut problems = Vec::new();
+    for (file, text) in DOCUMENTED_TABLES {
+        let rows = documented_rows(text);
+        if rows.is_empty() {
+            problems.push(format!("{file}: no table of endpoint types found"));
+            continue;
         }
+        problems.extend(check_table(file, &rows));
+    }
+    assert!(problems.is_empty(), "\n{}", problems.join("\n"));
+}
+
+#[test]
+fn the_table_check_finds_a_wrong_row() {
+    let good = "| side | type | parameter | pos. | default | meaning |\n|---|---|---|---|---|---|\n\
+                | server | `unix` | `address` | 1 | required | path |\n\
+                | | | `mode` | 2 | `666` | octal |\n\
+                | | | `backlog` | 3 | `1024` | |\n\
+                | | | `lockfile` | 4 | `1` | |\n";
+    let rows: Vec<Row> = documented_rows(good);
+    assert_eq!(rows.len(), 4);
+    let unix_problems = |rows: &[Row]| -> Vec<String> {
+        check_table("sample", rows)
+            .into_iter()
+            .filter(|p| p.contains("`unix`") && p.contains("server"))
+            .collect()
+    };
+    assert!(
+        unix_problems(&rows).is_empty(),
+        "{:?}",
+        unix_problems(&rows)
+    );
+    let cases = [
+        ("`666`", "`644`", "default"),
+        ("| 3 | `1024`", "| — | `1024`", "position"),
+        ("| `lockfile` | 4 | `1` | |\n", "", "does not list"),
+        ("| 1 | required", "| 1 | `/tmp`", "does not parse"),
+        ("| 2 | `666`", "| 2 | required", "says it is required"),
+        ("`lockfile` | 4", "`lockfle` | 4", "no such parameter"),
+    ];
+    for (from, to, expected) in cases {
+        let bad = documented_rows(&good.replace(from, to));
+        let found = unix_problems(&bad);
+        assert!(
+            found.iter().any(|p| p.contains(expected)),
+            "replacing {from:?} by {to:?}: expected a problem about {expected:?}, got {found:?}"
+        );
     }
 }

@@ -156,7 +156,8 @@ impl Reactor {
     /// Listens for TCP connections on `addr`; `factory` builds a protocol for each.
     ///
     /// The error names the address and the cause, e.g. `cannot listen on 127.0.0.1:8000:
-    /// address already in use`. Pass an `Rc<F>` to share one factory among several ports.
+    /// address already in use`. To serve one factory on several ports, give each a clone of
+    /// a [`SharedFactory`](crate::SharedFactory).
     ///
     /// ```
     /// use torsion_reactor::{factory_fn, Protocol, Reactor, Transport};
