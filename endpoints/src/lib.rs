@@ -201,6 +201,7 @@ mod grammar;
 pub mod happy_eyeballs;
 mod registry;
 mod spec;
+mod threads;
 mod types;
 mod values;
 
@@ -213,6 +214,7 @@ pub use spec::{
     ClientSpec, ClientType, DEFAULT_BACKLOG, DEFAULT_TIMEOUT, MAX_BACKLOG, ParamValue, ServerSpec,
     ServerType,
 };
+pub use threads::{ThreadedPort, listen_on_threads};
 pub use types::systemd::{self, FdSelector, SocketDomain, SystemdServer};
 pub use types::tcp::{BindAddress, BindAddressError, ClientFamily, TcpClient, TcpServer};
 pub use types::unix::{DEFAULT_UNIX_MODE, UnixClient, UnixServer};

@@ -64,6 +64,7 @@ pub use net::client::{
 pub use net::factory::{
     BoxedFactory, Factory, FnFactory, MaybeProtocol, SharedFactory, factory_fn,
 };
+pub use net::handoff::Handoff;
 pub use net::listen::ListeningPort;
 pub use net::protocol::{Address, ConnectionLost, Protocol};
 pub use net::reconnect::{Backoff, Reconnecting};

@@ -6,13 +6,15 @@
 //! - [`factory`]: `Factory`, `factory_fn`, `BoxedFactory` (and the start/stop count).
 //! - [`transport`]: `Transport` and `TransportBackend`.
 //! - [`conn`]: one connection: socket, write queue, state machine, protocol.
-//! - [`listen`]: listening ports; [`client`]: connectors and client factories;
+//! - [`listen`]: listening ports; [`handoff`]: handing accepted connections to other
+//!   reactors (balanced multi-core serving); [`client`]: connectors and client factories;
 //!   [`reconnect`]: reconnecting clients.
 //! - [`tcp`], [`unix`]: the two socket families; [`stream`]: what they have in common.
 
 pub(crate) mod client;
 pub(crate) mod conn;
 pub(crate) mod factory;
+pub(crate) mod handoff;
 pub(crate) mod listen;
 pub(crate) mod protocol;
 pub(crate) mod reconnect;
