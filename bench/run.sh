@@ -23,6 +23,8 @@
 #   STRACE [1]          0 skips the syscalls-per-message measurement
 #   STRACE_DURATION [2] seconds of load under strace per server and scenario
 #   STRACE_SCENARIOS ["pp50" + pl16 pl1 if run]  scenarios whose syscalls are counted
+#   NICE []             run servers and load generator at this nice level (e.g. -10, as
+#                       root) so that other work on a shared machine disturbs them less
 #   NO_BUILD [0]        1 uses the binaries already built
 #   OUT [bench/results/latest.md]   where the report is written (it is also printed)
 set -euo pipefail
@@ -50,6 +52,10 @@ if [[ -z ${STRACE_SCENARIOS:-} ]]; then
     done
 fi
 NO_BUILD=${NO_BUILD:-0}
+NICE=${NICE:-}
+# The prefix that runs a benchmark process at that nice level (none by default).
+PRIO=()
+[[ -n $NICE ]] && PRIO=(nice -n "$NICE")
 OUT=${OUT:-$BENCH_DIR/results/latest.md}
 ENDPOINT="tcp:port=0:interface=127.0.0.1"
 IO_TIMEOUT=10
@@ -151,7 +157,7 @@ start_server() { # NAME TAG SCENARIO -> sets SPID and SADDR
     local name=$1 tag=$2 sc=$3 cmd
     mapfile -t cmd < <(server_cmd "$name" "$sc")
     local out="$LOG/$tag.server.out" err="$LOG/$tag.server.err"
-    taskset -c "$(server_cpu "$sc")" "${cmd[@]}" >"$out" 2>"$err" &
+    "${PRIO[@]}" taskset -c "$(server_cpu "$sc")" "${cmd[@]}" >"$out" 2>"$err" &
     SPID=$!
     local i
     for ((i = 0; i < 200; i++)); do
@@ -297,7 +303,7 @@ measure() { # SERVER SCENARIO RUN
         return 0
     fi
     # shellcheck disable=SC2046
-    taskset -c "$(loadgen_cpu "$sc")" "$LOADGEN" --addr "$SADDR" $(scenario_args "$sc") \
+    "${PRIO[@]}" taskset -c "$(loadgen_cpu "$sc")" "$LOADGEN" --addr "$SADDR" $(scenario_args "$sc") \
         --server-pid "$SPID" --timeout "$IO_TIMEOUT" --json >"$LOG/$tag.json" 2>"$LOG/$tag.err" || rc=$?
     local died=""
     if ! kill -0 "$SPID" 2>/dev/null; then
@@ -327,7 +333,7 @@ measure() { # SERVER SCENARIO RUN
 }
 
 # ---------------------------------------------------------------- header
-CMDLINE="RUNS=$RUNS DURATION=$DURATION SERVERS=\"${ACTIVE[*]}\" SCENARIOS=\"$SCENARIOS\" HOLD_CONNS=$HOLD_CONNS CHURN_CLIENTS=$CHURN_CLIENTS TOKIO_WORKERS=$TOKIO_WORKERS SERVER_CPU=$SERVER_CPU LOADGEN_CPU=$LOADGEN_CPU MT_CPU=$MT_CPU STRACE_SCENARIOS=\"$STRACE_SCENARIOS\" bench/run.sh"
+CMDLINE="${NICE:+NICE=$NICE }RUNS=$RUNS DURATION=$DURATION SERVERS=\"${ACTIVE[*]}\" SCENARIOS=\"$SCENARIOS\" HOLD_CONNS=$HOLD_CONNS CHURN_CLIENTS=$CHURN_CLIENTS TOKIO_WORKERS=$TOKIO_WORKERS SERVER_CPU=$SERVER_CPU LOADGEN_CPU=$LOADGEN_CPU MT_CPU=$MT_CPU STRACE_SCENARIOS=\"$STRACE_SCENARIOS\" bench/run.sh"
 CPU_MODEL=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
 COMMIT=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
 DIRTY=$(git -C "$ROOT" status --porcelain 2>/dev/null | head -n 1)

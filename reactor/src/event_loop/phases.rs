@@ -96,6 +96,7 @@ impl Inner {
                     Readiness {
                         readable: ev.readable,
                         writable: ev.writable,
+                        closed: ev.closed,
                     },
                 );
             }
