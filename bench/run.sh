@@ -326,9 +326,12 @@ measure() { # SERVER SCENARIO RUN
         hold) value=$(jget rss_per_conn_kib "$f") ;;
         *) value=$(jget msgs_per_s "$f") ;;
     esac
-    printf '%s\t%s\t%s\tok\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$srv" "$sc" "$run" "$value" \
+    local fair
+    fair=$(awk -v lo="$(jget conn_msgs_min "$f")" -v hi="$(jget conn_msgs_max "$f")" \
+        'BEGIN { if (hi != "" && hi > 0) printf "%.4f", lo / hi }')
+    printf '%s\t%s\t%s\tok\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$srv" "$sc" "$run" "$value" \
         "$(jget server_cpu_us_per_msg "$f")" "$(jget p50_us "$f")" "$(jget p99_us "$f")" \
-        "$(jget p999_us "$f")" "$(jget answered "$f")" "$(jget server_user_us_per_msg "$f")" >>"$DATA"
+        "$(jget p999_us "$f")" "$(jget answered "$f")" "$(jget server_user_us_per_msg "$f")" "$fair" >>"$DATA"
     say "   $srv: $value  (server CPU $(jget server_cpu_us_per_msg "$f") µs/msg)"
 }
 
@@ -464,6 +467,7 @@ BEGIN {
     if ($4 != "ok") { fails[srv, sc]++; next }
     for (col = 5; col <= 9; col++) if ($col != "") { vals[srv, sc, col] = vals[srv, sc, col] " " $col; one[srv, sc, r, col] = $col }
     if ($11 != "") { vals[srv, sc, 11] = vals[srv, sc, 11] " " $11; one[srv, sc, r, 11] = $11 }
+    if ($12 != "") { vals[srv, sc, 12] = vals[srv, sc, 12] " " $12; one[srv, sc, r, 12] = $12; hasfair = 1 }
     # column 10: requests (messages) per second of server CPU
     if ($6 != "" && $6 + 0 > 0) { v = 1e6 / $6; vals[srv, sc, 10] = vals[srv, sc, 10] " " v; one[srv, sc, r, 10] = v }
 }
@@ -537,6 +541,20 @@ END {
         print line
     }
     print ""
+    if (hasfair) {
+        print "## Fairness (fewest / most messages one connection completed, median over runs; 1.000: every connection served alike)"
+        print ""
+        hdr = "| scenario |"; sep = "|---|"
+        for (i = 1; i <= ns; i++) { hdr = hdr " " S[i] " |"; sep = sep "---:|" }
+        print hdr; print sep
+        for (j = 1; j <= nc; j++) {
+            sc = C[j]; if (sc == "bulk" || sc == "hold" || sc == "churn" || sc == "pp1") continue
+            line = "| " title[sc] " |"
+            for (i = 1; i <= ns; i++) { m = median(vals[S[i], sc, 12]); line = line " " (m == "" ? "–" : sprintf("%.3f", m)) " |" }
+            print line
+        }
+        print ""
+    }
     print "## Syscalls per message or request (strace -c -f, " sdur " s per server and scenario)"
     print ""
     if (strace_note != "") { print strace_note; print "" }

@@ -73,4 +73,7 @@ pub struct ReadmeDoctests;
 mod guide {
     #[doc = include_str!("../docs/async.md")]
     pub struct Async;
+
+    #[doc = include_str!("../docs/multicore.md")]
+    pub struct Multicore;
 }

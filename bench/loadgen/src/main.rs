@@ -372,6 +372,17 @@ fn run(a: &Args) -> Result<Report, String> {
                 a.threads,
                 secs
             ));
+            if kind != streams::Kind::Bulk && !o.per_conn.is_empty() {
+                // Fairness: the fewest and most messages one connection completed.
+                let min = o.per_conn.iter().copied().min().unwrap_or(0);
+                let max = o.per_conn.iter().copied().max().unwrap_or(0);
+                r.put("conn_msgs_min", Val::Int(min));
+                r.put("conn_msgs_max", Val::Int(max));
+                r.text.push(format!(
+                    "  per connection: {min} to {max} messages (fairness {:.3})",
+                    if max > 0 { min as f64 / max as f64 } else { f64::NAN }
+                ));
+            }
             if kind == streams::Kind::Pingpong {
                 r.text
                     .push(format!("  {} messages echoed: {rate:.0} msgs/s", o.msgs));

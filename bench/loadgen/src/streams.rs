@@ -54,6 +54,9 @@ pub struct Outcome {
     pub lat_ns: Vec<u32>,
     /// From the start of the load to the last echoed byte.
     pub elapsed: Duration,
+    /// Messages (requests) completed by each connection: how evenly the server served
+    /// them (a global stall delays every connection alike; unfair ordering does not).
+    pub per_conn: Vec<u64>,
 }
 
 /// Opens all connections; `before_start` runs just before the clock starts (CPU snapshot).
@@ -98,6 +101,7 @@ pub fn run(cfg: &Config, before_start: impl FnOnce()) -> Result<Outcome, String>
                 out.msgs += o.msgs;
                 out.bytes += o.bytes;
                 out.lat_ns.extend(o.lat_ns);
+                out.per_conn.extend(o.per_conn);
                 end = end.max(t);
             }
             Ok(Err(e)) => {
@@ -129,6 +133,8 @@ struct Conn {
     starts: VecDeque<Instant>,
     last_progress: Instant,
     active: bool,
+    /// Messages (requests) completed.
+    done: u64,
 }
 
 fn worker(
@@ -163,6 +169,7 @@ fn worker(
             starts: VecDeque::new(),
             last_progress: now,
             active: true,
+            done: 0,
         });
     }
     let mut out = Outcome::default();
@@ -259,12 +266,14 @@ fn worker(
                                 let lat = c.last_progress - started;
                                 out.lat_ns.push(lat.as_nanos().min(u32::MAX as u128) as u32);
                                 out.msgs += 1;
+                                c.done += 1;
                             }
                         }
                         if kind == Kind::Pingpong && c.recvd == c.target {
                             let lat = c.last_progress - c.msg_start;
                             out.lat_ns.push(lat.as_nanos().min(u32::MAX as u128) as u32);
                             out.msgs += 1;
+                            c.done += 1;
                             if stopping {
                                 c.active = false;
                                 active -= 1;
@@ -320,6 +329,7 @@ fn worker(
     if kind == Kind::Bulk {
         out.msgs = out.bytes / size as u64;
     }
+    out.per_conn = conns.iter().map(|c| c.done).collect();
     Ok(out)
 }
 
