@@ -151,7 +151,7 @@ impl Inbox {
         // swallow a sender's byte and leave the flag set with no byte on its way.)
         if let Some(wake) = &*self.wake.borrow() {
             let mut buf = [0u8; 64];
-            while matches!((&*wake.get()).read(&mut buf), Ok(n) if n > 0) {}
+            while matches!(wake.get().read(&mut buf), Ok(n) if n > 0) {}
         }
         self.shared.signalled.store(false, Ordering::SeqCst);
         let taken = {
@@ -375,7 +375,13 @@ impl Route<TcpStream> for Balanced {
         // A target that closed meanwhile gives the connection back: try the others.
         for _ in 0..self.targets.len() {
             let Some(i) = self.pick() else { break };
-            if let Some(inbox) = self.local[i].as_ref().and_then(Weak::upgrade) {
+            // An inbox of this very reactor serves at once (one on another reactor of
+            // this thread goes through its queue, like any other).
+            let here = self.local[i]
+                .as_ref()
+                .and_then(Weak::upgrade)
+                .filter(|inbox| std::ptr::eq(inbox.reactor.as_ptr(), Rc::as_ptr(inner)));
+            if let Some(inbox) = here {
                 if inbox.shared.closed.load(Ordering::Acquire) {
                     continue;
                 }

@@ -545,7 +545,17 @@ impl<S: Stream> Source for Conn<S> {
             self.flush();
         }
         if readiness.readable {
-            self.on_readable(inner, readiness.closed);
+            if self.read_queued.get() {
+                // A read is already queued for the next iteration (the read budget was
+                // spent): it takes this too, so a fast peer gets one budget per
+                // iteration, as the others do.
+                if readiness.closed {
+                    self.peer_closed.set(true);
+                }
+                self.unread.set(true);
+            } else {
+                self.on_readable(inner, readiness.closed);
+            }
         }
     }
 
