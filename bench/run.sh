@@ -124,12 +124,13 @@ server_cmd() { # NAME [SCENARIO] -> the command words, one per line; 1 if unknow
                 tokio_mt) printf '%s\n' "$BENCH_TARGET/release/tokio_lines" "$ENDPOINT" --workers "$TOKIO_WORKERS" ;;
                 baseline) [[ -n ${BASELINE_LINES_BIN:-} ]] || return 3
                     printf '%s\n' "$BASELINE_LINES_BIN" "$ENDPOINT" ;;
-                mio) return 3 ;;
+                mio | torsion_rp) return 3 ;;
                 *) return 1 ;;
             esac
             return 0 ;;
         mt*) case $1 in
                 torsion) printf '%s\n' "$ROOT_TARGET/release/examples/echo_server" "$ENDPOINT" --threads "$threads" ;;
+                torsion_rp) printf '%s\n' "$ROOT_TARGET/release/examples/echo_server" "$ENDPOINT:reuseport=1" --threads "$threads" ;;
                 baseline) printf '%s\n' "${BASELINE_BIN:-$RAW/echo_server_baseline}" "$ENDPOINT" --threads "$threads" ;;
                 tokio_mt) printf '%s\n' "$BENCH_TARGET/release/tokio_mt_echo" "$ENDPOINT" --workers "$threads" ;;
                 tokio | mio) return 3 ;;
@@ -138,6 +139,7 @@ server_cmd() { # NAME [SCENARIO] -> the command words, one per line; 1 if unknow
             return 0 ;;
     esac
     case $1 in
+        torsion_rp) return 3 ;; # only in the mt* scenarios
         torsion) printf '%s\n' "$ROOT_TARGET/release/examples/echo_server" "$ENDPOINT"
             # shellcheck disable=SC2086  # word splitting intended
             [[ -n $TORSION_ARGS ]] && printf '%s\n' $TORSION_ARGS
@@ -221,12 +223,22 @@ fi
 ACTIVE=()
 SKIPPED=()
 for s in $SERVERS; do
-    if ! server_cmd "$s" >/dev/null; then
-        say "run.sh: unknown server '$s' (known: torsion baseline tokio mio tokio_mt)"
+    rc=0
+    server_cmd "$s" >/dev/null || rc=$?
+    if ((rc == 1)); then
+        say "run.sh: unknown server '$s' (known: torsion torsion_rp baseline tokio mio tokio_mt)"
         exit 2
     fi
-    bin=$(server_cmd "$s" | head -n 1)
-    if [[ $s == torsion && -n $TORSION_SKIP ]]; then
+    # Its binary in the first scenario it takes part in (each run checks its own again).
+    bin=""
+    for sc in ${SCENARIOS:-pp50}; do
+        bin=$(server_cmd "$s" "$sc" 2>/dev/null | head -n 1) && [[ -n $bin ]] && break
+        bin=""
+    done
+    if [[ -z $bin ]]; then
+        say "run.sh: skipping $s: it takes part in none of the scenarios [$SCENARIOS]"
+        SKIPPED+=("$s")
+    elif [[ $s == torsion && -n $TORSION_SKIP ]]; then
         say "run.sh: skipping torsion: $TORSION_SKIP"
         SKIPPED+=("$s")
     elif [[ -x $bin ]]; then

@@ -99,6 +99,11 @@ impl ThreadedPort {
 /// fewest connections at the time it is accepted. Run `reactor` afterwards (the workers run
 /// on their own); when it shuts down, so do they, and [`ThreadedPort::join`] waits for them.
 ///
+/// With `reuseport=1` in the description, each reactor listens on its own `SO_REUSEPORT`
+/// socket instead and the kernel picks one for each connection by a hash of its addresses
+/// (no hand-off, but uneven at tens of connections): for comparison, or for a kernel that
+/// steers connections itself.
+///
 /// The workers do not handle signals themselves: SIGINT and SIGTERM stop `reactor`, whose
 /// shutdown stops them.
 ///
@@ -156,17 +161,36 @@ where
     };
     let build = Arc::new(build);
     let mut handoffs = vec![reactor.handoff(build())?];
+    // SO_REUSEPORT: every reactor listens for itself, this one first (to learn the port).
+    let mut own_port = None;
+    let mut worker_spec = None;
+    if tcp.reuseport {
+        let port = tcp.listen_balanced(reactor, &handoffs)?;
+        let mut spec = tcp.clone();
+        if let Some(bound) = port.local_addr().socket_addr() {
+            spec.port = bound.port();
+        }
+        worker_spec = Some(spec);
+        own_port = Some(port);
+    }
     let mut workers = Vec::new();
     let (ready_tx, ready_rx) = mpsc::channel();
     for i in 1..threads {
         let build = Arc::clone(&build);
         let ready = ready_tx.clone();
+        let spec = worker_spec.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("torsion-reactor-{i}"))
             .spawn(move || {
                 let reactor = Reactor::current();
                 reactor.set_handle_signals(false);
-                match reactor.handoff(build()) {
+                let started = reactor.handoff(build()).and_then(|handoff| {
+                    if let Some(spec) = spec {
+                        spec.listen_balanced(&reactor, std::slice::from_ref(&handoff))?;
+                    }
+                    Ok(handoff)
+                });
+                match started {
                     Ok(handoff) => {
                         let _ = ready.send(Ok((handoff, reactor.remote())));
                         if let Err(err) = reactor.run() {
@@ -206,9 +230,15 @@ where
         remotes,
         stop_sent: Arc::new(AtomicBool::new(false)),
     };
-    let listened = match failure {
-        Some(err) => Err(err),
-        None => tcp.listen_balanced(reactor, &handoffs),
+    let listened = match (failure, own_port) {
+        (Some(err), own) => {
+            if let Some(port) = own {
+                port.stop_listening();
+            }
+            Err(err)
+        }
+        (None, Some(port)) => Ok(port),
+        (None, None) => tcp.listen_balanced(reactor, &handoffs),
     };
     let port = match listened {
         Ok(port) => port,

@@ -93,3 +93,29 @@ fn only_tcp_endpoints_and_at_least_one_thread() {
     let err = listen_on_threads(&r, "tcp:port=x", 2, || factory_fn(|_| Named)).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
 }
+
+#[test]
+fn with_reuseport_every_reactor_listens_for_itself() {
+    let r = test_reactor();
+    let port = listen_on_threads(&r, "tcp:0:interface=127.0.0.1:reuseport=1", 3, || {
+        factory_fn(|_| Named)
+    })
+    .expect("listens");
+    let addr = port.local_addr().socket_addr().expect("TCP");
+    let mut open = Vec::new();
+    let mut threads = std::collections::BTreeSet::new();
+    for i in 0..30 {
+        let (c, answer) = ask(addr, &format!("rp {i}"), &r);
+        let (name, rest) = answer.split_once('|').expect("name|message");
+        assert_eq!(rest, format!("rp {i}"));
+        threads.insert(name.to_string());
+        open.push(c);
+    }
+    // The kernel's hash decides who serves what; every connection is counted once.
+    assert_eq!(port.loads().iter().sum::<usize>(), 30, "{:?}", port.loads());
+    assert_eq!(port.loads().len(), 3);
+    assert!(!threads.is_empty());
+    r.call_soon(|| Reactor::current().stop().expect("running"));
+    r.run().expect("runs until stopped");
+    port.join();
+}
