@@ -123,4 +123,6 @@ mod guide {
     pub struct Tls;
     #[doc = include_str!("../docs/microbench.md")]
     pub struct Microbench;
+    #[doc = include_str!("../docs/multicore.md")]
+    pub struct Multicore;
 }
