@@ -83,7 +83,7 @@ impl Inner {
     /// Phase 6: one wait for I/O, then every event to the source that owns it.
     fn wait_and_dispatch_io(self: &Rc<Self>) -> Result<(), Error> {
         let timeout = self.wait_timeout();
-        self.registry.flush_interest();
+        self.registry.flush_interest(self);
         let mut events = self.events.take().unwrap_or_else(Events::new);
         if let Err(err) = self.registry.poller.wait(&mut events, timeout) {
             self.events.set(Some(events));

@@ -497,6 +497,13 @@ impl<S: Stream> Source for Conn<S> {
             Wind::Abort => self.abort_connection(),
         }
     }
+
+    fn watch_failed(self: Rc<Self>, _inner: &Rc<Inner>, err: io::Error) {
+        // Unwatched, it would never hear of its socket again: fail it, so the protocol
+        // hears `connection_lost` with the cause.
+        let failed = self.core.borrow_mut().state.fail(err);
+        self.apply(failed);
+    }
 }
 
 impl<S: Stream> Flush for Conn<S> {
