@@ -44,6 +44,7 @@ pub use torsion_protocols as protocols;
 #[doc(inline)]
 pub use torsion_reactor as reactor;
 
+mod probe;
 pub mod program;
 
 /// Everything a typical application needs: `use torsion::prelude::*;`.

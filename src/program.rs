@@ -90,12 +90,31 @@ pub fn fail(message: &str) -> ! {
 /// fails, each with one line on stderr naming the problem) and, once the reactor runs (so
 /// that SIGTERM is already a graceful stop when a supervisor sees the line), prints
 /// `listening on ADDRESS` on stdout (the bound address: `tcp:0` shows the real port).
+///
+/// For the chaos suite (`chaos/`), `TORSION_PROBE=MILLISECONDS` in the environment wraps
+/// each protocol in one that checks the connection rules (one `connection_made`, one
+/// `connection_lost`, nothing after it) and prints, every that many milliseconds, a line
+/// `torsion-probe: made=N lost=N open=N registered=N timers=N tasks=N violations=N` on
+/// stderr (the reactor's counters: `open_connections`, `registered_sources`,
+/// `pending_timers`, `pending_tasks`). Unset, nothing is wrapped.
 pub fn listen<F: Factory>(reactor: &Reactor, description: &str, factory: F) -> ListeningPort {
     let endpoint = match server_from_string(reactor, description) {
         Ok(endpoint) => endpoint,
         Err(err) => usage_error(&err.to_string()),
     };
-    let port = match endpoint.listen(factory) {
+    let listened = match crate::probe::interval() {
+        // The chaos suite's instrumentation (see `TORSION_PROBE` below).
+        Some(every) => {
+            let counts = std::rc::Rc::default();
+            crate::probe::start(reactor, &counts, every);
+            endpoint.listen(crate::probe::ProbedFactory {
+                inner: factory,
+                counts,
+            })
+        }
+        None => endpoint.listen(factory),
+    };
+    let port = match listened {
         Ok(port) => port,
         Err(err) => fail(&err.to_string()),
     };
