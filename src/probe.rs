@@ -112,10 +112,12 @@ pub(crate) struct Probed<P> {
 impl<P> Probed<P> {
     fn check(&self, what: &str) {
         if !self.made {
-            self.counts.violation(&format!("{what} before connection_made"));
+            self.counts
+                .violation(&format!("{what} before connection_made"));
         }
         if self.lost {
-            self.counts.violation(&format!("{what} after connection_lost"));
+            self.counts
+                .violation(&format!("{what} after connection_lost"));
         }
     }
 }

@@ -78,7 +78,10 @@ impl Lines {
         let stream = match run.connect(id) {
             Ok(s) => s,
             Err(e) => {
-                run.fail(id, format!("a well-behaved chat client could not connect: {e}"));
+                run.fail(
+                    id,
+                    format!("a well-behaved chat client could not connect: {e}"),
+                );
                 return None;
             }
         };
@@ -202,7 +205,9 @@ impl Lines {
     /// Registers as `me`: the prompt, the name, the welcome.
     fn register(&mut self, run: &Run, id: u64, me: &str, strict: bool) -> bool {
         if self
-            .expect(run, id, "the name prompt", strict, |l| l == b"What is your name?")
+            .expect(run, id, "the name prompt", strict, |l| {
+                l == b"What is your name?"
+            })
             .is_none()
         {
             return false;
@@ -226,7 +231,10 @@ impl Lines {
             }
             return;
         }
-        if self.expect(run, id, "Bye!", strict, |l| l == b"Bye!").is_some() {
+        if self
+            .expect(run, id, "Bye!", strict, |l| l == b"Bye!")
+            .is_some()
+        {
             let deadline = Instant::now() + STALL;
             loop {
                 match self.next(run, id, deadline.saturating_duration_since(Instant::now())) {
@@ -302,14 +310,22 @@ fn invalid_names(run: &Run, id: u64, me: &str) {
     let Some(mut c) = Lines::open(run, id) else {
         return;
     };
-    if c
-        .expect(run, id, "the name prompt", true, |l| l == b"What is your name?")
-        .is_none()
+    if c.expect(run, id, "the name prompt", true, |l| {
+        l == b"What is your name?"
+    })
+    .is_none()
     {
         return;
     }
     let too_long = "n".repeat(33);
-    for bad in ["", "two words", too_long.as_str(), "caf\u{e9}", "/who", "a\tb"] {
+    for bad in [
+        "",
+        "two words",
+        too_long.as_str(),
+        "caf\u{e9}",
+        "/who",
+        "a\tb",
+    ] {
         if c.send(run, bad.as_bytes()).is_err() {
             return run.fail(id, "sending an invalid name failed".into());
         }
@@ -350,9 +366,13 @@ fn rapid_nick(run: &Run, id: u64, rng: &mut Rng, me: &str) {
     run.sent(burst.len());
     for k in 0..n {
         let want = format!("* You are now {me}n{k}");
-        if c.expect(run, id, &format!("the answer to /nick number {k}"), true, |l| {
-            l == want.as_bytes()
-        })
+        if c.expect(
+            run,
+            id,
+            &format!("the answer to /nick number {k}"),
+            true,
+            |l| l == want.as_bytes(),
+        )
         .is_none()
         {
             return;

@@ -177,7 +177,13 @@ fn flood(run: &Run, id: u64, rng: &mut Rng) {
         }
     }
     if !data[..sent].starts_with(&got) {
-        check(run, id, "flood's echo (a prefix)", &data[..got.len().min(sent)], &got);
+        check(
+            run,
+            id,
+            "flood's echo (a prefix)",
+            &data[..got.len().min(sent)],
+            &got,
+        );
     }
     if rng.chance(50) {
         reset(s);

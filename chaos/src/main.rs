@@ -97,7 +97,10 @@ fn parse() -> Options {
     let mut label = None;
     let mut without = Vec::new();
     while let Some(arg) = args.next() {
-        let mut value = || args.next().unwrap_or_else(|| usage(&format!("{arg} needs a value")));
+        let mut value = || {
+            args.next()
+                .unwrap_or_else(|| usage(&format!("{arg} needs a value")))
+        };
         let mut number = |what: &str| -> u64 {
             value()
                 .parse()
@@ -183,7 +186,11 @@ fn settled(probe: &Probe, base: &Probe) -> Vec<String> {
     }
     for k in ["registered", "timers", "tasks"] {
         if get(probe, k) != get(base, k) {
-            off.push(format!("{k}: {} (baseline {})", get(probe, k), get(base, k)));
+            off.push(format!(
+                "{k}: {} (baseline {})",
+                get(probe, k),
+                get(base, k)
+            ));
         }
     }
     if get(probe, "violations") != 0 {
@@ -306,7 +313,8 @@ fn main() {
         failures.push(format!("30 s after the run: {off}"));
     }
 
-    let peak = (server.status_kib("VmHWM").unwrap_or(0) * 1024).max(peak_sampled.load(Ordering::Relaxed));
+    let peak =
+        (server.status_kib("VmHWM").unwrap_or(0) * 1024).max(peak_sampled.load(Ordering::Relaxed));
     let bound = base_rss + o.clients * o.kind.per_connection_bound() + 32 * 1024 * 1024;
     if peak > bound {
         failures.push(format!(

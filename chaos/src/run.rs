@@ -55,7 +55,13 @@ impl Run {
     pub fn weights(&self, behaviours: &[(&str, u64)]) -> Vec<u64> {
         behaviours
             .iter()
-            .map(|(name, w)| if self.without.iter().any(|x| x == name) { 0 } else { *w })
+            .map(|(name, w)| {
+                if self.without.iter().any(|x| x == name) {
+                    0
+                } else {
+                    *w
+                }
+            })
             .collect()
     }
 

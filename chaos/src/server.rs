@@ -101,7 +101,9 @@ impl Server {
                 .ok_or_else(|| format!("unexpected first line on stdout: {line:?}"))?,
             other => {
                 let _ = child.kill();
-                return Err(format!("the server did not say where it listens: {other:?}"));
+                return Err(format!(
+                    "the server did not say where it listens: {other:?}"
+                ));
             }
         };
         Ok(Server {
@@ -127,7 +129,9 @@ impl Server {
                 }
             }
             if Instant::now() > deadline {
-                return Err("the server printed no probe line (is TORSION_PROBE supported?)".into());
+                return Err(
+                    "the server printed no probe line (is TORSION_PROBE supported?)".into(),
+                );
             }
             std::thread::sleep(Duration::from_millis(20)); // polling a log, not a race
         }
@@ -178,7 +182,8 @@ impl Server {
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).ok()?;
         // Fields after the command name (which may hold spaces) start after the last ')'.
         let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-        let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+        let ticks: u64 =
+            fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
         // SAFETY: sysconf has no preconditions.
         let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
         Some(Duration::from_millis(ticks * 1000 / per_second))
@@ -197,7 +202,9 @@ impl Server {
                 }
                 _ => {
                     let _ = self.child.kill();
-                    return Err(format!("the server did not stop within {patience:?} of SIGTERM"));
+                    return Err(format!(
+                        "the server did not stop within {patience:?} of SIGTERM"
+                    ));
                 }
             }
         };

@@ -44,7 +44,11 @@ mod event_loop;
 mod io;
 mod keyed;
 mod net;
+mod sync;
 mod time;
+
+#[cfg(all(test, loom))]
+mod loom_models;
 
 pub mod testing;
 
