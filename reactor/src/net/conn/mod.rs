@@ -13,6 +13,8 @@
 
 mod queue;
 mod state;
+#[cfg(any(test, fuzzing))]
+pub(crate) mod state_check;
 
 use std::cell::{Cell, RefCell};
 use std::io::{self, IoSlice};
