@@ -335,8 +335,7 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(512))]
-
+        // 256 cases (proptest's default; PROPTEST_CASES changes it).
         /// No sequence of reads, writes, pauses, half-closes, resets and closes breaks a
         /// connection rule.
         #[test]
