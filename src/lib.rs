@@ -74,4 +74,10 @@ pub struct ReadmeDoctests;
 mod guide {
     #[doc = include_str!("../docs/async.md")]
     pub struct Async;
+
+    #[doc = include_str!("../docs/chaos.md")]
+    pub struct Chaos;
+
+    #[doc = include_str!("../docs/threat-model.md")]
+    pub struct ThreatModel;
 }

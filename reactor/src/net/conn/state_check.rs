@@ -197,11 +197,10 @@ impl Checker {
                 self.apply(event, a);
             }
             Event::Eof(keep_open) => {
-                if self.state.read != ReadSide::Eof && self.state.is_reading() {
-                    if self.state.read_eof() {
-                        let a = self.state.eof_answered(keep_open, queued);
-                        self.apply(event, a);
-                    }
+                // `Conn` reads (and so sees end of file) only while reading.
+                if self.state.is_reading() && self.state.read_eof() {
+                    let a = self.state.eof_answered(keep_open, queued);
+                    self.apply(event, a);
                 }
             }
             Event::SetMarks(high, low) => {
@@ -358,8 +357,10 @@ mod tests {
         let mut checker = Checker::new(100, 10);
         checker.event(Event::Abort);
         let twice = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let mut actions = Actions::default();
-            actions.close = Some(ConnectionLost::Aborted);
+            let actions = Actions {
+                close: Some(ConnectionLost::Aborted),
+                ..Actions::default()
+            };
             checker.apply(Event::Abort, actions);
         }));
         assert!(twice.is_err(), "two closes are reported");
