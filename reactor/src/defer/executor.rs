@@ -196,7 +196,7 @@ impl Reactor {
     /// The task is first polled on the next loop iteration (never inside `spawn`). The
     /// future need not be `Send`: it never leaves this thread. If it panics, the Deferred
     /// fails with [`ErrorKind::Panicked`] and the reactor goes on. Cancelling the Deferred
-    /// drops the future: a [`sleep`] in it cancels its timer, a Deferred it was awaiting is
+    /// drops the future: a [`sleep`](crate::sleep) in it cancels its timer, a Deferred it was awaiting is
     /// cancelled. Dropping the Deferred does not stop the task.
     ///
     /// ```
