@@ -14,22 +14,30 @@ use torsion_reactor::{ConnectionLost, ErrorKind, Protocol, Transport, factory_fn
 
 type Log = Rc<RefCell<Vec<String>>>;
 
-/// Echoes lines until `upgrade`, then hands the connection to `Shout`.
-struct Plain(Log);
+/// Echoes words until `upgrade`, then hands the connection to `Shout`. The client sends
+/// one word and waits for the answer, but a word may still arrive in pieces (TCP keeps no
+/// message boundaries; the fault-injection suite reads one byte at a time now and then),
+/// so both protocols collect a whole word before they act on it.
+struct Plain(Log, Vec<u8>);
 
 impl Protocol for Plain {
     fn data_received(&mut self, t: &Transport, data: &[u8]) {
+        self.1.extend_from_slice(data);
+        if !matches!(&self.1[..], b"hello" | b"upgrade") {
+            return; // not a whole word yet
+        }
+        let word = std::mem::take(&mut self.1);
         self.0
             .borrow_mut()
-            .push(format!("plain: {}", String::from_utf8_lossy(data)));
-        if data.starts_with(b"upgrade") {
+            .push(format!("plain: {}", String::from_utf8_lossy(&word)));
+        if word == b"upgrade" {
             t.write(b"ok\n");
-            t.set_protocol(Shout(self.0.clone())).unwrap();
+            t.set_protocol(Shout(self.0.clone(), Vec::new())).unwrap();
             // Still this protocol until the callback returns.
             let busy = t.with_protocol(|_: &mut Plain| ()).unwrap_err();
             assert_eq!(busy.kind(), ErrorKind::Busy);
         } else {
-            t.write(data);
+            t.write(&word);
         }
     }
     fn connection_lost(&mut self, _: &ConnectionLost) {
@@ -43,14 +51,19 @@ impl Drop for Plain {
     }
 }
 
-struct Shout(Log);
+struct Shout(Log, Vec<u8>);
 
 impl Protocol for Shout {
     fn data_received(&mut self, t: &Transport, data: &[u8]) {
+        self.1.extend_from_slice(data);
+        if self.1 != b"quiet" {
+            return; // not a whole word yet
+        }
+        let word = std::mem::take(&mut self.1);
         self.0
             .borrow_mut()
-            .push(format!("shout: {}", String::from_utf8_lossy(data)));
-        t.write(&data.to_ascii_uppercase());
+            .push(format!("shout: {}", String::from_utf8_lossy(&word)));
+        t.write(&word.to_ascii_uppercase());
     }
     fn connection_lost(&mut self, reason: &ConnectionLost) {
         self.0.borrow_mut().push(format!("shout lost: {reason}"));
@@ -68,7 +81,7 @@ fn set_protocol_hands_the_next_callbacks_to_the_new_protocol() {
     let r = reactor();
     let log: Log = Rc::default();
     let l = log.clone();
-    let (_port, addr) = listen(&r, factory_fn(move |_| Plain(l.clone())));
+    let (_port, addr) = listen(&r, factory_fn(move |_| Plain(l.clone(), Vec::new())));
     let mut c = TcpStream::connect(addr).unwrap();
     c.set_read_timeout(Some(PATIENCE)).unwrap();
     let talk = std::thread::spawn(move || {
@@ -145,7 +158,7 @@ fn with_protocol_reaches_a_connections_protocol_by_type() {
     let wrong = t.with_protocol(|_: &mut Shout| ()).unwrap_err();
     assert_eq!(wrong.kind(), ErrorKind::InvalidInput);
     assert!(wrong.to_string().contains("Shout"), "{wrong}");
-    t.set_protocol(Shout(Rc::default())).unwrap();
+    t.set_protocol(Shout(Rc::default(), Vec::new())).unwrap();
     assert!(
         t.with_protocol(|_: &mut Shout| ()).is_ok(),
         "swapped at once from outside"
@@ -158,7 +171,9 @@ fn with_protocol_reaches_a_connections_protocol_by_type() {
         ErrorKind::ConnectionClosed
     );
     assert_eq!(
-        t.set_protocol(Shout(Rc::default())).unwrap_err().kind(),
+        t.set_protocol(Shout(Rc::default(), Vec::new()))
+            .unwrap_err()
+            .kind(),
         ErrorKind::ConnectionClosed
     );
 }

@@ -27,6 +27,8 @@
 
 mod queue;
 mod state;
+#[cfg(any(test, fuzzing))]
+pub(crate) mod state_check;
 
 pub(crate) use state::Ends;
 
@@ -734,6 +736,13 @@ impl<S: Stream> Source for Conn<S> {
             Wind::Graceful => self.lose_connection(),
             Wind::Abort => self.abort_connection(),
         }
+    }
+
+    fn watch_failed(self: Rc<Self>, _inner: &Rc<Inner>, err: io::Error) {
+        // Unwatched, it would never hear of its socket again: fail it, so the protocol
+        // hears `connection_lost` with the cause.
+        let failed = self.core.borrow_mut().state.fail(err);
+        self.apply(failed);
     }
 }
 
