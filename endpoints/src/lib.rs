@@ -299,6 +299,7 @@ mod endpoint;
 mod error;
 mod grammar;
 pub mod happy_eyeballs;
+pub mod haproxy;
 mod registry;
 mod spec;
 mod streams;
@@ -318,6 +319,7 @@ pub use spec::{
     ServerType,
 };
 pub use streams::{connect_stream, serve_streams};
+pub use types::haproxy::HaproxyServer;
 pub use types::stdio::StdioServer;
 pub use types::systemd::{self, FdSelector, SocketDomain, SystemdServer};
 pub use types::tcp::{BindAddress, BindAddressError, ClientFamily, TcpClient, TcpServer};
