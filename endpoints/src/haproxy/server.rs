@@ -238,7 +238,7 @@ impl ProxyHeaderLayer {
     fn scheduler(&self) -> Rc<dyn Scheduler> {
         match &self.scheduler {
             Some(s) => Rc::clone(s),
-            None => Rc::new(Reactor::current()),
+            None => Reactor::current().scheduler(),
         }
     }
 }
