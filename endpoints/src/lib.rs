@@ -305,6 +305,7 @@ pub mod haproxy;
 mod registry;
 mod spec;
 mod streams;
+mod threads;
 mod types;
 mod values;
 
@@ -321,6 +322,7 @@ pub use spec::{
     ServerType,
 };
 pub use streams::{connect_stream, serve_streams};
+pub use threads::{ThreadedPort, listen_on_threads};
 pub use types::haproxy::HaproxyServer;
 pub use types::stdio::StdioServer;
 pub use types::systemd::{self, FdSelector, SocketDomain, SystemdServer};
