@@ -122,6 +122,8 @@ mod guide {
     pub struct Processes;
     #[doc = include_str!("../docs/tls.md")]
     pub struct Tls;
+    #[doc = include_str!("../docs/proxy-protocol.md")]
+    pub struct ProxyProtocol;
     #[doc = include_str!("../docs/microbench.md")]
     pub struct Microbench;
     #[doc = include_str!("../docs/multicore.md")]

@@ -183,9 +183,9 @@ fn json_errors_go_to_stdout_escaped() {
          \\\"\\\"h\\\"\\\" (positional 1): not a host name or IP address (it contains '\\\"'); expected a name \
          such as example.org or an address such as 192.0.2.1\"}\n"
     );
-    let o = run(&["server", "haproxy:tcp:80", "--json"]);
+    let o = run(&["server", "onion:80", "--json"]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(stdout(&o).starts_with("{\"ok\":false,\"error\":\"in \\\"haproxy:tcp:80\\\": server endpoint type \\\"haproxy\\\" is not supported yet"));
+    assert!(stdout(&o).starts_with("{\"ok\":false,\"error\":\"in \\\"onion:80\\\": server endpoint type \\\"onion\\\" is not supported yet"));
     // A certificate file that is not there: named, in the JSON.
     let o = run(&[
         "server",

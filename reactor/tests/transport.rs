@@ -244,3 +244,46 @@ fn a_type_erased_factorys_protocol_is_boxed_once() {
     let t = transports.borrow()[0].clone();
     assert_eq!(t.with_protocol(|p: &mut Counter| p.bytes).unwrap(), 0);
 }
+
+/// What a layer learned about a connection (the PROXY protocol's client), for the test.
+#[derive(Debug, PartialEq)]
+struct Learned(&'static str);
+
+#[test]
+fn a_layer_sets_the_peer_address_once_and_attaches_what_it_learned() {
+    let r = reactor();
+    let transports: Rc<RefCell<Vec<Transport>>> = Rc::default();
+    let t = transports.clone();
+    let (_port, addr) = listen(
+        &r,
+        factory_fn(move |_| Counter {
+            transports: t.clone(),
+            bytes: 0,
+        }),
+    );
+    let c = TcpStream::connect(addr).unwrap();
+    r.run_until(PATIENCE, || !transports.borrow().is_empty())
+        .expect("connected");
+    let t = transports.borrow()[0].clone();
+    let socket_peer = t.peer_addr();
+    assert_eq!(socket_peer.socket_addr(), Some(c.local_addr().unwrap()));
+    assert!(t.extra::<Learned>().is_none());
+
+    let client: torsion_reactor::Address = "192.0.2.7:4000"
+        .parse::<std::net::SocketAddr>()
+        .unwrap()
+        .into();
+    t.set_peer_addr(client.clone()).unwrap();
+    assert_eq!(t.peer_addr(), client);
+    let again = t.set_peer_addr(socket_peer.clone()).unwrap_err();
+    assert_eq!(again.kind(), ErrorKind::InvalidInput);
+    assert!(again.to_string().contains("already set"), "{again}");
+    assert_eq!(t.peer_addr(), client, "set once");
+
+    t.attach_extra(Learned("first")).unwrap();
+    t.attach_extra(7u32).unwrap();
+    t.attach_extra(Learned("second")).unwrap();
+    assert_eq!(t.extra::<Learned>().as_deref(), Some(&Learned("second")));
+    assert_eq!(t.extra::<u32>().as_deref(), Some(&7));
+    assert!(t.extra::<String>().is_none());
+}
