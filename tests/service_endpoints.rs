@@ -44,12 +44,9 @@ fn started_server<P: Protocol>(
     r: &Reactor,
     build: impl Fn() -> P + 'static,
 ) -> (Rc<ServerService>, SocketAddr) {
-    let service = ServerService::from_string(
-        r,
-        "tcp:0:interface=127.0.0.1",
-        factory_fn(move |_| build()),
-    )
-    .expect("a valid description");
+    let service =
+        ServerService::from_string(r, "tcp:0:interface=127.0.0.1", factory_fn(move |_| build()))
+            .expect("a valid description");
     wait(r, service.start()).expect("the server starts");
     let addr = service
         .port()
@@ -256,7 +253,11 @@ fn pending_waits_fail_when_the_client_service_stops() {
     );
     assert_eq!(err.to_string(), expected);
     let late = wait(&r, service.when_connected(None)).unwrap_err();
-    assert_eq!(late.to_string(), expected, "a wait after the stop fails at once");
+    assert_eq!(
+        late.to_string(),
+        expected,
+        "a wait after the stop fails at once"
+    );
     // No retry after the stop.
     clock.advance(Duration::from_secs(10));
     r.iterate(Duration::from_millis(10)).unwrap();
@@ -284,7 +285,8 @@ fn a_client_service_gives_up_when_its_backoff_runs_out() {
     let err = wait(&r, waiting).unwrap_err();
     assert_eq!(service.failed_attempts(), 2);
     assert!(
-        err.to_string().contains("(2 failed attempt(s); it gave up retrying)"),
+        err.to_string()
+            .contains("(2 failed attempt(s); it gave up retrying)"),
         "{err}"
     );
     wait(&r, service.stop()).unwrap();
