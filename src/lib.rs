@@ -63,19 +63,20 @@ pub mod program;
 pub mod prelude {
     pub use torsion_endpoints::{
         ClientEndpoint, ClientService, DatagramClientEndpoint, DatagramEndpoint, ServerEndpoint,
-        ServerService, client_from_string, connect_stream, datagram_client_from_string, datagram_from_string,
-        serve_streams, server_from_string,
+        ServerService, client_from_string, connect_stream, datagram_client_from_string,
+        datagram_from_string, serve_streams, server_from_string,
     };
     pub use torsion_protocols::{LineControl, LineReceiver, LineSender, Lines};
     pub use torsion_reactor::{
-        Address, AsyncStream, Backoff, BoxedFactory, ChildFd, ClientFactory, Clock, ConnectionLost, Connector,
-        DatagramError, DatagramProtocol, DatagramTransport, Deferred, DelayedCall, Error,
-        ErrorKind, Event, Factory, Interface, ListeningPort, Lock, LoopingCall, MultiService, Phase, Process,
-        ProcessOptions, ProcessProtocol, ProcessStatus, Protocol, Queue, Reactor, Reconnecting,
-        Remote, Resolver, Scheduler, SchedulerExt, Semaphore, Service, ServiceRunner,
-        SharedDeferred, SharedFactory, SystemEvent, TaskGroup, TcpConnectOptions, TcpListenOptions, Transport, UdpOptions,
-        UnixDatagramOptions, UnixListenOptions, as_completed, defer_later, factory_fn, gather,
-        service_fn, sleep, timeout,
+        Address, AsyncStream, Backoff, BoxedFactory, ChildFd, ClientFactory, Clock, ConnectionLost,
+        Connector, DatagramError, DatagramProtocol, DatagramTransport, Deferred, DelayedCall,
+        Error, ErrorKind, Event, Factory, Interface, ListeningPort, Lock, LoopingCall,
+        MultiService, Phase, Process, ProcessOptions, ProcessProtocol, ProcessStatus, Protocol,
+        Queue, Reactor, Reconnecting, Remote, Resolver, Scheduler, SchedulerExt, Semaphore,
+        Service, ServiceRunner, SharedDeferred, SharedFactory, SystemEvent, TaskGroup,
+        TcpConnectOptions, TcpListenOptions, Transport, UdpOptions, UnixDatagramOptions,
+        UnixListenOptions, as_completed, defer_later, factory_fn, gather, service_fn, sleep,
+        timeout,
     };
 }
 
@@ -126,4 +127,6 @@ mod guide {
     pub struct Services;
     #[doc = include_str!("../docs/microbench.md")]
     pub struct Microbench;
+    #[doc = include_str!("../docs/multicore.md")]
+    pub struct Multicore;
 }

@@ -306,6 +306,7 @@ mod registry;
 mod service;
 mod spec;
 mod streams;
+mod threads;
 mod types;
 mod values;
 
@@ -326,6 +327,7 @@ pub use spec::{
     ServerType,
 };
 pub use streams::{connect_stream, serve_streams};
+pub use threads::{ThreadedPort, listen_on_threads};
 pub use types::stdio::StdioServer;
 pub use types::systemd::{self, FdSelector, SocketDomain, SystemdServer};
 pub use types::tcp::{BindAddress, BindAddressError, ClientFamily, TcpClient, TcpServer};

@@ -32,6 +32,80 @@ pub(crate) trait Acceptor: AsRawFd + 'static {
     fn cleanup(&self) {}
 }
 
+/// Where a listener's accepted connections go: a factory on this reactor, or (a balanced
+/// listener) other reactors.
+pub(crate) trait Route<S> {
+    /// The listener starts accepting (from the loop).
+    fn started(&self);
+    /// The listener stopped (from the loop).
+    fn stopped(&self);
+    /// A connection was accepted.
+    fn accepted(&self, inner: &Rc<Inner>, stream: S, peer: Address, local: &Address);
+    /// A connection was accepted: a route that serves it on this reactor counts it in
+    /// `track` while it is open (a listening port drains those on a server's stop).
+    fn accepted_tracked(
+        &self,
+        inner: &Rc<Inner>,
+        stream: S,
+        peer: Address,
+        local: &Address,
+        track: &Rc<Accepted>,
+    ) {
+        let _ = track;
+        self.accepted(inner, stream, peer, local)
+    }
+}
+
+impl<S: Stream> Route<S> for BoxedFactory {
+    fn started(&self) {
+        BoxedFactory::started(self)
+    }
+
+    fn stopped(&self) {
+        BoxedFactory::stopped(self)
+    }
+
+    fn accepted(&self, inner: &Rc<Inner>, stream: S, peer: Address, local: &Address) {
+        let Some(protocol) = self.build(&peer) else {
+            log::debug!("factory refused the connection from {peer}");
+            return; // dropping `stream` closes it
+        };
+        if let Err(err) = Conn::start(inner, stream, protocol, peer, local.clone(), None) {
+            report(Caught::new(
+                CaughtKind::IoError,
+                format!("accepting on {local}"),
+                err.to_string(),
+            ));
+        }
+    }
+
+    fn accepted_tracked(
+        &self,
+        inner: &Rc<Inner>,
+        stream: S,
+        peer: Address,
+        local: &Address,
+        track: &Rc<Accepted>,
+    ) {
+        let Some(protocol) = self.build(&peer) else {
+            log::debug!("factory refused the connection from {peer}");
+            return; // dropping `stream` closes it
+        };
+        let (key, on_lost) = track.reserve();
+        match Conn::start(inner, stream, protocol, peer, local.clone(), Some(on_lost)) {
+            Ok(conn) => track.fill(key, Rc::downgrade(&conn) as Weak<_>),
+            Err(err) => {
+                track.remove(key);
+                report(Caught::new(
+                    CaughtKind::IoError,
+                    format!("accepting on {local}"),
+                    err.to_string(),
+                ));
+            }
+        }
+    }
+}
+
 pub(crate) trait Port {
     fn local(&self) -> Address;
     fn stop(&self);
@@ -46,7 +120,7 @@ pub(crate) struct Listener<A: Acceptor> {
     me: Weak<Listener<A>>,
     /// `None` once stopped.
     socket: RefCell<Option<Registration<A>>>,
-    factory: BoxedFactory,
+    route: Rc<dyn Route<A::Stream>>,
     local: Address,
     backoff: RefCell<Option<DelayedCall>>,
     warned: Cell<bool>,
@@ -60,13 +134,13 @@ impl<A: Acceptor> Listener<A> {
     pub(crate) fn start(
         inner: &Rc<Inner>,
         socket: A,
-        factory: BoxedFactory,
+        route: Rc<dyn Route<A::Stream>>,
     ) -> Result<Rc<Listener<A>>, Error> {
         let local = socket.local();
         let listener = Rc::new_cyclic(|me| Listener {
             me: me.clone(),
             socket: RefCell::new(None),
-            factory,
+            route,
             local,
             backoff: RefCell::new(None),
             warned: Cell::new(false),
@@ -93,7 +167,7 @@ impl<A: Acceptor> Listener<A> {
         let me = Rc::clone(&listener);
         inner.reactor().call_soon(move || {
             if me.is_listening() {
-                me.factory.started();
+                me.route.started();
                 me.started.set(true);
                 me.set_interest(Interest::READ);
             }
@@ -109,30 +183,8 @@ impl<A: Acceptor> Listener<A> {
             };
             match accepted {
                 Ok((stream, peer)) => {
-                    let Some(protocol) = self.factory.build(&peer) else {
-                        log::debug!("factory refused the connection from {peer}");
-                        continue; // dropping `stream` closes it
-                    };
-                    let (key, on_lost) = self.accepted.reserve();
-                    let started = Conn::start(
-                        inner,
-                        stream,
-                        protocol,
-                        peer,
-                        self.local.clone(),
-                        Some(on_lost),
-                    );
-                    match &started {
-                        Ok(conn) => self.accepted.fill(key, Rc::downgrade(conn) as Weak<_>),
-                        Err(_) => self.accepted.remove(key),
-                    }
-                    if let Err(err) = started {
-                        report(Caught::new(
-                            CaughtKind::IoError,
-                            format!("accepting on {}", self.local),
-                            err.to_string(),
-                        ));
-                    }
+                    self.route
+                        .accepted_tracked(inner, stream, peer, &self.local, &self.accepted)
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -207,12 +259,10 @@ impl<A: Acceptor> Port for Listener<A> {
         drop(socket);
         if self.started.replace(false) {
             // From the loop: stop_listening is user code's call.
-            let factory = self.factory.clone();
+            let route = Rc::clone(&self.route);
             match crate::event_loop::Reactor::current_if_alive() {
-                Some(reactor) if !reactor.is_closed() => {
-                    reactor.call_soon(move || factory.stopped())
-                }
-                _ => factory.stopped(),
+                Some(reactor) if !reactor.is_closed() => reactor.call_soon(move || route.stopped()),
+                _ => route.stopped(),
             }
         }
     }
@@ -253,7 +303,8 @@ impl ListeningPort {
     }
 
     /// How many of the connections accepted on this port are open (their
-    /// `connection_lost` has not run yet), listening or not.
+    /// `connection_lost` has not run yet), listening or not. (A balanced port, from
+    /// `listen_on_threads`, hands its connections to other reactors: it counts none.)
     pub fn open_connections(&self) -> usize {
         self.port.accepted().map_or(0, |a| a.len())
     }

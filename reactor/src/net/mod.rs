@@ -7,7 +7,8 @@
 //! - [`transport`]: `Transport` and `TransportBackend`.
 //! - [`conn`]: one connection: socket, write queue, state machine, protocol.
 //! - [`listen`]: listening ports ([`accepted`]: the connections each one accepted, to
-//!   drain them); [`client`]: connectors and client factories;
+//!   drain them); [`handoff`]: handing accepted connections to other reactors (balanced
+//!   multi-core serving); [`client`]: connectors and client factories;
 //!   [`reconnect`]: reconnecting clients.
 //! - [`tcp`], [`unix`]: the two socket families; [`pipe`]: pipes and standard I/O;
 //!   [`stream`]: what they have in common.
@@ -21,6 +22,7 @@ pub(crate) mod client;
 pub(crate) mod conn;
 pub(crate) mod datagram;
 pub(crate) mod factory;
+pub(crate) mod handoff;
 pub(crate) mod listen;
 pub(crate) mod pipe;
 pub(crate) mod protocol;
