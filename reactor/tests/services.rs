@@ -17,14 +17,12 @@ use torsion_reactor::{
 };
 
 type Log = Rc<RefCell<Vec<String>>>;
+/// The stops a test has yet to finish, by service name.
+type Pending = Rc<RefCell<Vec<(String, Resolver<()>)>>>;
 
 /// A service that records its start and stop in `log`; its stop finishes only when the
 /// test resolves it (kept in `pending`), so the test sees whether the next one waits.
-fn slow(
-    name: &'static str,
-    log: &Log,
-    pending: &Rc<RefCell<Vec<(String, Resolver<()>)>>>,
-) -> Rc<dyn Service> {
+fn slow(name: &'static str, log: &Log, pending: &Pending) -> Rc<dyn Service> {
     let (l1, l2, p) = (log.clone(), log.clone(), pending.clone());
     service_fn(
         name,
@@ -61,7 +59,7 @@ fn quick(name: &'static str, log: &Log) -> Rc<dyn Service> {
 fn multi_service_starts_in_order_and_stops_in_reverse_one_at_a_time() {
     let r = reactor();
     let log: Log = Default::default();
-    let pending = Rc::new(RefCell::new(Vec::new()));
+    let pending: Pending = Default::default();
     let root = MultiService::new("app");
     for name in ["db", "cache", "web"] {
         root.add_service(slow(name, &log, &pending)).unwrap();
