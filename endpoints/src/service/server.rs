@@ -33,6 +33,7 @@ pub const DEFAULT_DRAIN_TIMEOUT: Duration = DEFAULT_SHUTDOWN_GRACE;
 /// ```
 /// use std::rc::Rc;
 /// use torsion_endpoints::ServerService;
+/// use torsion_reactor::testing::wait_for; // runs the loop until a Deferred fires
 /// use torsion_reactor::{factory_fn, Protocol, Reactor, Service, Transport};
 ///
 /// struct Echo;
@@ -43,9 +44,9 @@ pub const DEFAULT_DRAIN_TIMEOUT: Duration = DEFAULT_SHUTDOWN_GRACE;
 /// let reactor = Reactor::current();
 /// let web = ServerService::from_string(&reactor, "tcp:0:interface=127.0.0.1", factory_fn(|_| Echo))
 ///     .unwrap(); // a malformed description fails here
-/// reactor.run_until_complete(web.start()).unwrap().unwrap(); // a port in use fails here
+/// wait_for(&reactor, web.start()).unwrap(); // a port in use fails here
 /// println!("listening on {}", web.port().unwrap().local_addr());
-/// reactor.run_until_complete(web.stop()).unwrap().unwrap();
+/// wait_for(&reactor, web.stop()).unwrap();
 /// assert!(web.port().is_none());
 /// ```
 pub struct ServerService {

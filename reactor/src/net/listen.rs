@@ -349,7 +349,7 @@ impl ListeningPort {
     /// port.stop_listening();
     /// port.lose_connections();
     /// let drained = port.when_connections_closed();
-    /// reactor.run_until_complete(drained).unwrap().unwrap();
+    /// torsion_reactor::testing::wait_for(&reactor, drained).unwrap();
     /// assert_eq!(port.open_connections(), 0);
     /// # drop(client);
     /// ```

@@ -16,6 +16,7 @@
 //!
 //! ```
 //! use std::{cell::RefCell, rc::Rc};
+//! use torsion_reactor::testing::wait_for; // runs the loop until a Deferred fires
 //! use torsion_reactor::{Deferred, MultiService, Reactor, Service, service_fn};
 //!
 //! let log = Rc::new(RefCell::new(Vec::new()));
@@ -30,8 +31,8 @@
 //!     .unwrap();
 //! }
 //! let reactor = Reactor::current();
-//! reactor.run_until_complete(root.start()).unwrap().unwrap();
-//! reactor.run_until_complete(root.stop()).unwrap().unwrap();
+//! wait_for(&reactor, root.start()).unwrap();
+//! wait_for(&reactor, root.stop()).unwrap();
 //! assert_eq!(*log.borrow(), ["start database", "start web", "stop web", "stop database"]);
 //! ```
 
@@ -102,6 +103,7 @@ pub struct FnService {
 ///
 /// ```
 /// use std::time::Duration;
+/// use torsion_reactor::testing::wait_for;
 /// use torsion_reactor::{Deferred, Reactor, Service, defer_later, service_fn};
 ///
 /// let flusher = service_fn(
@@ -110,9 +112,9 @@ pub struct FnService {
 ///     || defer_later(&Reactor::current(), Duration::from_millis(5), || ()), // flushing...
 /// );
 /// let reactor = Reactor::current();
-/// reactor.run_until_complete(flusher.start()).unwrap().unwrap();
+/// wait_for(&reactor, flusher.start()).unwrap();
 /// assert!(flusher.is_running());
-/// reactor.run_until_complete(flusher.stop()).unwrap().unwrap();
+/// wait_for(&reactor, flusher.stop()).unwrap();
 /// assert!(!flusher.is_running());
 /// ```
 pub fn service_fn<S, T>(name: impl Into<String>, start: S, stop: T) -> Rc<FnService>
