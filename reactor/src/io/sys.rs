@@ -65,9 +65,14 @@ pub(crate) fn peer_credentials(fd: RawFd) -> Option<PeerCredentials> {
 /// Whether an accept error means "out of descriptors" (back off) rather than "this one
 /// connection failed" (go on).
 pub(crate) fn is_fd_exhaustion(err: &io::Error) -> bool {
+    err.raw_os_error().is_some_and(is_fd_exhaustion_errno)
+}
+
+/// [`is_fd_exhaustion`] for an error number.
+pub(crate) fn is_fd_exhaustion_errno(errno: i32) -> bool {
     matches!(
-        err.raw_os_error(),
-        Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOBUFS) | Some(libc::ENOMEM)
+        errno,
+        libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM
     )
 }
 

@@ -78,6 +78,7 @@ pub(crate) struct Listener<A: Acceptor> {
     route: Rc<dyn Route<A::Stream>>,
     local: Address,
     backoff: RefCell<Option<DelayedCall>>,
+    /// Running out of descriptors was reported, and no accept has succeeded since.
     warned: Cell<bool>,
     /// The factory heard `start_factory` (and will hear `stop_factory`).
     started: Cell<bool>,
@@ -134,15 +135,28 @@ impl<A: Acceptor> Listener<A> {
                 None => return,
             };
             match accepted {
-                Ok((stream, peer)) => self.route.accepted(inner, stream, peer, &self.local),
+                Ok((stream, peer)) => {
+                    inner.stats.accepted();
+                    self.warned.set(false);
+                    self.route.accepted(inner, stream, peer, &self.local)
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if crate::io::sys::is_fd_exhaustion(&e) => {
+                    inner.stats.accept_error();
                     self.back_off(inner, e);
                     return;
                 }
-                // The peer gave up before we accepted (ECONNABORTED and the like).
-                Err(e) => log::debug!("accept on {} failed: {e}", self.local),
+                // The peer gave up before we accepted (ECONNABORTED and the like): this
+                // one connection failed, the port accepts on.
+                Err(e) => {
+                    inner.stats.accept_error();
+                    report(Caught::io(
+                        CaughtKind::Accept,
+                        format!("accepting a connection on {}", self.local),
+                        &e,
+                    ));
+                }
             }
         }
     }
@@ -158,15 +172,19 @@ impl<A: Acceptor> Listener<A> {
     }
 
     /// Out of descriptors: stop accepting for a moment instead of spinning on a listener
-    /// that stays readable, then try again.
+    /// that stays readable, then try again. Reported to the error handler once, until an
+    /// accept succeeds again.
     fn back_off(&self, inner: &Rc<Inner>, err: io::Error) {
         if !self.warned.replace(true) {
-            log::warn!(
-                "cannot accept connections on {}: {}; pausing accepts and retrying every {} ms",
-                self.local,
-                crate::error::describe_io(&err),
-                FD_BACKOFF.as_millis()
-            );
+            report(Caught::io(
+                CaughtKind::Accept,
+                format!(
+                    "cannot accept connections on {} (pausing accepts, retrying every {} ms)",
+                    self.local,
+                    FD_BACKOFF.as_millis()
+                ),
+                &err,
+            ));
         }
         self.set_interest(Interest::NONE);
         let me = self.me.clone();

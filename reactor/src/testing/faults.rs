@@ -435,6 +435,9 @@ pub(crate) fn wait(
             key,
             readable: bits & 1 != 0 || bits & 2 == 0,
             writable: bits & 2 != 0,
+            // A spurious event never says the peer closed: that would make a connection
+            // read to an end of file that is not there.
+            closed: false,
         });
     }
     Ok(())
