@@ -61,7 +61,8 @@ fn the_stats_endpoint_shows_what_the_echo_server_did() {
     c.read_exact(&mut echo).expect("the echo");
     c.shutdown(Shutdown::Write).unwrap();
     let mut rest = Vec::new();
-    c.read_to_end(&mut rest).expect("the server closes after the echo");
+    c.read_to_end(&mut rest)
+        .expect("the server closes after the echo");
     drop(c);
 
     // The server counts a close before the peer can see it (it closes, then the peer
@@ -85,7 +86,11 @@ fn the_stats_endpoint_shows_what_the_echo_server_did() {
         1 + later,
         "{last:?}"
     );
-    assert_eq!(count(&last, "connections_open"), 1, "the scrape itself: {last:?}");
+    assert_eq!(
+        count(&last, "connections_open"),
+        1,
+        "the scrape itself: {last:?}"
+    );
     let bytes_in = count(&last, "bytes_read") - count(&first, "bytes_read");
     assert_eq!(bytes_in, 3000, "{last:?}");
     // The echo's bytes and the first page went out.
@@ -101,7 +106,8 @@ fn the_stats_endpoint_shows_what_the_echo_server_did() {
 #[test]
 fn log_stats_logs_a_summary_every_interval() {
     let mut cmd = Command::new(example("stats_server"));
-    cmd.args([LOCAL, "--log-stats", "1"]).env("RUST_LOG", "info");
+    cmd.args([LOCAL, "--log-stats", "1"])
+        .env("RUST_LOG", "info");
     let mut server = Server::start_with(&mut cmd);
     let mut c = TcpStream::connect(server.socket_addr()).expect("connects");
     c.write_all(b"hello").unwrap();

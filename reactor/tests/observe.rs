@@ -75,7 +75,10 @@ fn an_echoed_connection_is_counted_from_accept_to_its_clean_close() {
     assert_eq!(after.accept_errors, 0);
     let text = after.to_text();
     assert!(text.contains("\naccepted 1\n"), "{text}");
-    assert!(text.contains(&format!("\nbytes_read {}\n", after.bytes_read)), "{text}");
+    assert!(
+        text.contains(&format!("\nbytes_read {}\n", after.bytes_read)),
+        "{text}"
+    );
 }
 
 /// Closes its connection the way `how` says, when data arrives.
@@ -201,7 +204,11 @@ fn a_blocked_loop_shows_as_timer_lag_and_busy_time() {
 
     r.reset_peaks();
     assert_eq!(r.stats().timer_lag_max, Duration::ZERO);
-    assert_eq!(r.stats().timer_lag_total, after.timer_lag_total, "totals stay");
+    assert_eq!(
+        r.stats().timer_lag_total,
+        after.timer_lag_total,
+        "totals stay"
+    );
 }
 
 #[test]
@@ -224,17 +231,26 @@ fn slow_callbacks_are_logged_with_their_origin_and_duration() {
     let done = Rc::new(Cell::new(0));
 
     let d = done.clone();
-    #[rustfmt::skip]
-    let soon_line = line!(); r.call_soon(move || { spin(Duration::from_millis(40)); d.set(d.get() + 1) });
+    let soon_line = line!() + 1; // the call on the next line
+    r.call_soon(move || {
+        spin(Duration::from_millis(40));
+        d.set(d.get() + 1)
+    });
     let d = done.clone();
-    #[rustfmt::skip]
-    let timer_line = line!(); r.call_later(Duration::ZERO, move || { spin(Duration::from_millis(40)); d.set(d.get() + 1) });
+    let timer_line = line!() + 1; // the call on the next line
+    r.call_later(Duration::ZERO, move || {
+        spin(Duration::from_millis(40));
+        d.set(d.get() + 1)
+    });
     let d = done.clone();
-    #[rustfmt::skip]
-    let task_line = line!(); let _task = r.spawn(async move { spin(Duration::from_millis(40)); d.set(d.get() + 1) });
+    let task_line = line!() + 1; // the call on the next line
+    let _task = r.spawn(async move {
+        spin(Duration::from_millis(40));
+        d.set(d.get() + 1)
+    });
     let d = done.clone();
-    #[rustfmt::skip]
-    let fast_line = line!(); r.call_soon(move || d.set(d.get() + 1));
+    let fast_line = line!() + 1; // the call on the next line
+    r.call_soon(move || d.set(d.get() + 1));
 
     struct Slow;
     impl Protocol for Slow {
@@ -260,7 +276,7 @@ fn slow_callbacks_are_logged_with_their_origin_and_duration() {
         assert!(lines[0].starts_with("WARN "), "{lines:?}");
         assert!(lines[0].contains("blocked the loop for 0.0"), "{lines:?}");
     }
-    let task = logged(&format!("a poll of the task spawned at "))
+    let task = logged("a poll of the task spawned at ")
         .into_iter()
         .filter(|l| l.contains(&format!("{file}:{task_line}:")))
         .count();
@@ -280,8 +296,11 @@ fn slow_callbacks_are_not_timed_while_the_threshold_is_off() {
     let before = r.stats();
     let ran = Rc::new(Cell::new(false));
     let d = ran.clone();
-    #[rustfmt::skip]
-    let line = line!(); r.call_soon(move || { spin(Duration::from_millis(30)); d.set(true) });
+    let line = line!() + 1; // the call on the next line
+    r.call_soon(move || {
+        spin(Duration::from_millis(30));
+        d.set(true)
+    });
     r.run_until(PATIENCE, || ran.get()).expect("it runs");
     assert!(logged(&format!("observe.rs:{line}:")).is_empty());
     assert_eq!(r.stats().slow_callbacks, before.slow_callbacks);
@@ -293,8 +312,11 @@ fn an_unhandled_deferred_error_reaches_the_handler_typed() {
     let seen: Rc<RefCell<Vec<Caught>>> = Rc::default();
     let s = seen.clone();
     r.set_error_handler(move |caught| s.borrow_mut().push(caught.clone()));
-    #[rustfmt::skip]
-    let line = line!(); let d = Deferred::<u32>::fail(torsion_reactor::Error::new(ErrorKind::Other, "observe-unhandled"));
+    let line = line!() + 1; // the call on the next line
+    let d = Deferred::<u32>::fail(torsion_reactor::Error::new(
+        ErrorKind::Other,
+        "observe-unhandled",
+    ));
     drop(d);
     r.run_until(PATIENCE, || !seen.borrow().is_empty())
         .expect("the error reaches the handler");
@@ -325,10 +347,7 @@ fn in_child(name: &str, env: (&str, &str)) {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(out.status.success(), "the child failed:\n{text}");
-    assert!(
-        text.contains("1 passed"),
-        "the child ran the test:\n{text}"
-    );
+    assert!(text.contains("1 passed"), "the child ran the test:\n{text}");
 }
 
 const CHILD: &str = "TORSION_OBSERVE_CHILD";
@@ -407,8 +426,5 @@ fn child_slow_env() {
         return; // run by the test above, in its own process
     }
     let r = Reactor::new().unwrap();
-    assert_eq!(
-        r.slow_callback_threshold(),
-        Some(Duration::from_millis(15))
-    );
+    assert_eq!(r.slow_callback_threshold(), Some(Duration::from_millis(15)));
 }

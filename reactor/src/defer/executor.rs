@@ -99,7 +99,9 @@ impl Executor {
         let mut cx = Context::from_waker(&waker);
         let started = stats.start();
         let polled = guard(|| future.as_mut().poll(&mut cx));
-        stats.finish(started, || format!("a poll of the task spawned at {origin}"));
+        stats.finish(started, || {
+            format!("a poll of the task spawned at {origin}")
+        });
         let finished = match polled {
             Ok(Poll::Pending) => false,
             Ok(Poll::Ready(())) => true,

@@ -339,10 +339,7 @@ impl Counters {
     /// Starts timing a callback if slow callbacks are watched (one branch when not).
     #[inline]
     pub(crate) fn start(&self) -> Option<Instant> {
-        match self.slow.get() {
-            None => None,
-            Some(_) => Some(Instant::now()),
-        }
+        self.slow.get().map(|_| Instant::now())
     }
 
     /// Ends the timing `start` began; a callback slower than the threshold is counted
