@@ -326,7 +326,7 @@ fn failed_accepts_reach_the_error_handler_with_their_errno() {
         .map(|c| (c.kind(), c.os_error().and_then(|e| e.1)))
         .collect();
     // ECONNABORTED: each one reported; ENOMEM pauses accepting (reported), and the EMFILE
-    // right after the pause is the same episode (no accept succeeded between them).
+    // right after the pause is not reported again (at most one report a minute).
     assert_eq!(
         errnos,
         [

@@ -28,8 +28,9 @@ pub enum CaughtKind {
     IoError,
     /// Accepting a connection failed ([`Caught::os_error`] says why). Out of descriptors
     /// or memory (`EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`): the listening port stops
-    /// accepting for 100 ms and tries again; this is reported once per such episode (the
-    /// retries that fail too are counted in [`LoopStats::accept_errors`]). Anything else
+    /// accepting for 100 ms and tries again; this is reported at most once a minute per
+    /// port, with the number of failures since the last report (every failure is counted
+    /// in [`LoopStats::accept_errors`]). Anything else
     /// (`ECONNABORTED`: the client gave up before it was accepted; `EPERM`, `EPROTO`) is a
     /// client's doing, and the port accepts on. The default handler logs the first kind as
     /// a warning, the second at debug level; neither fails a test.
