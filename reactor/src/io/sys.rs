@@ -102,6 +102,20 @@ pub(crate) fn set_status_flags(fd: BorrowedFd<'_>, flags: libc::c_int) -> io::Re
     }
 }
 
+/// Whether the other end of `fd` went away (a pipe's reader closed, a socket's peer
+/// reset): `poll` with no wait reports `POLLERR` or `POLLHUP`. A readiness event alone
+/// does not say so: a poller may report an event that is not there (a spurious one).
+pub(crate) fn hung_up(fd: RawFd) -> bool {
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLOUT,
+        revents: 0,
+    };
+    // SAFETY: one valid `pollfd`, a count of one, no wait; `poll` only writes `revents`.
+    let n = unsafe { libc::poll(&mut p, 1, 0) };
+    n > 0 && p.revents & (libc::POLLERR | libc::POLLHUP) != 0
+}
+
 /// A new descriptor for the same open file as `fd`, closed on exec.
 pub(crate) fn dup_cloexec(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
     fd.try_clone_to_owned()

@@ -525,8 +525,16 @@ impl<S: Stream> Conn<S> {
         }
     }
 
-    /// The reader of the writing descriptor went away.
+    /// The reader of the writing descriptor went away (if the event said so truly).
     fn on_hangup(self: &Rc<Self>) {
+        let fd = match (&*self.write_io.borrow(), &*self.io.borrow()) {
+            (Some(write_io), _) => Some(write_io.get().as_raw_fd()),
+            (None, Some(io)) => Some(io.get().as_raw_fd()),
+            (None, None) => None,
+        };
+        if fd.is_some_and(|fd| !crate::io::sys::hung_up(fd)) {
+            return; // a spurious event: the reader is still there
+        }
         let actions = {
             let mut core = self.core.borrow_mut();
             let queued = !core.queue.is_empty();
