@@ -138,4 +138,7 @@ mod guide {
 
     #[doc = include_str!("../docs/threat-model.md")]
     pub struct ThreatModel;
+
+    #[doc = include_str!("../docs/observability.md")]
+    pub struct Observability;
 }

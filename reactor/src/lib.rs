@@ -86,8 +86,8 @@ pub use defer::sync::semaphore::{Acquire, Permit, Semaphore};
 pub use defer::threads::DEFAULT_THREAD_POOL_SIZE;
 pub use error::{Error, ErrorKind, Result};
 pub use event_loop::{
-    Caught, CaughtKind, DEFAULT_SHUTDOWN_GRACE, Phase, Reactor, Remote, SystemEvent, TriggerId,
-    signal_name,
+    Caught, CaughtKind, DEFAULT_SHUTDOWN_GRACE, DEFAULT_SLOW_CALLBACK, LoopStats, Phase, Reactor,
+    Remote, SLOW_CALLBACK_ENV, SystemEvent, TriggerId, signal_name,
 };
 pub use net::async_stream::client::{StreamClient, stream_client};
 pub use net::async_stream::protocol::{DEFAULT_STREAM_LIMIT, StreamProtocol};

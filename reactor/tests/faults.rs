@@ -194,7 +194,7 @@ fn collect_caught(r: &Reactor) -> Rc<RefCell<Vec<String>>> {
     let panics: Rc<RefCell<Vec<String>>> = Rc::default();
     let p = panics.clone();
     r.set_error_handler(move |caught| {
-        if caught.kind() != CaughtKind::IoError {
+        if !matches!(caught.kind(), CaughtKind::IoError | CaughtKind::Accept) {
             p.borrow_mut().push(caught.to_string());
         }
     });
@@ -291,6 +291,53 @@ fn a_full_descriptor_table_pauses_accepting_then_every_client_is_served() {
     }
     assert_eq!(faults::injected().of(Op::Accept), 3);
     counts.settle(&r, 0);
+}
+
+#[test]
+fn failed_accepts_reach_the_error_handler_with_their_errno() {
+    faults::reset(); // only the scripted faults (not those TORSION_FAULT_SEED turns on)
+    let r = reactor();
+    let seen: Rc<RefCell<Vec<torsion_reactor::Caught>>> = Rc::default();
+    let s = seen.clone();
+    r.set_error_handler(move |caught| s.borrow_mut().push(caught.clone()));
+    let counts: Rc<Counts> = Rc::default();
+    let c = counts.clone();
+    let (_port, addr) = listen(&r, factory_fn(move |_| Probe::new(&c)));
+    r.iterate(Duration::ZERO).unwrap();
+    faults::script(
+        Op::Accept,
+        [
+            Step::Fail(Fault::Errno(libc::ECONNABORTED)),
+            Step::Fail(Fault::Errno(libc::ENOMEM)),
+            Step::Fail(Fault::Errno(libc::EMFILE)),
+        ],
+    );
+    let clients: Vec<_> = (0..3).map(|i| client(addr, i, 100)).collect();
+    r.run_until(PATIENCE, || clients.iter().all(|c| c.is_finished()))
+        .expect("every client is served after the failed accepts");
+    for c in clients {
+        let (sent, got) = c.join().unwrap();
+        assert_eq!(sent, got, "a whole echo");
+    }
+    counts.settle(&r, 0);
+    let seen = seen.borrow();
+    let errnos: Vec<_> = seen
+        .iter()
+        .map(|c| (c.kind(), c.os_error().and_then(|e| e.1)))
+        .collect();
+    // ECONNABORTED: each one reported; ENOMEM pauses accepting (reported), and the EMFILE
+    // right after the pause is not reported again (at most one report a minute).
+    assert_eq!(
+        errnos,
+        [
+            (CaughtKind::Accept, Some(libc::ECONNABORTED)),
+            (CaughtKind::Accept, Some(libc::ENOMEM)),
+        ],
+        "{seen:?}"
+    );
+    assert!(seen[0].context().contains(&addr.to_string()), "{seen:?}");
+    assert_eq!(r.stats().accept_errors, 3);
+    assert_eq!(r.stats().accepted, 3);
 }
 
 #[test]

@@ -20,6 +20,7 @@ use crate::defer::deferred::{Deferred, DeferredError};
 use crate::error::{Error, ErrorKind};
 use crate::event_loop::callback::{self, guard};
 use crate::event_loop::remote::RemoteShared;
+use crate::event_loop::stats::Counters;
 use crate::event_loop::{Inner, Reactor};
 use crate::keyed::{Key, Keyed};
 use crate::sync::TaskFlag;
@@ -66,6 +67,8 @@ type BoxedTask = Pin<Box<dyn Future<Output = ()>>>;
 struct Slot {
     /// `None` while the task is being polled.
     future: Option<BoxedTask>,
+    /// Where it was spawned (for the slow-callback warning).
+    origin: &'static Location<'static>,
     waker: Waker,
     flag: Arc<TaskWaker>,
 }
@@ -78,22 +81,28 @@ pub(crate) struct Executor {
 
 impl Executor {
     /// Polls the task under `key` once, if it still exists.
-    pub(crate) fn poll(&self, key: Key) {
+    pub(crate) fn poll(&self, key: Key, stats: &Counters) {
         let taken = {
             let mut tasks = self.tasks.borrow_mut();
             tasks.get_mut(key).and_then(|slot| {
+                let origin = slot.origin;
                 slot.future
                     .take()
-                    .map(|f| (f, slot.waker.clone(), Arc::clone(&slot.flag)))
+                    .map(|f| (f, slot.waker.clone(), Arc::clone(&slot.flag), origin))
             })
         };
-        let Some((mut future, waker, flag)) = taken else {
+        let Some((mut future, waker, flag, origin)) = taken else {
             return; // finished or cancelled since it was woken
         };
         // Before polling: a wake during the poll must queue the task again.
         flag.queued.clear();
         let mut cx = Context::from_waker(&waker);
-        let finished = match guard(|| future.as_mut().poll(&mut cx)) {
+        let started = stats.start();
+        let polled = guard(|| future.as_mut().poll(&mut cx));
+        stats.finish(started, || {
+            format!("a poll of the task spawned at {origin}")
+        });
+        let finished = match polled {
             Ok(Poll::Pending) => false,
             Ok(Poll::Ready(())) => true,
             Err(msg) => {
@@ -119,7 +128,12 @@ impl Executor {
         drop(leftover); // outside the borrow: dropping a future runs user code
     }
 
-    fn insert(&self, future: BoxedTask, reactor: &Arc<RemoteShared>) -> Key {
+    fn insert(
+        &self,
+        future: BoxedTask,
+        origin: &'static Location<'static>,
+        reactor: &Arc<RemoteShared>,
+    ) -> Key {
         let key = self.tasks.borrow_mut().insert_with(|key| {
             let flag = Arc::new(TaskWaker {
                 key,
@@ -129,6 +143,7 @@ impl Executor {
             });
             Slot {
                 future: Some(future),
+                origin,
                 waker: Waker::from(Arc::clone(&flag)),
                 flag,
             }
@@ -180,7 +195,7 @@ where
         resolver.resolve_quiet(finish(out));
     };
     let inner = &reactor.inner;
-    let key = inner.tasks.insert(Box::pin(task), &inner.remote);
+    let key = inner.tasks.insert(Box::pin(task), origin, &inner.remote);
     let weak: Weak<Inner> = Rc::downgrade(inner);
     d.set_canceller(move |_| {
         if let Some(inner) = weak.upgrade() {

@@ -4,6 +4,7 @@
 
 use std::any::Any;
 use std::fmt;
+use std::io;
 use std::panic::{AssertUnwindSafe, Location, catch_unwind};
 
 use super::Reactor;
@@ -22,8 +23,29 @@ pub enum CaughtKind {
     Panic,
     /// A [`Deferred`](crate::Deferred) failed and nothing took its error.
     UnhandledError,
-    /// An operation the reactor runs on its own failed (an accept, a connection's setup).
+    /// An operation the reactor runs on its own failed (a connection's setup: an accepted
+    /// socket the poller would not take).
     IoError,
+    /// Accepting a connection failed ([`Caught::os_error`] says why). Out of descriptors
+    /// or memory (`EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`): the listening port stops
+    /// accepting for 100 ms and tries again; this is reported at most once a minute per
+    /// port, with the number of failures since the last report (every failure is counted
+    /// in [`LoopStats::accept_errors`]). Anything else
+    /// (`ECONNABORTED`: the client gave up before it was accepted; `EPERM`, `EPROTO`) is a
+    /// client's doing, and the port accepts on. The default handler logs the first kind as
+    /// a warning, the second at debug level; neither fails a test.
+    ///
+    /// [`LoopStats::accept_errors`]: crate::LoopStats::accept_errors
+    Accept,
+}
+
+impl CaughtKind {
+    /// Whether this kind fails an iteration under
+    /// [`set_fail_on_caught`](crate::Reactor::set_fail_on_caught): a bug (a panic, an
+    /// error nobody handled, a setup failure), not the environment (a failed accept).
+    pub(crate) fn fails_tests(self) -> bool {
+        !matches!(self, CaughtKind::Accept)
+    }
 }
 
 /// Something the reactor caught instead of letting it escape: a panic in user code, an
@@ -35,6 +57,7 @@ pub struct Caught {
     kind: CaughtKind,
     context: String,
     message: String,
+    os_error: Option<(io::ErrorKind, Option<i32>)>,
 }
 
 impl Caught {
@@ -47,6 +70,15 @@ impl Caught {
             kind,
             context: context.into(),
             message: message.into(),
+            os_error: None,
+        }
+    }
+
+    /// Something caught because of an OS error `err` (its kind and number are kept).
+    pub(crate) fn io(kind: CaughtKind, context: impl Into<String>, err: &io::Error) -> Caught {
+        Caught {
+            os_error: Some((err.kind(), err.raw_os_error())),
+            ..Caught::new(kind, context, crate::error::describe_io(err))
         }
     }
 
@@ -64,6 +96,28 @@ impl Caught {
     pub fn message(&self) -> &str {
         &self.message
     }
+
+    /// For something caught because a system call failed (a failed accept): the error's
+    /// kind and, if the OS gave one, its number (`errno`: compare with `libc::EMFILE`...).
+    ///
+    /// ```
+    /// use std::{cell::RefCell, rc::Rc};
+    /// use torsion_reactor::{CaughtKind, Reactor};
+    ///
+    /// let reactor = Reactor::new().unwrap();
+    /// let out_of_fds = Rc::new(RefCell::new(0));
+    /// let seen = out_of_fds.clone();
+    /// reactor.set_error_handler(move |caught| {
+    ///     if caught.kind() == CaughtKind::Accept
+    ///         && matches!(caught.os_error(), Some((_, Some(libc::EMFILE | libc::ENFILE))))
+    ///     {
+    ///         *seen.borrow_mut() += 1; // page someone: the server is out of descriptors
+    ///     }
+    /// });
+    /// ```
+    pub fn os_error(&self) -> Option<(io::ErrorKind, Option<i32>)> {
+        self.os_error
+    }
 }
 
 impl fmt::Display for Caught {
@@ -71,7 +125,9 @@ impl fmt::Display for Caught {
         match self.kind {
             CaughtKind::Panic => write!(f, "{} panicked: {}", self.context, self.message),
             CaughtKind::UnhandledError => write!(f, "{}: {}", self.context, self.message),
-            CaughtKind::IoError => write!(f, "{}: {}", self.context, self.message),
+            CaughtKind::IoError | CaughtKind::Accept => {
+                write!(f, "{}: {}", self.context, self.message)
+            }
         }
     }
 }
@@ -131,6 +187,12 @@ pub(crate) fn report(caught: Caught) {
 pub(crate) fn log_caught(caught: &Caught) {
     match caught.kind {
         CaughtKind::Panic => log::error!("{caught}; the reactor goes on"),
+        CaughtKind::Accept => match caught.os_error {
+            Some((_, Some(errno))) if crate::io::sys::is_fd_exhaustion_errno(errno) => {
+                log::warn!("{caught}")
+            }
+            _ => log::debug!("{caught}"),
+        },
         _ => log::error!("{caught}"),
     }
 }

@@ -3,7 +3,7 @@
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use super::{Inner, callback};
+use super::{Inner, callback, stats};
 use crate::defer::deferred::DRAIN_BUDGET;
 use crate::error::{Error, ErrorKind};
 use crate::io::Readiness;
@@ -13,14 +13,16 @@ impl Inner {
     /// One loop iteration. Refused from inside one of this reactor's callbacks.
     pub(crate) fn iterate(self: &Rc<Self>) -> Result<(), Error> {
         let entered = self.enter()?;
+        let began = Instant::now();
         self.run_ready_callbacks();
         self.run_remote_calls();
         self.run_deferred_callbacks();
         self.poll_woken_tasks();
         self.flush_gathered_writes();
-        let polled = self.wait_and_dispatch_io();
+        let (polled, waited) = self.wait_and_dispatch_io();
         self.run_due_timers();
         drop(entered);
+        self.stats.iteration(began.elapsed(), waited);
         polled?;
         self.take_failures()
     }
@@ -30,7 +32,7 @@ impl Inner {
     fn run_ready_callbacks(&self) {
         for _ in 0..self.queues.ready_len() {
             match self.queues.pop_ready() {
-                Some(job) => callback::run_job(job),
+                Some(job) => self.run_job(job),
                 None => break,
             }
         }
@@ -44,7 +46,11 @@ impl Inner {
         let mut jobs = Vec::new();
         self.remote.take(&mut jobs);
         for job in jobs {
+            self.stats.callback();
+            let started = self.stats.start();
             callback::contain("a call_from_thread callback", None, job);
+            self.stats
+                .finish(started, || "a call_from_thread callback".to_string());
         }
     }
 
@@ -57,7 +63,14 @@ impl Inner {
                 break;
             };
             ran += 1;
+            self.stats.deferred();
+            let started = self.stats.start();
+            let origin = started.map(|_| item.created_at());
             callback::contain("running Deferred callbacks", None, move || item.run());
+            self.stats.finish(started, || match origin {
+                Some(origin) => format!("the callbacks of the Deferred created at {origin}"),
+                None => "the callbacks of a Deferred".to_string(),
+            });
         }
         ran
     }
@@ -67,8 +80,9 @@ impl Inner {
         let mut woken = Vec::new();
         self.remote.take_woken(&mut woken);
         let polled = woken.len();
+        self.stats.task_polls(polled);
         for key in woken {
-            self.tasks.poll(key);
+            self.tasks.poll(key, &self.stats);
         }
         polled
     }
@@ -80,8 +94,9 @@ impl Inner {
         }
     }
 
-    /// Phase 6: one wait for I/O, then every event to the source that owns it.
-    fn wait_and_dispatch_io(self: &Rc<Self>) -> Result<(), Error> {
+    /// Phase 6: one wait for I/O, then every event to the source that owns it. Also
+    /// returns how long the wait took.
+    fn wait_and_dispatch_io(self: &Rc<Self>) -> (Result<(), Error>, Duration) {
         // Interest changes first: one the poller refuses is reported to its source now,
         // and the callbacks that queues make the wait below a poll.
         self.registry.flush_interest(self);
@@ -92,11 +107,17 @@ impl Inner {
             self.wait_timeout()
         };
         let mut events = self.events.take().unwrap_or_else(Events::new);
-        if let Err(err) = self.registry.poller.wait(&mut events, timeout) {
+        let wait_began = Instant::now();
+        let waited = self.registry.poller.wait(&mut events, timeout);
+        let wait_took = wait_began.elapsed();
+        if let Err(err) = waited {
             self.events.set(Some(events));
-            return Err(Error::io("the reactor cannot wait for events", err));
+            let err = Error::io("the reactor cannot wait for events", err);
+            return (Err(err), wait_took);
         }
+        let mut dispatched = 0;
         for ev in events.iter() {
+            dispatched += 1;
             self.dispatch(
                 ev.key,
                 Readiness {
@@ -113,9 +134,11 @@ impl Inner {
                 writable: wants.write,
                 closed: false,
             };
+            dispatched += 1;
             self.dispatch(key, readiness);
         }
-        Ok(())
+        self.stats.io_events(dispatched);
+        (Ok(()), wait_took)
     }
 
     fn dispatch(self: &Rc<Self>, key: usize, readiness: Readiness) {
@@ -131,12 +154,19 @@ impl Inner {
         let mut due = Vec::new();
         {
             let mut queue = self.timers.queue.borrow_mut();
-            while let Some(job) = queue.pop_due(now) {
-                due.push(job);
+            while let Some((deadline, job)) = queue.pop_due_at(now) {
+                due.push((deadline, job));
             }
         }
-        for job in due {
+        for (deadline, job) in due {
+            // The lag: how late the loop came to the timer (not counting the timers
+            // before it in this batch).
+            self.stats.timer(now.saturating_duration_since(deadline));
+            let origin = job.origin;
+            let started = self.stats.start();
             callback::run_job(job);
+            self.stats
+                .finish(started, || stats::scheduled_at("a timer", origin));
         }
     }
 

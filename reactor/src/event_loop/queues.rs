@@ -4,6 +4,7 @@
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
+use std::panic::Location;
 use std::rc::Rc;
 
 use crate::time::timer::Job;
@@ -11,6 +12,8 @@ use crate::time::timer::Job;
 /// A fired Deferred whose callbacks are due (see `defer/deferred`).
 pub(crate) trait Run {
     fn run(self: Rc<Self>);
+    /// Where the Deferred was created (for the slow-callback warning).
+    fn created_at(&self) -> &'static Location<'static>;
 }
 
 /// A connection with writes gathered while user code ran, to send before the loop waits.

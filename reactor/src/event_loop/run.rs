@@ -175,7 +175,7 @@ impl Inner {
         self.triggers.fire(SystemEvent::Startup, Phase::During);
         let when_running = std::mem::take(&mut *self.when_running.borrow_mut());
         for job in when_running {
-            callback::run_job(job);
+            self.run_job(job);
         }
         self.triggers.fire(SystemEvent::Startup, Phase::After);
         drop(entered);

@@ -45,7 +45,7 @@ mod off {
     }
 
     #[inline(always)]
-    pub(crate) fn registered(_key: usize) {}
+    pub(crate) fn registered(_key: usize, _fd: RawFd) {}
 
     #[inline(always)]
     pub(crate) fn deregistered(_key: usize) {}

@@ -65,9 +65,14 @@ pub(crate) fn peer_credentials(fd: RawFd) -> Option<PeerCredentials> {
 /// Whether an accept error means "out of descriptors" (back off) rather than "this one
 /// connection failed" (go on).
 pub(crate) fn is_fd_exhaustion(err: &io::Error) -> bool {
+    err.raw_os_error().is_some_and(is_fd_exhaustion_errno)
+}
+
+/// [`is_fd_exhaustion`] for an error number.
+pub(crate) fn is_fd_exhaustion_errno(errno: i32) -> bool {
     matches!(
-        err.raw_os_error(),
-        Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOBUFS) | Some(libc::ENOMEM)
+        errno,
+        libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM
     )
 }
 
@@ -95,6 +100,20 @@ pub(crate) fn set_status_flags(fd: BorrowedFd<'_>, flags: libc::c_int) -> io::Re
     } else {
         Ok(())
     }
+}
+
+/// Whether the other end of `fd` went away (a pipe's reader closed, a socket's peer
+/// reset): `poll` with no wait reports `POLLERR` or `POLLHUP`. A readiness event alone
+/// does not say so: a poller may report an event that is not there (a spurious one).
+pub(crate) fn hung_up(fd: RawFd) -> bool {
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLOUT,
+        revents: 0,
+    };
+    // SAFETY: one valid `pollfd`, a count of one, no wait; `poll` only writes `revents`.
+    let n = unsafe { libc::poll(&mut p, 1, 0) };
+    n > 0 && p.revents & (libc::POLLERR | libc::POLLHUP) != 0
 }
 
 /// A new descriptor for the same open file as `fd`, closed on exec.

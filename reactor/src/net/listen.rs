@@ -4,7 +4,7 @@ use std::cell::{Cell, RefCell};
 use std::io;
 use std::os::fd::AsRawFd;
 use std::rc::{Rc, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::accepted::Accepted;
 use super::conn::Conn;
@@ -22,6 +22,8 @@ use crate::time::timer::DelayedCall;
 const ACCEPTS_PER_EVENT: usize = 64;
 /// How long a listener stops accepting after running out of descriptors.
 const FD_BACKOFF: Duration = Duration::from_millis(100);
+/// Running out of descriptors is reported at most this often per listener.
+const REPORT_EVERY: Duration = Duration::from_secs(60);
 
 /// A listening socket the reactor can accept from.
 pub(crate) trait Acceptor: AsRawFd + 'static {
@@ -123,7 +125,9 @@ pub(crate) struct Listener<A: Acceptor> {
     route: Rc<dyn Route<A::Stream>>,
     local: Address,
     backoff: RefCell<Option<DelayedCall>>,
-    warned: Cell<bool>,
+    /// When running out of descriptors was last reported, and how many times it happened
+    /// since (reports are rate-limited: see `back_off`).
+    reported: Cell<Option<(Instant, u64)>>,
     /// The factory heard `start_factory` (and will hear `stop_factory`).
     started: Cell<bool>,
     /// The connections it accepted that are still open (to drain them on a server's stop).
@@ -143,7 +147,7 @@ impl<A: Acceptor> Listener<A> {
             route,
             local,
             backoff: RefCell::new(None),
-            warned: Cell::new(false),
+            reported: Cell::new(None),
             started: Cell::new(false),
             accepted: Accepted::new(inner),
         });
@@ -183,17 +187,27 @@ impl<A: Acceptor> Listener<A> {
             };
             match accepted {
                 Ok((stream, peer)) => {
+                    inner.stats.accepted();
                     self.route
                         .accepted_tracked(inner, stream, peer, &self.local, &self.accepted)
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if crate::io::sys::is_fd_exhaustion(&e) => {
+                    inner.stats.accept_error();
                     self.back_off(inner, e);
                     return;
                 }
-                // The peer gave up before we accepted (ECONNABORTED and the like).
-                Err(e) => log::debug!("accept on {} failed: {e}", self.local),
+                // The peer gave up before we accepted (ECONNABORTED and the like): this
+                // one connection failed, the port accepts on.
+                Err(e) => {
+                    inner.stats.accept_error();
+                    report(Caught::io(
+                        CaughtKind::Accept,
+                        format!("accepting a connection on {}", self.local),
+                        &e,
+                    ));
+                }
             }
         }
     }
@@ -209,15 +223,32 @@ impl<A: Acceptor> Listener<A> {
     }
 
     /// Out of descriptors: stop accepting for a moment instead of spinning on a listener
-    /// that stays readable, then try again.
+    /// that stays readable, then try again. Reported to the error handler at most once per
+    /// `REPORT_EVERY` (a server at its limit would otherwise log ten times a second), with
+    /// the number of failures since the last report.
     fn back_off(&self, inner: &Rc<Inner>, err: io::Error) {
-        if !self.warned.replace(true) {
-            log::warn!(
-                "cannot accept connections on {}: {}; pausing accepts and retrying every {} ms",
-                self.local,
-                crate::error::describe_io(&err),
-                FD_BACKOFF.as_millis()
-            );
+        let now = Instant::now();
+        match self.reported.get() {
+            Some((at, since)) if now.duration_since(at) < REPORT_EVERY => {
+                self.reported.set(Some((at, since + 1)));
+            }
+            previous => {
+                let since = match previous {
+                    Some((_, n)) if n > 0 => format!("; {n} more times since the last report"),
+                    _ => String::new(),
+                };
+                report(Caught::io(
+                    CaughtKind::Accept,
+                    format!(
+                        "cannot accept connections on {} (pausing accepts, retrying every \
+                         {} ms{since})",
+                        self.local,
+                        FD_BACKOFF.as_millis()
+                    ),
+                    &err,
+                ));
+                self.reported.set(Some((now, 0)));
+            }
         }
         self.set_interest(Interest::NONE);
         let me = self.me.clone();

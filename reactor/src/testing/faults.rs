@@ -136,6 +136,11 @@ struct Plan {
     injected: Injected,
     live: VecDeque<usize>,
     stale: VecDeque<usize>,
+    /// The registered descriptors' tokens, to owe an event to a descriptor.
+    keys: HashMap<RawFd, usize>,
+    /// Events owed to descriptors whose read or write was cut short by a fault (see
+    /// `owe`), reported by the next wait.
+    owed: Vec<(RawFd, Op)>,
 }
 
 thread_local! {
@@ -171,6 +176,8 @@ impl Plan {
             injected: Injected::default(),
             live: VecDeque::new(),
             stale: VecDeque::new(),
+            keys: HashMap::new(),
+            owed: Vec::new(),
         };
         let seed = std::env::var("TORSION_FAULT_SEED")
             .ok()
@@ -342,31 +349,55 @@ fn errno(code: i32) -> io::Error {
 
 /// `read(2)` on a connection.
 pub(crate) fn read(
-    _fd: RawFd,
+    fd: RawFd,
     buf: &mut [u8],
     f: impl FnOnce(&mut [u8]) -> io::Result<usize>,
 ) -> io::Result<usize> {
     match draw(Op::Read) {
-        Some(Fault::Errno(code)) => Err(errno(code)),
-        Some(Fault::Short) if buf.len() > 1 => f(&mut buf[..1]),
+        Some(Fault::Errno(code)) => {
+            owe(fd, Op::Read, code);
+            Err(errno(code))
+        }
+        Some(Fault::Short) if buf.len() > 1 => {
+            owe(fd, Op::Read, libc::EAGAIN);
+            f(&mut buf[..1])
+        }
         _ => f(buf),
     }
 }
 
 /// `writev(2)` on a connection.
 pub(crate) fn write(
-    _fd: RawFd,
+    fd: RawFd,
     bufs: &[IoSlice<'_>],
     f: impl FnOnce(&[IoSlice<'_>]) -> io::Result<usize>,
 ) -> io::Result<usize> {
     match draw(Op::Write) {
-        Some(Fault::Errno(code)) => Err(errno(code)),
+        Some(Fault::Errno(code)) => {
+            owe(fd, Op::Write, code);
+            Err(errno(code))
+        }
         Some(Fault::Short) => match bufs.iter().find(|b| !b.is_empty()) {
-            Some(first) => f(&[IoSlice::new(&first[..1])]),
+            Some(first) => {
+                owe(fd, Op::Write, libc::EAGAIN);
+                f(&[IoSlice::new(&first[..1])])
+            }
             None => f(bufs),
         },
         _ => f(bufs),
     }
+}
+
+/// A read or write the kernel would have let through was cut short (`EAGAIN`, or one
+/// byte moved). For the kernel, a short transfer or `EAGAIN` means the socket ran dry (or
+/// full), and what changes that is a new readiness edge; an edge-triggered owner relies on
+/// it. So the fault stays transparent only if that edge comes: the next wait reports the
+/// descriptor ready again, as if the data (or the room) arrived just after.
+fn owe(fd: RawFd, op: Op, code: i32) {
+    if code != libc::EAGAIN {
+        return; // `EINTR` is retried at once; the others end the connection
+    }
+    let _ = PLAN.try_with(|p| p.borrow_mut().owed.push((fd, op)));
 }
 
 /// Any other hooked call: it fails with the drawn `errno`, or goes through.
@@ -377,10 +408,11 @@ pub(crate) fn call<T>(op: Op, _fd: RawFd, f: impl FnOnce() -> io::Result<T>) -> 
     }
 }
 
-/// The poller registered (or re-registered) `key`.
-pub(crate) fn registered(key: usize) {
+/// The poller registered (or re-registered) `fd` under `key`.
+pub(crate) fn registered(key: usize, fd: RawFd) {
     let _ = PLAN.try_with(|p| {
         let mut p = p.borrow_mut();
+        p.keys.insert(fd, key);
         if !p.live.contains(&key) {
             if p.live.len() == KEYS_KEPT {
                 p.live.pop_front();
@@ -395,6 +427,7 @@ pub(crate) fn deregistered(key: usize) {
     let _ = PLAN.try_with(|p| {
         let mut p = p.borrow_mut();
         p.live.retain(|k| *k != key);
+        p.keys.retain(|_, k| *k != key);
         if p.stale.len() == KEYS_KEPT {
             p.stale.pop_front();
         }
@@ -410,9 +443,29 @@ pub(crate) fn wait(
     poll: impl FnOnce(Option<Duration>) -> io::Result<()>,
 ) -> io::Result<()> {
     extra.clear();
+    // The events owed to descriptors whose transfer a fault cut short (see `owe`): the wait
+    // must not block while one is due.
+    let owed: Vec<Ready> = PLAN
+        .try_with(|p| {
+            let mut p = p.borrow_mut();
+            let owed = std::mem::take(&mut p.owed);
+            owed.into_iter()
+                .filter_map(|(fd, op)| {
+                    p.keys.get(&fd).map(|&key| Ready {
+                        key,
+                        readable: op == Op::Read,
+                        writable: op == Op::Write,
+                        closed: false,
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     let fault = draw(Op::Wait);
-    if fault == Some(Fault::WakeEarly) {
-        return poll(Some(Duration::ZERO));
+    if fault == Some(Fault::WakeEarly) || !owed.is_empty() {
+        poll(Some(Duration::ZERO))?;
+        extra.extend(owed);
+        return Ok(());
     }
     poll(timeout)?;
     let key = PLAN.try_with(|p| {
@@ -435,6 +488,8 @@ pub(crate) fn wait(
             key,
             readable: bits & 1 != 0 || bits & 2 == 0,
             writable: bits & 2 != 0,
+            // A spurious event never says the peer closed: that would make a connection
+            // read to an end of file that is not there.
             closed: false,
         });
     }

@@ -124,11 +124,12 @@ impl TimerQueue {
     }
 
     /// Removes and returns the earliest timer due at or before `now`.
+    #[cfg(test)]
     pub(crate) fn pop_due(&mut self, now: Instant) -> Option<Job> {
         self.pop_due_at(now).map(|(_, job)| job)
     }
 
-    /// Like `pop_due`, also returning the timer's deadline.
+    /// Removes the earliest timer due at or before `now`, and returns it with its deadline.
     pub(crate) fn pop_due_at(&mut self, now: Instant) -> Option<(Instant, Job)> {
         let deadline = self.next_deadline()?;
         if deadline > now {

@@ -248,6 +248,10 @@ impl<T: 'static, E: 'static> Run for Plain<T, E> {
         let node: NodeRc<T, E> = self;
         node.run_callbacks();
     }
+
+    fn created_at(&self) -> &'static Location<'static> {
+        self.0.origin
+    }
 }
 
 impl<T: 'static, E: 'static> Cancel for Plain<T, E> {
@@ -296,6 +300,10 @@ where
     fn run(self: Rc<Self>) {
         let node: NodeRc<U, E2> = self;
         node.run_callbacks();
+    }
+
+    fn created_at(&self) -> &'static Location<'static> {
+        self.shared.origin
     }
 }
 

@@ -93,7 +93,7 @@ impl Poller {
         write: bool,
         trigger: Trigger,
     ) -> io::Result<()> {
-        fault::registered(key);
+        fault::registered(key, fd);
         // SAFETY: passed on from the caller.
         fault::call(Op::Register, fd, || unsafe {
             self.0.add(fd, key, read, write, trigger)
@@ -109,7 +109,7 @@ impl Poller {
         write: bool,
         trigger: Trigger,
     ) -> io::Result<()> {
-        fault::registered(key);
+        fault::registered(key, fd);
         fault::call(Op::Register, fd, || {
             self.0.modify(fd, key, read, write, trigger)
         })

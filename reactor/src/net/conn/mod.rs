@@ -51,6 +51,7 @@ use crate::error::{Error, ErrorKind};
 use crate::event_loop::Inner;
 use crate::event_loop::callback::{self, Job};
 use crate::event_loop::queues::Flush;
+use crate::event_loop::stats::Counters;
 use crate::io::{Interest, Readiness, Registration, Sharing, Source, Wind};
 use queue::{COPY_MAX, MAX_IOVECS, WriteQueue};
 use state::{Actions, ConnState};
@@ -71,11 +72,26 @@ struct Core {
     flush_due: bool,
     /// On the reactor's list of connections to flush before it waits.
     listed: bool,
+    /// The queue's length as last added to the reactor's `write_buffered` count.
+    accounted: usize,
+}
+
+impl Core {
+    /// Brings the reactor's count of buffered bytes up to date with this queue.
+    fn account(&mut self, stats: &Counters) {
+        let now = self.queue.len();
+        if now != self.accounted {
+            stats.buffered(self.accounted, now);
+            self.accounted = now;
+        }
+    }
 }
 
 pub(crate) struct Conn<S: Stream> {
     me: Weak<Conn<S>>,
     reactor: Weak<Inner>,
+    /// The reactor's counters (bytes, closes by reason, buffered bytes, slow callbacks).
+    stats: Rc<Counters>,
     /// The writing descriptor's own registration, for a stream that writes to another
     /// descriptor than it reads ([`Stream::write_fd`]); `None` otherwise, and once the
     /// writing side is shut or the connection closed. (Declared before `io`, so that it is
@@ -220,6 +236,7 @@ impl<S: Stream> Conn<S> {
         let conn = Rc::new_cyclic(|me| Conn {
             me: me.clone(),
             reactor: Rc::downgrade(inner),
+            stats: Rc::clone(&inner.stats),
             write_io: RefCell::new(None),
             io: RefCell::new(None),
             drain_on_stop: kind.drain_on_stop,
@@ -235,6 +252,7 @@ impl<S: Stream> Conn<S> {
                 blocked: false,
                 flush_due: false,
                 listed: false,
+                accounted: 0,
             }),
             protocol: Cell::new(Some(protocol)),
             replacement: Cell::new(None),
@@ -271,6 +289,7 @@ impl<S: Stream> Conn<S> {
             }
         }
         inner.connections.set(inner.connections.get() + 1);
+        inner.stats.opened();
         Ok(conn)
     }
 
@@ -298,7 +317,14 @@ impl<S: Stream> Conn<S> {
         let mut protocol = self.protocol.take()?;
         let transport = self.transport();
         self.in_callback.set(true);
+        let started = self.stats.start();
         let result = callback::guard(|| f(&mut *protocol, &transport));
+        self.stats.finish(started, || {
+            format!(
+                "the protocol's {what} on the connection from {} to {}",
+                self.peer, self.local
+            )
+        });
         self.in_callback.set(false);
         match self.replacement.take() {
             Some(new) => {
@@ -408,7 +434,12 @@ impl<S: Stream> Conn<S> {
 
     /// Closes the socket now (deregistering it) and schedules `connection_lost`.
     fn finish_close(self: &Rc<Self>, reason: ConnectionLost) {
-        self.core.borrow_mut().queue.clear();
+        {
+            let mut core = self.core.borrow_mut();
+            core.queue.clear();
+            core.account(&self.stats);
+        }
+        self.stats.closed(&reason);
         // The writing descriptor's registration first: the stream owns that descriptor.
         let write_io = self.write_io.borrow_mut().take();
         drop(write_io);
@@ -427,6 +458,7 @@ impl<S: Stream> Conn<S> {
         let Some(mut protocol) = self.protocol.take() else {
             return; // delivered already
         };
+        let started = self.stats.start();
         callback::contain(
             &format!(
                 "the protocol's connection_lost on the connection from {}",
@@ -435,6 +467,12 @@ impl<S: Stream> Conn<S> {
             None,
             || protocol.connection_lost(&reason),
         );
+        self.stats.finish(started, || {
+            format!(
+                "the protocol's connection_lost on the connection from {} to {}",
+                self.peer, self.local
+            )
+        });
         drop(protocol);
         if let Some(hook) = self.on_lost.take() {
             callback::contain("client_connection_lost", None, || hook(&reason));
@@ -473,6 +511,7 @@ impl<S: Stream> Conn<S> {
                     break;
                 }
                 Ok(n) => {
+                    self.stats.read(n);
                     self.call("data_received", |p, t| p.data_received(t, &buf[..n]));
                     if n < buf.len() && !to_the_end {
                         // The kernel had no more: what arrives later is a new event.
@@ -499,8 +538,16 @@ impl<S: Stream> Conn<S> {
         }
     }
 
-    /// The reader of the writing descriptor went away.
+    /// The reader of the writing descriptor went away (if the event said so truly).
     fn on_hangup(self: &Rc<Self>) {
+        let fd = match (&*self.write_io.borrow(), &*self.io.borrow()) {
+            (Some(write_io), _) => Some(write_io.get().as_raw_fd()),
+            (None, Some(io)) => Some(io.get().as_raw_fd()),
+            (None, None) => None,
+        };
+        if fd.is_some_and(|fd| !crate::io::sys::hung_up(fd)) {
+            return; // a spurious event: the reader is still there
+        }
         let actions = {
             let mut core = self.core.borrow_mut();
             let queued = !core.queue.is_empty();
@@ -545,7 +592,7 @@ impl<S: Stream> Conn<S> {
 
     /// Sends what is queued, then `extra` (parts of a write not yet queued), in as few
     /// `writev`s as the socket takes; returns how many bytes of `extra` went out.
-    fn send(core: &mut Core, io: &S, extra: &[&[u8]]) -> io::Result<usize> {
+    fn send(core: &mut Core, io: &S, extra: &[&[u8]], stats: &Counters) -> io::Result<usize> {
         let extra_total: usize = extra.iter().map(|p| p.len()).sum();
         let mut extra_sent = 0;
         loop {
@@ -572,6 +619,7 @@ impl<S: Stream> Conn<S> {
             drop(slices);
             match result {
                 Ok(n) => {
+                    stats.written(n);
                     core.queue.consume(n.min(from_queue));
                     extra_sent += n.saturating_sub(from_queue);
                     if n < want {
@@ -605,7 +653,9 @@ impl<S: Stream> Conn<S> {
             let io = self.io.borrow();
             let Some(io) = io.as_ref() else { return };
             core.blocked = false;
-            match Self::send(&mut core, io.get(), &[]) {
+            let sent = Self::send(&mut core, io.get(), &[], &self.stats);
+            core.account(&self.stats);
+            match sent {
                 Ok(_) => {
                     let queued = core.queue.len();
                     let actions = core.state.queue_changed(queued);
@@ -650,6 +700,7 @@ impl<S: Stream> Conn<S> {
                     schedule_flush = true;
                 }
             }
+            core.account(&self.stats);
             let queued = core.queue.len();
             let actions = core.state.queue_changed(queued);
             drop(core);
@@ -670,7 +721,8 @@ impl<S: Stream> Conn<S> {
         let Some(io) = registration.as_ref() else {
             return Err(closed_error());
         };
-        let actions = match Self::send(&mut core, io.get(), parts) {
+        let sent = Self::send(&mut core, io.get(), parts, &self.stats);
+        let actions = match sent {
             Ok(sent) if sent == total => {
                 let queued = core.queue.len();
                 core.state.queue_changed(queued)
@@ -685,6 +737,7 @@ impl<S: Stream> Conn<S> {
             }
             Err(e) => core.state.fail(e),
         };
+        core.account(&self.stats);
         drop(registration);
         drop(core);
         self.apply(actions);

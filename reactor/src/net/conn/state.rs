@@ -12,7 +12,7 @@
 use std::io;
 use std::sync::Arc;
 
-#[cfg(test)]
+#[cfg(any(test, fuzzing))]
 use crate::io::Interest;
 use crate::net::protocol::ConnectionLost;
 
@@ -126,7 +126,7 @@ pub(crate) struct ConnState {
 }
 
 impl ConnState {
-    #[cfg(test)]
+    #[cfg(any(test, fuzzing))]
     pub(crate) fn new(high: usize, low: usize) -> ConnState {
         ConnState::with_ends(high, low, Ends::Both, false)
     }
@@ -163,7 +163,7 @@ impl ConnState {
 
     /// What to ask the poller for, given whether bytes wait to be sent: for a stream on
     /// one descriptor (a hang-up on it is reported as readable).
-    #[cfg(test)]
+    #[cfg(any(test, fuzzing))]
     pub(crate) fn interest(&self, queued: bool) -> Interest {
         let wants = self.wants(queued);
         Interest {
