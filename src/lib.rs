@@ -121,6 +121,8 @@ mod guide {
     pub struct Processes;
     #[doc = include_str!("../docs/tls.md")]
     pub struct Tls;
+    #[doc = include_str!("../docs/tcp-proxy.md")]
+    pub struct TcpProxy;
     #[doc = include_str!("../docs/microbench.md")]
     pub struct Microbench;
 }

@@ -215,8 +215,12 @@ impl Protocol for ProxyServer {
 
     // The client is not reading what upstream sends: stop reading upstream, so that
     // upstream is pushed back on instead of this buffer growing.
-    fn pause_writing(&mut self, _transport: &Transport) {
+    fn pause_writing(&mut self, transport: &Transport) {
         if let Some(link) = &self.link {
+            log::debug!(
+                "{} is not reading: pausing reading from upstream",
+                transport.peer_addr()
+            );
             link.with_upstream(Transport::pause_reading);
         }
     }
@@ -291,7 +295,12 @@ impl Protocol for ProxyClient {
     }
 
     // Upstream is not reading what the client sends: stop reading the client.
-    fn pause_writing(&mut self, _transport: &Transport) {
+    fn pause_writing(&mut self, transport: &Transport) {
+        log::debug!(
+            "upstream {} is not reading: pausing reading from {}",
+            transport.peer_addr(),
+            self.link.client.peer_addr()
+        );
         self.link.client.pause_reading();
     }
 
