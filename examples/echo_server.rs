@@ -12,15 +12,13 @@
 //! mark (reading from it stops until it catches up), so it cannot grow the server's memory.
 //! When a client half-closes, everything it sent is echoed, then the server closes.
 //!
-//! With `--threads N`, N threads each run their own reactor on the same port
-//! (`SO_REUSEPORT`: the kernel spreads connections among them), the way to use several
-//! cores with a per-thread reactor.
+//! With `--threads N`, N threads each run their own reactor, the way to use several cores
+//! with a per-thread reactor: this thread's reactor accepts and hands each connection to
+//! the reactor serving the fewest (`torsion::endpoints::listen_on_threads`).
 
-use std::sync::mpsc;
-
-use torsion::endpoints::{ServerEndpoint, TcpServer, server_from_string};
+use torsion::endpoints::listen_on_threads;
 use torsion::program;
-use torsion::reactor::{Protocol, Reactor, Transport, factory_fn};
+use torsion::reactor::{ErrorKind, Protocol, Reactor, Transport, factory_fn};
 
 struct Echo;
 
@@ -77,62 +75,18 @@ fn main() {
         program::run(&reactor);
     }
 
-    // Several reactors sharing one TCP port.
-    let parsed = match server_from_string(&reactor, &endpoint) {
-        Ok(e) => e,
-        Err(err) => program::usage_error(&err.to_string()),
+    // Several reactors, one per thread: this one accepts, and hands each connection to
+    // the reactor serving the fewest.
+    let port = match listen_on_threads(&reactor, &endpoint, threads, || factory_fn(|_| Echo)) {
+        Ok(port) => port,
+        Err(err) if err.kind() == ErrorKind::InvalidInput => program::usage_error(&err.to_string()),
+        Err(err) => program::fail(&err.to_string()),
     };
-    let Some(tcp) = parsed.spec().downcast_ref::<TcpServer>() else {
-        program::usage_error("--threads needs a tcp or tcp6 endpoint")
-    };
-    let mut tcp = tcp.clone();
-    tcp.reuseport = true;
-    let first = ServerEndpoint::new(&reactor, tcp.clone())
-        .listen(factory_fn(|_| Echo))
-        .unwrap_or_else(|err| program::fail(&err.to_string()));
-    let addr = first.local_addr();
-    if let Some(bound) = addr.socket_addr() {
-        tcp.port = bound.port(); // port 0: the others join the port the first one got
-    }
-    let (ready_tx, ready_rx) = mpsc::channel();
-    let workers: Vec<_> = (1..threads)
-        .map(|_| {
-            let spec = tcp.clone();
-            let ready = ready_tx.clone();
-            std::thread::spawn(move || {
-                let reactor = Reactor::current();
-                let listened = ServerEndpoint::new(&reactor, spec)
-                    .listen(factory_fn(|_| Echo))
-                    .map(|_| ())
-                    .map_err(|e| e.to_string());
-                let ok = listened.is_ok();
-                let _ = ready.send(listened);
-                if ok {
-                    if let Err(err) = reactor.run() {
-                        log::error!("{err}");
-                    }
-                }
-            })
-        })
-        .collect();
-    for _ in 1..threads {
-        match ready_rx.recv() {
-            Ok(Ok(())) => {}
-            Ok(Err(err)) => program::fail(&err),
-            Err(_) => program::fail("a worker thread failed to start"),
-        }
-    }
-    reactor.call_when_running(move || {
-        use std::io::Write;
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "listening on {addr}");
-        let _ = out.flush();
-    });
-    // SIGINT/SIGTERM reach every reactor; each winds down on its own.
+    program::announce(&reactor, port.local_addr());
+    // SIGINT/SIGTERM stop this reactor; its shutdown stops the others, each winding down
+    // its own connections.
     let result = reactor.run();
-    for worker in workers {
-        let _ = worker.join();
-    }
+    port.join();
     match result {
         Ok(()) => std::process::exit(0),
         Err(err) => program::fail(&err.to_string()),

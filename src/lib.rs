@@ -125,4 +125,6 @@ mod guide {
     pub struct TcpProxy;
     #[doc = include_str!("../docs/microbench.md")]
     pub struct Microbench;
+    #[doc = include_str!("../docs/multicore.md")]
+    pub struct Multicore;
 }

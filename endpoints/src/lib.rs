@@ -302,6 +302,7 @@ pub mod happy_eyeballs;
 mod registry;
 mod spec;
 mod streams;
+mod threads;
 mod types;
 mod values;
 
@@ -318,6 +319,7 @@ pub use spec::{
     ServerType,
 };
 pub use streams::{connect_stream, serve_streams};
+pub use threads::{ThreadedPort, listen_on_threads};
 pub use types::stdio::StdioServer;
 pub use types::systemd::{self, FdSelector, SocketDomain, SystemdServer};
 pub use types::tcp::{BindAddress, BindAddressError, ClientFamily, TcpClient, TcpServer};

@@ -526,12 +526,7 @@ impl LineEncoder {
     /// [`EncodeError::ContainsDelimiter`] if the peer would find a delimiter
     /// before the end of `line`. On error `dst` is left as it was.
     pub fn encode(&self, line: &[u8], dst: &mut BytesMut) -> Result<(), EncodeError> {
-        if line.len() > self.max_length {
-            return Err(EncodeError::TooLong {
-                length: line.len(),
-                max: self.max_length,
-            });
-        }
+        self.check_length(line)?;
         let start = dst.len();
         let cr = usize::from(self.strip_cr);
         dst.reserve(line.len() + cr + self.delimiter.len());
@@ -540,17 +535,48 @@ impl LineEncoder {
             dst.extend_from_slice(b"\r");
         }
         dst.extend_from_slice(&self.delimiter);
-        // The receiver splits at the leftmost delimiter: it must be the one
-        // just appended.
-        let mut work = 0;
-        if let Search::Found(offset) = find(
-            &dst[start..],
-            &self.delimiter,
-            0,
-            line.len() + cr,
-            &mut work,
-        ) {
+        if let Err(err) = self.check_framing(&dst[start..], line.len() + cr) {
             dst.truncate(start);
+            return Err(err);
+        }
+        Ok(())
+    }
+
+    /// Bytes [`encode`](Self::encode) appends for `line`.
+    pub(crate) fn encoded_len(&self, line: &[u8]) -> usize {
+        line.len() + usize::from(self.strip_cr) + self.delimiter.len()
+    }
+
+    /// [`encode`](Self::encode) into the start of `out` (at least
+    /// [`encoded_len`](Self::encoded_len) bytes), without allocating; returns the length.
+    pub(crate) fn encode_into(&self, line: &[u8], out: &mut [u8]) -> Result<usize, EncodeError> {
+        self.check_length(line)?;
+        let cr = usize::from(self.strip_cr);
+        let n = self.encoded_len(line);
+        out[..line.len()].copy_from_slice(line);
+        if self.strip_cr {
+            out[line.len()] = b'\r';
+        }
+        out[line.len() + cr..n].copy_from_slice(&self.delimiter);
+        self.check_framing(&out[..n], line.len() + cr)?;
+        Ok(n)
+    }
+
+    fn check_length(&self, line: &[u8]) -> Result<(), EncodeError> {
+        if line.len() > self.max_length {
+            return Err(EncodeError::TooLong {
+                length: line.len(),
+                max: self.max_length,
+            });
+        }
+        Ok(())
+    }
+
+    /// The receiver splits at the leftmost delimiter: in `encoded` (a line, its `\r`, its
+    /// delimiter) that must be the one appended at `content_len`.
+    fn check_framing(&self, encoded: &[u8], content_len: usize) -> Result<(), EncodeError> {
+        let mut work = 0;
+        if let Search::Found(offset) = find(encoded, &self.delimiter, 0, content_len, &mut work) {
             return Err(EncodeError::ContainsDelimiter { offset });
         }
         Ok(())
@@ -560,6 +586,38 @@ impl LineEncoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn encode_into_a_slice_is_encode() {
+        let encoders = [
+            LineEncoder::new(),
+            LineEncoder::new().with_delimiter(b"\n").with_strip_cr(true),
+            LineEncoder::new().with_delimiter(b"aab").with_max_length(6),
+        ];
+        let lines: [&[u8]; 7] = [
+            b"",
+            b"hello",
+            b"a\r",
+            b"x\r\ny",
+            b"xa",
+            b"xaab",
+            b"toolong!",
+        ];
+        for enc in &encoders {
+            for line in lines {
+                let mut want = BytesMut::new();
+                let expected = enc.encode(line, &mut want);
+                let mut out = [0u8; 64];
+                let got = enc.encode_into(line, &mut out);
+                match (expected, got) {
+                    (Ok(()), Ok(n)) => assert_eq!(&out[..n], &want[..]),
+                    (Err(a), Err(b)) => assert_eq!(a, b),
+                    (a, b) => panic!("{line:?}: encode {a:?}, encode_into {b:?}"),
+                }
+                assert!(enc.encoded_len(line) >= want.len());
+            }
+        }
+    }
 
     fn line(s: &[u8]) -> LineEvent {
         LineEvent::Line(Bytes::copy_from_slice(s))

@@ -227,7 +227,17 @@ impl std::fmt::Debug for LineSender {
     }
 }
 
+/// Lines up to this long (with their ending) are framed on the stack: a reply costs no
+/// allocation (the transport copies it into its write buffer, or sends it at once).
+const STACK_LINE: usize = 512;
+
 fn send_line(transport: &Transport, encoder: &LineEncoder, line: &[u8]) -> Result<(), SendError> {
+    if encoder.encoded_len(line) <= STACK_LINE {
+        let mut buf = [0u8; STACK_LINE];
+        let n = encoder.encode_into(line, &mut buf)?;
+        transport.try_write(&buf[..n])?;
+        return Ok(());
+    }
     let mut buf = BytesMut::new();
     encoder.encode(line, &mut buf)?;
     transport.try_write_bytes(buf.freeze())?;

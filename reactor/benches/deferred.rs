@@ -10,10 +10,17 @@
 //! Floor: 10 boxed closures (each captures its step, so each is a real allocation) called
 //! in sequence. Throughput is in chains.
 //!
+//! Allocations are counted once, outside the timed loops (a counting global allocator): a
+//! chain of ten `map`s must cost at most one allocation per `map` (the new Deferred, its
+//! step and its cancellation link live in one allocation), plus one for the first Deferred
+//! and one for the final `on_result` closure. The count is printed and asserted.
+//!
 //! `cargo bench -p torsion-reactor --bench deferred`
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
@@ -22,6 +29,41 @@ use torsion_reactor::{DRAIN_BUDGET, Deferred, Reactor};
 const LINKS: u64 = 10;
 /// 0 + 1 + 2 + ... + 10.
 const RESULT: u64 = LINKS * (LINKS + 1) / 2;
+
+/// The system allocator, counting allocations (relaxed: only this thread's count matters).
+struct Counting;
+
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: every call is forwarded unchanged to the system allocator.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract as ours.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as ours.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract as ours.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Allocations made by one chain of ten `map`s, built, fired and run to the end (after a
+/// warm-up round, so the reactor's queues have their capacity).
+fn allocations_per_chain(reactor: &Reactor) -> u64 {
+    torsion_round(reactor, 64);
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    torsion_round(reactor, 64);
+    (ALLOCATIONS.load(Ordering::Relaxed) - before) / 64
+}
 
 thread_local! {
     static DONE: Cell<u64> = const { Cell::new(0) };
@@ -63,6 +105,15 @@ fn torsion_round(reactor: &Reactor, chains: u64) -> u32 {
 
 fn deferred_chain(c: &mut Criterion) {
     let reactor = Reactor::current();
+    let per_chain = allocations_per_chain(&reactor);
+    println!(
+        "deferred_chain10: {per_chain} allocations per chain of {LINKS} maps \
+         (the first Deferred, {LINKS} maps, the on_result closure)"
+    );
+    assert!(
+        per_chain <= LINKS + 2,
+        "a map should cost at most one allocation ({per_chain} per chain of {LINKS})"
+    );
     let mut group = c.benchmark_group("deferred_chain10");
     for chains in [64u64, 1] {
         assert!(chains * (LINKS + 1) <= DRAIN_BUDGET as u64);

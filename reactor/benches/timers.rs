@@ -14,7 +14,13 @@
 //!   the firing is timed (scheduling is per-iteration setup). Checked once, outside the
 //!   timed loop, that they fire in deadline order.
 //!
-//! Throughput is in timers (scheduled, for the 1M groups; fired, for the expiry group).
+//! - `timer_heap_pop_100k`: the question behind keying the timer heap by integer ticks: a
+//!   `BinaryHeap` of 100k items shaped like torsion's (deadline, sequence, slab key), popped
+//!   in order (only the pops are timed), with the deadline an `Instant` (32-byte items, as
+//!   now) or a `u64` count of nanosecond ticks from the reactor's start (24-byte items).
+//!
+//! Throughput is in timers (scheduled, for the 1M groups; fired, for the expiry group;
+//! popped, for the heap group).
 //!
 //! `cargo bench -p torsion-reactor --bench timers`
 
@@ -331,11 +337,66 @@ fn expiry(c: &mut Criterion) {
     group.finish();
 }
 
+/// Pops of a heap of 100k items keyed by `Instant` against one keyed by `u64` ticks.
+fn heap_pop(c: &mut Criterion) {
+    let ranks = shuffled(EXPIRY);
+    let base = Instant::now();
+    let mut group = c.benchmark_group("timer_heap_pop_100k");
+    group.sample_size(10);
+    group.sampling_mode(SamplingMode::Flat);
+    group.warm_up_time(Duration::from_secs(1));
+    group.measurement_time(Duration::from_secs(2));
+    group.throughput(Throughput::Elements(EXPIRY as u64));
+    group.bench_function("instant_key", |b| {
+        b.iter_batched(
+            || {
+                let mut h = BinaryHeap::with_capacity(EXPIRY);
+                for (i, &rank) in ranks.iter().enumerate() {
+                    let when = base + Duration::from_micros(rank as u64);
+                    h.push(Reverse((when, i as u64, i as u64)));
+                }
+                h
+            },
+            |mut h| {
+                let mut last = base;
+                while let Some(Reverse((when, _, key))) = h.pop() {
+                    assert!(when >= last);
+                    last = when;
+                    black_box(key);
+                }
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    group.bench_function("u64_ticks_key", |b| {
+        b.iter_batched(
+            || {
+                let mut h = BinaryHeap::with_capacity(EXPIRY);
+                for (i, &rank) in ranks.iter().enumerate() {
+                    let ticks = (rank as u64) * 1000;
+                    h.push(Reverse((ticks, i as u64, i as u64)));
+                }
+                h
+            },
+            |mut h| {
+                let mut last = 0;
+                while let Some(Reverse((ticks, _, key))) = h.pop() {
+                    assert!(ticks >= last);
+                    last = ticks;
+                    black_box(key);
+                }
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
-    targets = cancel_all, cancel_half, expiry
+    targets = cancel_all, cancel_half, expiry, heap_pop
 }
 criterion_main!(benches);

@@ -86,6 +86,7 @@ pub use net::datagram::{DEFAULT_MAX_DATAGRAM, DEFAULT_SEND_QUEUE_LIMIT, MAX_QUEU
 pub use net::factory::{
     BoxedFactory, Factory, FnFactory, MaybeProtocol, SharedFactory, factory_fn,
 };
+pub use net::handoff::Handoff;
 pub use net::listen::ListeningPort;
 pub use net::protocol::{Address, ConnectionLost, Protocol, TlsFailure, TlsFailureKind};
 pub use net::reconnect::{Backoff, Reconnecting};

@@ -17,13 +17,16 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 const USAGE: &str = "\
-usage: loadgen --addr HOST:PORT --mode pingpong|bulk|churn|hold|udp [options]
+usage: loadgen --addr HOST:PORT --mode pingpong|bulk|pipelined|churn|hold|udp [options]
 
 modes:
   pingpong  C connections; each sends an M-byte message and waits for the whole echo before
             the next. Reports msgs/s and round-trip latency p50/p99/p99.9.
   bulk      C connections stream M-byte chunks, at most --window bytes unechoed each.
             Reports echoed MB/s (10^6 bytes).
+  pipelined C connections each keep --depth requests in flight: lines of M bytes (M - 1
+            printable bytes and a newline); the server answers each line with itself.
+            Reports requests/s and request latency p50/p99/p99.9.
   churn     C client threads each loop: connect, one M-byte echo, close (waiting for the
             server's close). Reports cycles/s.
   hold      open C idle connections, then one M-byte echo on each; with --server-pid reports
@@ -34,12 +37,13 @@ modes:
 
 options:
   --conns C          connections (clients for churn, senders for udp); default pingpong 50,
-                     bulk 10, churn 4, hold 10000, udp 32
-  --size M           message/chunk bytes; default 64 (bulk 16384)
+                     bulk 10, pipelined 50, churn 4, hold 10000, udp 32
+  --size M           message/chunk/line bytes; default 64 (bulk 16384, pipelined 32)
+  --depth D          pipelined: requests in flight per connection; default 16
   --duration SECS    length of the load (not hold); default 5
   --window N         bulk: unechoed bytes allowed per connection, default 262144; udp:
                      datagrams in flight per sender, default 1
-  --threads T        pingpong/bulk: event-loop threads; default 1
+  --threads T        pingpong/bulk/pipelined: event-loop threads; default 1
   --timeout SECS     connect and per-connection no-progress timeout; default 5
   --server-pid PID   also report server CPU (utime+stime, all threads) per message/cycle/
                      connection, and (hold) its RSS
@@ -50,6 +54,7 @@ options:
 enum Mode {
     Pingpong,
     Bulk,
+    Pipelined,
     Churn,
     Hold,
     Udp,
@@ -60,6 +65,7 @@ impl Mode {
         match self {
             Mode::Pingpong => "pingpong",
             Mode::Bulk => "bulk",
+            Mode::Pipelined => "pipelined",
             Mode::Churn => "churn",
             Mode::Hold => "hold",
             Mode::Udp => "udp",
@@ -74,6 +80,7 @@ struct Args {
     size: usize,
     duration: Duration,
     window: usize,
+    depth: usize,
     threads: usize,
     timeout: Duration,
     server_pid: Option<u32>,
@@ -86,6 +93,7 @@ fn parse_args() -> Result<Args, String> {
     let (mut conns, mut size, mut threads) = (None, None, None);
     let mut duration = 5.0f64;
     let mut window: Option<usize> = None;
+    let mut depth = 16usize;
     let mut timeout = 5.0f64;
     let mut server_pid = None;
     let mut json = false;
@@ -116,6 +124,7 @@ fn parse_args() -> Result<Args, String> {
                 mode = Some(match value("--mode")?.as_str() {
                     "pingpong" => Mode::Pingpong,
                     "bulk" => Mode::Bulk,
+                    "pipelined" => Mode::Pipelined,
                     "churn" => Mode::Churn,
                     "hold" => Mode::Hold,
                     "udp" => Mode::Udp,
@@ -126,6 +135,7 @@ fn parse_args() -> Result<Args, String> {
             "--size" => size = Some(num::<usize>("--size", value("--size")?)?),
             "--duration" => duration = num("--duration", value("--duration")?)?,
             "--window" => window = Some(num("--window", value("--window")?)?),
+            "--depth" => depth = num("--depth", value("--depth")?)?,
             "--threads" => threads = Some(num::<usize>("--threads", value("--threads")?)?),
             "--timeout" => timeout = num("--timeout", value("--timeout")?)?,
             "--server-pid" => {
@@ -144,15 +154,23 @@ fn parse_args() -> Result<Args, String> {
     let conns = conns.unwrap_or(match mode {
         Mode::Pingpong => 50,
         Mode::Bulk => 10,
+        Mode::Pipelined => 50,
         Mode::Churn => 4,
         Mode::Hold => 10_000,
         Mode::Udp => 32,
     });
     let window = window.unwrap_or(if mode == Mode::Udp { 1 } else { 256 * 1024 });
-    let size = size.unwrap_or(if mode == Mode::Bulk { 16 * 1024 } else { 64 });
+    let size = size.unwrap_or(match mode {
+        Mode::Bulk => 16 * 1024,
+        Mode::Pipelined => 32,
+        _ => 64,
+    });
     let threads = threads.unwrap_or(1);
-    if conns == 0 || size == 0 || threads == 0 || window == 0 {
-        return Err("--conns, --size, --threads and --window must be positive".into());
+    if conns == 0 || size == 0 || threads == 0 || window == 0 || depth == 0 {
+        return Err("--conns, --size, --threads, --window and --depth must be positive".into());
+    }
+    if mode == Mode::Pipelined && size < 2 {
+        return Err("--size must be at least 2 in pipelined mode (a byte and a newline)".into());
     }
     if !(duration > 0.0 && duration <= 3600.0) {
         return Err("--duration must be between 0 and 3600 seconds".into());
@@ -170,6 +188,7 @@ fn parse_args() -> Result<Args, String> {
         size,
         duration: Duration::from_secs_f64(duration),
         window,
+        depth,
         threads: threads.min(conns),
         timeout: Duration::from_secs_f64(timeout),
         server_pid,
@@ -303,13 +322,13 @@ fn run(a: &Args) -> Result<Report, String> {
         }
     };
     match a.mode {
-        Mode::Pingpong | Mode::Bulk => {
+        Mode::Pingpong | Mode::Bulk | Mode::Pipelined => {
             // Enough descriptors for the connections (some systems default to 1024).
             hold::raise_nofile(a.conns as u64 + 64)?;
-            let kind = if a.mode == Mode::Bulk {
-                streams::Kind::Bulk
-            } else {
-                streams::Kind::Pingpong
+            let kind = match a.mode {
+                Mode::Bulk => streams::Kind::Bulk,
+                Mode::Pipelined => streams::Kind::Pipelined,
+                _ => streams::Kind::Pingpong,
             };
             let cfg = streams::Config {
                 kind,
@@ -317,17 +336,32 @@ fn run(a: &Args) -> Result<Report, String> {
                 conns: a.conns,
                 size: a.size,
                 window: a.window,
+                depth: a.depth,
                 duration: a.duration,
                 timeout: a.timeout,
                 threads: a.threads,
             };
-            let o = streams::run(&cfg, || snapshot(&mut cpu_before))?;
+            let mut user_before = None;
+            let o = streams::run(&cfg, || {
+                snapshot(&mut cpu_before);
+                user_before = pid.and_then(|p| procstat::cpu_split_us(p).ok()).map(|s| s.0);
+            })?;
             let cpu_us = cpu_delta(cpu_before)?;
+            let user_us = match (pid, user_before) {
+                (Some(p), Some(b)) => procstat::cpu_split_us(p).ok().map(|s| s.0.saturating_sub(b)),
+                _ => None,
+            };
+            if let (Some(u), true) = (user_us, o.msgs > 0) {
+                r.put("server_user_us_per_msg", Val::Num(u as f64 / o.msgs as f64));
+            }
             let secs = o.elapsed.as_secs_f64();
             let (rate, mbs) = (o.msgs as f64 / secs, o.bytes as f64 / secs / 1e6);
             r.put("threads", Val::Int(a.threads as u64));
             if kind == streams::Kind::Bulk {
                 r.put("window", Val::Int(a.window as u64));
+            }
+            if kind == streams::Kind::Pipelined {
+                r.put("depth", Val::Int(a.depth as u64));
             }
             r.put("elapsed_s", Val::Num(secs));
             r.put("msgs", Val::Int(o.msgs));
@@ -340,19 +374,44 @@ fn run(a: &Args) -> Result<Report, String> {
                 a.addr,
                 a.conns,
                 a.size,
-                if kind == streams::Kind::Bulk {
-                    "chunks"
-                } else {
-                    "messages"
+                match kind {
+                    streams::Kind::Bulk => "chunks",
+                    streams::Kind::Pipelined => "line requests",
+                    streams::Kind::Pingpong => "messages",
                 },
                 a.threads,
                 secs
             ));
+            if kind != streams::Kind::Bulk && !o.per_conn.is_empty() {
+                // Fairness: the fewest and most messages one connection completed.
+                let min = o.per_conn.iter().copied().min().unwrap_or(0);
+                let max = o.per_conn.iter().copied().max().unwrap_or(0);
+                r.put("conn_msgs_min", Val::Int(min));
+                r.put("conn_msgs_max", Val::Int(max));
+                r.text.push(format!(
+                    "  per connection: {min} to {max} messages (fairness {:.3})",
+                    if max > 0 { min as f64 / max as f64 } else { f64::NAN }
+                ));
+            }
             if kind == streams::Kind::Pingpong {
                 r.text
                     .push(format!("  {} messages echoed: {rate:.0} msgs/s", o.msgs));
                 latency(&mut r, o.lat_ns, "round-trip");
                 cpu(&mut r, cpu_us, o.msgs, "message");
+            } else if kind == streams::Kind::Pipelined {
+                r.text.push(format!(
+                    "  {} requests answered ({} in flight per connection): {rate:.0} requests/s",
+                    o.msgs, a.depth
+                ));
+                latency(&mut r, o.lat_ns, "request");
+                cpu(&mut r, cpu_us, o.msgs, "request");
+                if let Some(c) = cpu_us.filter(|&c| c > 0) {
+                    let per_cpu_s = o.msgs as f64 / (c as f64 / 1e6);
+                    r.put("requests_per_cpu_s", Val::Num(per_cpu_s));
+                    r.text.push(format!(
+                        "  {per_cpu_s:.0} requests per server CPU second"
+                    ));
+                }
             } else {
                 r.text.push(format!(
                     "  {} bytes echoed: {mbs:.1} MB/s ({rate:.0} chunks/s, window {} bytes)",

@@ -63,6 +63,51 @@ pub fn verify(conn: u64, pos: u64, data: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
+/// Printable bytes (`!`..`~`) for line streams, one per position of the period.
+fn printable() -> &'static [u8] {
+    static TABLE: OnceLock<Vec<u8>> = OnceLock::new();
+    TABLE.get_or_init(|| table().iter().map(|&b| b'!' + b % 94).collect())
+}
+
+/// Appends `n` bytes of connection `conn`'s *line* stream from offset `pos` to `out`: lines
+/// of `size` bytes, each `size - 1` printable bytes and a `\n` (so every line differs by
+/// position and connection, and a server that answers each line with itself answers with
+/// exactly this stream).
+pub fn lines(conn: u64, pos: u64, n: usize, size: usize, out: &mut Vec<u8>) {
+    let t = printable();
+    let base = (conn % PERIOD) * STEP % PERIOD;
+    out.reserve(n);
+    for p in pos..pos + n as u64 {
+        if p % size as u64 == size as u64 - 1 {
+            out.push(b'\n');
+        } else {
+            out.push(t[((p % PERIOD + base) % PERIOD) as usize]);
+        }
+    }
+}
+
+/// Checks that `data` is what connection `conn`'s line stream holds at offset `pos`.
+pub fn verify_lines(
+    conn: u64,
+    pos: u64,
+    data: &[u8],
+    size: usize,
+    scratch: &mut Vec<u8>,
+) -> Result<(), String> {
+    scratch.clear();
+    lines(conn, pos, data.len(), size, scratch);
+    if scratch[..] != *data {
+        let i = scratch.iter().zip(data).position(|(a, b)| a != b).unwrap_or(0);
+        return Err(format!(
+            "connection {conn}: answered byte at stream offset {} is {:#04x}, expected {:#04x}",
+            pos + i as u64,
+            data[i],
+            scratch[i]
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -75,6 +120,21 @@ mod tests {
         // wraps around the period seamlessly
         let a = slice(0, PERIOD - 10, 20);
         assert_eq!(&a[10..], slice(0, 0, 10));
+    }
+
+    #[test]
+    fn line_streams_are_printable_lines() {
+        let mut a = Vec::new();
+        lines(3, 0, 96, 32, &mut a);
+        assert_eq!(a.iter().filter(|&&b| b == b'\n').count(), 3);
+        assert_eq!(a[31], b'\n');
+        assert!(a.iter().all(|&b| b == b'\n' || (b'!'..=b'~').contains(&b)));
+        let mut b = Vec::new();
+        lines(3, 40, 56, 32, &mut b);
+        assert_eq!(&a[40..], &b[..]);
+        let mut s = Vec::new();
+        assert!(verify_lines(3, 40, &b, 32, &mut s).is_ok());
+        assert!(verify_lines(4, 40, &b, 32, &mut s).is_err());
     }
 
     #[test]

@@ -16,6 +16,12 @@ fn clk_tck() -> u64 {
 
 /// The process's user + system CPU time so far (all threads), in microseconds.
 pub fn cpu_us(pid: u32) -> Result<u64, String> {
+    cpu_split_us(pid).map(|(user, system)| user + system)
+}
+
+/// The process's (user, system) CPU time so far (all threads), in microseconds: user time
+/// is what the server's own code costs, system time mostly the kernel's TCP work.
+pub fn cpu_split_us(pid: u32) -> Result<(u64, u64), String> {
     let s = read(pid, "stat")?;
     // The command name (field 2) may hold spaces and parentheses: fields resume after the last ')'.
     let rest = s
@@ -29,8 +35,8 @@ pub fn cpu_us(pid: u32) -> Result<u64, String> {
             .and_then(|v| v.parse().ok())
             .ok_or_else(|| format!("/proc/{pid}/stat: no field {i}"))
     };
-    let ticks = field(14)? + field(15)?;
-    Ok(ticks * 1_000_000 / clk_tck())
+    let tck = clk_tck();
+    Ok((field(14)? * 1_000_000 / tck, field(15)? * 1_000_000 / tck))
 }
 
 /// The process's resident set size, in KiB.

@@ -1,10 +1,12 @@
-//! `pingpong` and `bulk`: many long-lived connections driven by mio event loops.
+//! `pingpong`, `bulk` and `pipelined`: many long-lived connections driven by mio event
+//! loops.
 //!
 //! All connections are opened (blocking connect with a timeout) before the clock starts, then
 //! split round-robin over `threads` event loops. When the duration is up no new message (or
 //! chunk) is started, what is in flight is drained and checked, and each connection is checked
 //! for stray extra bytes before it is closed.
 
+use std::collections::VecDeque;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream as StdStream};
 use std::sync::Arc;
@@ -22,6 +24,9 @@ pub enum Kind {
     Pingpong,
     /// Stream `size`-byte chunks, at most `window` bytes sent but not yet echoed.
     Bulk,
+    /// Requests of `size`-byte lines, `depth` of them sent but not yet answered; the server
+    /// answers each line with that line.
+    Pipelined,
 }
 
 pub struct Config {
@@ -30,6 +35,8 @@ pub struct Config {
     pub conns: usize,
     pub size: usize,
     pub window: usize,
+    /// Pipelined: requests in flight per connection.
+    pub depth: usize,
     pub duration: Duration,
     pub timeout: Duration,
     pub threads: usize,
@@ -37,14 +44,19 @@ pub struct Config {
 
 #[derive(Default)]
 pub struct Outcome {
-    /// Messages (pingpong) completed; for bulk, whole chunks echoed (bytes / size).
+    /// Messages (pingpong) or requests (pipelined) completed; for bulk, whole chunks
+    /// echoed (bytes / size).
     pub msgs: u64,
     /// Bytes echoed back and verified.
     pub bytes: u64,
-    /// Pingpong round-trip latencies, in nanoseconds.
+    /// Pingpong round-trip latencies (pipelined: from a request's first byte sent to its
+    /// answer's last byte received), in nanoseconds.
     pub lat_ns: Vec<u32>,
     /// From the start of the load to the last echoed byte.
     pub elapsed: Duration,
+    /// Messages (requests) completed by each connection: how evenly the server served
+    /// them (a global stall delays every connection alike; unfair ordering does not).
+    pub per_conn: Vec<u64>,
 }
 
 /// Opens all connections; `before_start` runs just before the clock starts (CPU snapshot).
@@ -66,7 +78,11 @@ pub fn run(cfg: &Config, before_start: impl FnOnce()) -> Result<Outcome, String>
         .filter(|v| !v.is_empty())
         .map(|conns| {
             let failed = failed.clone();
-            let (kind, size, window, timeout) = (cfg.kind, cfg.size, cfg.window, cfg.timeout);
+            let (kind, size, timeout) = (cfg.kind, cfg.size, cfg.timeout);
+            let window = match kind {
+                Kind::Pipelined => cfg.depth * cfg.size,
+                _ => cfg.window,
+            };
             std::thread::spawn(move || {
                 let r = worker(kind, size, window, timeout, conns, deadline, &failed);
                 if r.is_err() {
@@ -85,6 +101,7 @@ pub fn run(cfg: &Config, before_start: impl FnOnce()) -> Result<Outcome, String>
                 out.msgs += o.msgs;
                 out.bytes += o.bytes;
                 out.lat_ns.extend(o.lat_ns);
+                out.per_conn.extend(o.per_conn);
                 end = end.max(t);
             }
             Ok(Err(e)) => {
@@ -112,8 +129,12 @@ struct Conn {
     /// Pingpong: stream offset where the current message ends.
     target: u64,
     msg_start: Instant,
+    /// Pipelined: when each request in flight was started, oldest first.
+    starts: VecDeque<Instant>,
     last_progress: Instant,
     active: bool,
+    /// Messages (requests) completed.
+    done: u64,
 }
 
 fn worker(
@@ -145,12 +166,15 @@ fn worker(
             recvd: 0,
             target: 0,
             msg_start: now,
+            starts: VecDeque::new(),
             last_progress: now,
             active: true,
+            done: 0,
         });
     }
     let mut out = Outcome::default();
     let mut buf = vec![0u8; MAX_CHUNK];
+    let mut scratch = Vec::new();
     let mut active = conns.len();
     let mut stopping = false;
     for c in conns.iter_mut() {
@@ -158,7 +182,7 @@ fn worker(
             c.target = size as u64;
             c.msg_start = Instant::now();
         }
-        send_some(kind, size, window, c)?;
+        send_some(kind, size, window, c, &mut scratch)?;
     }
     let hard_deadline = deadline + timeout * 4;
     let mut next_check = Instant::now() + Duration::from_millis(100);
@@ -170,7 +194,7 @@ fn worker(
         if !stopping && now >= deadline {
             stopping = true;
             for c in conns.iter_mut() {
-                if c.active && kind == Kind::Bulk && c.recvd == c.sent {
+                if c.active && kind != Kind::Pingpong && c.recvd == c.sent {
                     c.active = false;
                     active -= 1;
                 }
@@ -227,14 +251,29 @@ fn worker(
                                 c.sent
                             ));
                         }
-                        pattern::verify(c.id, c.recvd, &buf[..n])?;
+                        if kind == Kind::Pipelined {
+                            pattern::verify_lines(c.id, c.recvd, &buf[..n], size, &mut scratch)?;
+                        } else {
+                            pattern::verify(c.id, c.recvd, &buf[..n])?;
+                        }
+                        let answered = (c.recvd + n as u64) / size as u64 - c.recvd / size as u64;
                         c.recvd += n as u64;
                         out.bytes += n as u64;
                         c.last_progress = Instant::now();
+                        if kind == Kind::Pipelined {
+                            for _ in 0..answered {
+                                let started = c.starts.pop_front().unwrap_or(c.last_progress);
+                                let lat = c.last_progress - started;
+                                out.lat_ns.push(lat.as_nanos().min(u32::MAX as u128) as u32);
+                                out.msgs += 1;
+                                c.done += 1;
+                            }
+                        }
                         if kind == Kind::Pingpong && c.recvd == c.target {
                             let lat = c.last_progress - c.msg_start;
                             out.lat_ns.push(lat.as_nanos().min(u32::MAX as u128) as u32);
                             out.msgs += 1;
+                            c.done += 1;
                             if stopping {
                                 c.active = false;
                                 active -= 1;
@@ -261,14 +300,14 @@ fn worker(
             if !c.active {
                 continue;
             }
-            if kind == Kind::Bulk && stopping {
+            if kind != Kind::Pingpong && stopping {
                 if c.recvd == c.sent {
                     c.active = false;
                     active -= 1;
                 }
                 continue;
             }
-            send_some(kind, size, window, c)?;
+            send_some(kind, size, window, c, &mut scratch)?;
         }
     }
     // Nothing more may arrive: the server must not have echoed bytes nobody sent.
@@ -290,16 +329,25 @@ fn worker(
     if kind == Kind::Bulk {
         out.msgs = out.bytes / size as u64;
     }
+    out.per_conn = conns.iter().map(|c| c.done).collect();
     Ok(out)
 }
 
 /// Writes as much as the mode allows now; stops at `WouldBlock` or a short write (mio is
 /// edge-triggered: either way a WRITABLE event follows once there is room).
-fn send_some(kind: Kind, size: usize, window: usize, c: &mut Conn) -> Result<(), String> {
+fn send_some(
+    kind: Kind,
+    size: usize,
+    window: usize,
+    c: &mut Conn,
+    scratch: &mut Vec<u8>,
+) -> Result<(), String> {
     loop {
         let end = match kind {
             Kind::Pingpong => c.target,
             Kind::Bulk => c.recvd + window as u64,
+            // `window` is depth × size: whole requests past the last one answered.
+            Kind::Pipelined => c.recvd / size as u64 * size as u64 + window as u64,
         };
         if c.sent >= end {
             return Ok(());
@@ -308,9 +356,25 @@ fn send_some(kind: Kind, size: usize, window: usize, c: &mut Conn) -> Result<(),
         if kind == Kind::Bulk {
             n = n.min(size - (c.sent % size as u64) as usize);
         }
-        match c.stream.write(pattern::slice(c.id, c.sent, n)) {
+        let data = if kind == Kind::Pipelined {
+            scratch.clear();
+            pattern::lines(c.id, c.sent, n, size, scratch);
+            &scratch[..]
+        } else {
+            pattern::slice(c.id, c.sent, n)
+        };
+        match c.stream.write(data) {
             Ok(0) => return Err(format!("connection {}: write returned 0", c.id)),
             Ok(k) => {
+                if kind == Kind::Pipelined {
+                    // A request starts at every multiple of `size` written now.
+                    let first = c.sent.div_ceil(size as u64);
+                    let last = (c.sent + k as u64).div_ceil(size as u64);
+                    let now = Instant::now();
+                    for _ in first..last {
+                        c.starts.push_back(now);
+                    }
+                }
                 c.sent += k as u64;
                 c.last_progress = Instant::now();
                 if k < n {

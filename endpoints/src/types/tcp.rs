@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use torsion_reactor::{
     Address, BoxedClientFactory, BoxedFactory, ClientFactory, Deferred, Error,
-    ErrorKind as ReactorErrorKind, Factory, ListeningPort, Reactor, SharedFactory,
+    ErrorKind as ReactorErrorKind, Factory, Handoff, ListeningPort, Reactor, SharedFactory,
     TcpListenOptions, Transport,
 };
 
@@ -587,6 +587,24 @@ impl TcpServer {
             ipv6_only: self.ipv6only,
         };
         reactor.listen_tcp_with(addr, factory, &options)
+    }
+
+    /// Listens here and hands each connection to the least loaded of `targets` (see
+    /// [`Reactor::listen_tcp_balanced`]); `reuseport` is honoured as usual.
+    ///
+    /// Errors: those of [`Reactor::listen_tcp_balanced`].
+    pub fn listen_balanced(
+        &self,
+        reactor: &Reactor,
+        targets: &[Handoff],
+    ) -> Result<ListeningPort, Error> {
+        let addr = socket_addr(self.interface, self.port, self.scope.as_deref())?;
+        let options = TcpListenOptions {
+            backlog: self.backlog,
+            reuse_port: self.reuseport,
+            ipv6_only: self.ipv6only,
+        };
+        reactor.listen_tcp_balanced(addr, targets, &options)
     }
 }
 

@@ -95,18 +95,30 @@ impl Inner {
             return Err(Error::io("the reactor cannot wait for events", err));
         }
         for ev in events.iter() {
-            self.dispatch(ev.key, ev.readable, ev.writable);
+            self.dispatch(
+                ev.key,
+                Readiness {
+                    readable: ev.readable,
+                    writable: ev.writable,
+                    closed: ev.closed,
+                },
+            );
         }
         self.events.set(Some(events));
         for (key, wants) in self.registry.emulated_ready() {
-            self.dispatch(key, wants.read, wants.write);
+            let readiness = Readiness {
+                readable: wants.read,
+                writable: wants.write,
+                closed: false,
+            };
+            self.dispatch(key, readiness);
         }
         Ok(())
     }
 
-    fn dispatch(self: &Rc<Self>, key: usize, readable: bool, writable: bool) {
+    fn dispatch(self: &Rc<Self>, key: usize, readiness: Readiness) {
         if let Some(source) = self.registry.source_for_token(key) {
-            source.ready(self, Readiness { readable, writable });
+            source.ready(self, readiness);
         }
     }
 

@@ -8,7 +8,9 @@
 //! [`Source`] the loop hands readiness to, so the reactor keeps a watched object alive
 //! until its registration goes.
 //!
-//! Every registration is level-triggered. Interest changes are recorded and applied once,
+//! A registration is level-triggered unless its owner asks for edges
+//! ([`Registration::new_edge`]: stream connections, which read until the kernel has
+//! nothing more). Interest changes are recorded and applied once,
 //! just before the next wait, and only if they differ from what the kernel has: a write
 //! queue that fills and drains within one iteration costs no `epoll_ctl` at all. A
 //! registration that wants nothing is taken out of the poller altogether, because epoll
@@ -28,7 +30,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::rc::{Rc, Weak};
 use std::sync::Arc;
 
-use super::poller::Poller;
+use super::poller::{Poller, Trigger};
 use crate::event_loop::Inner;
 use crate::keyed::{Key, Keyed};
 
@@ -59,6 +61,8 @@ impl Interest {
 pub(crate) struct Readiness {
     pub(crate) readable: bool,
     pub(crate) writable: bool,
+    /// The peer closed or the socket failed (see `poller::Ready::closed`).
+    pub(crate) closed: bool,
 }
 
 /// How a source should wind down when the reactor stops.
@@ -83,6 +87,7 @@ struct Entry {
     dirty: bool,
     /// The poller refused the descriptor as always ready: readiness is emulated.
     emulated: bool,
+    trigger: Trigger,
     source: Rc<dyn Source>,
 }
 
@@ -144,11 +149,15 @@ impl Registry {
             let result = if have == Interest::NONE {
                 // SAFETY: an entry's descriptor is owned by its `Registration`, which
                 // removes the entry before the descriptor closes.
-                unsafe { self.poller.add(entry.fd, token, want.read, want.write) }
+                unsafe {
+                    self.poller
+                        .add(entry.fd, token, want.read, want.write, entry.trigger)
+                }
             } else if want == Interest::NONE {
                 self.poller.delete(entry.fd)
             } else {
-                self.poller.modify(entry.fd, token, want.read, want.write)
+                self.poller
+                    .modify(entry.fd, token, want.read, want.write, entry.trigger)
             };
             match result {
                 Ok(()) => entry.registered = want,
@@ -272,6 +281,31 @@ impl<T: AsRawFd> Registration<T> {
         source: Rc<dyn Source>,
         sharing: Sharing,
     ) -> Result<Registration<T>, (io::Error, T)> {
+        Registration::with_trigger(inner, io, interest, source, sharing, Trigger::Level)
+    }
+
+    /// Like [`new`](Registration::new), edge-triggered where the backend can: readiness is
+    /// reported when it begins, so the source must read until a short read or
+    /// `WouldBlock`, or come back to the descriptor on its own (a paused connection does
+    /// when it resumes). Readiness already there when the interest is (re)set is reported.
+    pub(crate) fn new_edge(
+        inner: &Rc<Inner>,
+        io: T,
+        interest: Interest,
+        source: Rc<dyn Source>,
+        sharing: Sharing,
+    ) -> Result<Registration<T>, (io::Error, T)> {
+        Registration::with_trigger(inner, io, interest, source, sharing, Trigger::Edge)
+    }
+
+    fn with_trigger(
+        inner: &Rc<Inner>,
+        io: T,
+        interest: Interest,
+        source: Rc<dyn Source>,
+        sharing: Sharing,
+        trigger: Trigger,
+    ) -> Result<Registration<T>, (io::Error, T)> {
         let registry = &inner.registry;
         let fd = io.as_raw_fd();
         let key = registry.entries.borrow_mut().insert(Entry {
@@ -280,6 +314,7 @@ impl<T: AsRawFd> Registration<T> {
             registered: interest,
             dirty: false,
             emulated: false,
+            trigger,
             source,
         });
         if interest != Interest::NONE {
@@ -288,7 +323,7 @@ impl<T: AsRawFd> Registration<T> {
             let added = unsafe {
                 registry
                     .poller
-                    .add(fd, key.to_usize(), interest.read, interest.write)
+                    .add(fd, key.to_usize(), interest.read, interest.write, trigger)
             };
             match added {
                 Ok(()) => {}

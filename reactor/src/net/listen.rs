@@ -30,6 +30,41 @@ pub(crate) trait Acceptor: AsRawFd + 'static {
     fn cleanup(&self) {}
 }
 
+/// Where a listener's accepted connections go: a factory on this reactor, or (a balanced
+/// listener) other reactors.
+pub(crate) trait Route<S> {
+    /// The listener starts accepting (from the loop).
+    fn started(&self);
+    /// The listener stopped (from the loop).
+    fn stopped(&self);
+    /// A connection was accepted.
+    fn accepted(&self, inner: &Rc<Inner>, stream: S, peer: Address, local: &Address);
+}
+
+impl<S: Stream> Route<S> for BoxedFactory {
+    fn started(&self) {
+        BoxedFactory::started(self)
+    }
+
+    fn stopped(&self) {
+        BoxedFactory::stopped(self)
+    }
+
+    fn accepted(&self, inner: &Rc<Inner>, stream: S, peer: Address, local: &Address) {
+        let Some(protocol) = self.build(&peer) else {
+            log::debug!("factory refused the connection from {peer}");
+            return; // dropping `stream` closes it
+        };
+        if let Err(err) = Conn::start(inner, stream, protocol, peer, local.clone(), None) {
+            report(Caught::new(
+                CaughtKind::IoError,
+                format!("accepting on {local}"),
+                err.to_string(),
+            ));
+        }
+    }
+}
+
 pub(crate) trait Port {
     fn local(&self) -> Address;
     fn stop(&self);
@@ -40,7 +75,7 @@ pub(crate) struct Listener<A: Acceptor> {
     me: Weak<Listener<A>>,
     /// `None` once stopped.
     socket: RefCell<Option<Registration<A>>>,
-    factory: BoxedFactory,
+    route: Rc<dyn Route<A::Stream>>,
     local: Address,
     backoff: RefCell<Option<DelayedCall>>,
     warned: Cell<bool>,
@@ -52,13 +87,13 @@ impl<A: Acceptor> Listener<A> {
     pub(crate) fn start(
         inner: &Rc<Inner>,
         socket: A,
-        factory: BoxedFactory,
+        route: Rc<dyn Route<A::Stream>>,
     ) -> Result<Rc<Listener<A>>, Error> {
         let local = socket.local();
         let listener = Rc::new_cyclic(|me| Listener {
             me: me.clone(),
             socket: RefCell::new(None),
-            factory,
+            route,
             local,
             backoff: RefCell::new(None),
             warned: Cell::new(false),
@@ -84,7 +119,7 @@ impl<A: Acceptor> Listener<A> {
         let me = Rc::clone(&listener);
         inner.reactor().call_soon(move || {
             if me.is_listening() {
-                me.factory.started();
+                me.route.started();
                 me.started.set(true);
                 me.set_interest(Interest::READ);
             }
@@ -99,21 +134,7 @@ impl<A: Acceptor> Listener<A> {
                 None => return,
             };
             match accepted {
-                Ok((stream, peer)) => {
-                    let Some(protocol) = self.factory.build(&peer) else {
-                        log::debug!("factory refused the connection from {peer}");
-                        continue; // dropping `stream` closes it
-                    };
-                    if let Err(err) =
-                        Conn::start(inner, stream, protocol, peer, self.local.clone(), None)
-                    {
-                        report(Caught::new(
-                            CaughtKind::IoError,
-                            format!("accepting on {}", self.local),
-                            err.to_string(),
-                        ));
-                    }
-                }
+                Ok((stream, peer)) => self.route.accepted(inner, stream, peer, &self.local),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if crate::io::sys::is_fd_exhaustion(&e) => {
@@ -187,12 +208,10 @@ impl<A: Acceptor> Port for Listener<A> {
         drop(socket);
         if self.started.replace(false) {
             // From the loop: stop_listening is user code's call.
-            let factory = self.factory.clone();
+            let route = Rc::clone(&self.route);
             match crate::event_loop::Reactor::current_if_alive() {
-                Some(reactor) if !reactor.is_closed() => {
-                    reactor.call_soon(move || factory.stopped())
-                }
-                _ => factory.stopped(),
+                Some(reactor) if !reactor.is_closed() => reactor.call_soon(move || route.stopped()),
+                _ => route.stopped(),
             }
         }
     }

@@ -6,7 +6,8 @@
 //! - [`factory`]: `Factory`, `factory_fn`, `BoxedFactory` (and the start/stop count).
 //! - [`transport`]: `Transport` and `TransportBackend`.
 //! - [`conn`]: one connection: socket, write queue, state machine, protocol.
-//! - [`listen`]: listening ports; [`client`]: connectors and client factories;
+//! - [`listen`]: listening ports; [`handoff`]: handing accepted connections to other
+//!   reactors (balanced multi-core serving); [`client`]: connectors and client factories;
 //!   [`reconnect`]: reconnecting clients.
 //! - [`tcp`], [`unix`]: the two socket families; [`pipe`]: pipes and standard I/O;
 //!   [`stream`]: what they have in common.
@@ -19,6 +20,7 @@ pub(crate) mod client;
 pub(crate) mod conn;
 pub(crate) mod datagram;
 pub(crate) mod factory;
+pub(crate) mod handoff;
 pub(crate) mod listen;
 pub(crate) mod pipe;
 pub(crate) mod protocol;

@@ -157,6 +157,7 @@ impl PipeStream {
                 watch_hangup: false,
                 sharing: Sharing::Shared,
                 drain_on_stop: options.drain_on_stop,
+                edge: false,
             },
         })
     }
@@ -173,6 +174,7 @@ impl PipeStream {
                 watch_hangup,
                 sharing: Sharing::Shared,
                 drain_on_stop: options.drain_on_stop,
+                edge: false,
             },
         })
     }
@@ -200,6 +202,7 @@ impl PipeStream {
                 watch_hangup,
                 sharing: Sharing::Shared,
                 drain_on_stop: options.drain_on_stop,
+                edge: false,
             },
         })
     }

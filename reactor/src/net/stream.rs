@@ -23,6 +23,10 @@ pub(crate) struct StreamKind {
     /// At a graceful stop, finish writing but keep reading to the end instead of closing
     /// at once (a child's pipes: its last output is read while it finishes).
     pub(crate) drain_on_stop: bool,
+    /// Register edge-triggered (see `net/conn`). Sockets only: a terminal in canonical mode
+    /// returns one line per read, so a short read there does not mean the kernel ran dry,
+    /// and a level registration keeps reporting what is left.
+    pub(crate) edge: bool,
 }
 
 impl StreamKind {
@@ -32,6 +36,7 @@ impl StreamKind {
         watch_hangup: false,
         sharing: Sharing::Exclusive,
         drain_on_stop: false,
+        edge: true,
     };
 }
 

@@ -3,6 +3,7 @@
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
+use std::rc::Rc;
 use std::time::Duration;
 
 use socket2::{Domain, SockAddr, Socket, Type};
@@ -11,7 +12,7 @@ use super::client::{
     BoxedClientFactory, ClientFactory, Connector, ConnectorImpl, DEFAULT_CONNECT_TIMEOUT, Dial,
 };
 use super::factory::{BoxedFactory, Factory};
-use super::listen::{Acceptor, Listener, ListeningPort};
+use super::listen::{Acceptor, Listener, ListeningPort, Route};
 use super::protocol::Address;
 use crate::error::Error;
 use crate::event_loop::Reactor;
@@ -192,13 +193,23 @@ impl Reactor {
         factory: F,
         options: &TcpListenOptions,
     ) -> Result<ListeningPort, Error> {
+        self.listen_tcp_route(addr, Rc::new(BoxedFactory::new(factory)), options)
+    }
+
+    /// Listens on `addr`, accepted connections going to `route`.
+    pub(crate) fn listen_tcp_route(
+        &self,
+        addr: SocketAddr,
+        route: Rc<dyn Route<TcpStream>>,
+        options: &TcpListenOptions,
+    ) -> Result<ListeningPort, Error> {
         let listener = bind_listener(addr, options)
             .map_err(|e| Error::io(format!("cannot listen on {addr}"), e))?;
         let local = listener
             .local_addr()
             .map_err(|e| Error::io(format!("cannot listen on {addr}"), e))?;
         let acceptor = TcpAcceptor { listener, local };
-        let listener = Listener::start(&self.inner_open()?, acceptor, BoxedFactory::new(factory))?;
+        let listener = Listener::start(&self.inner_open()?, acceptor, route)?;
         Ok(ListeningPort { port: listener })
     }
 
@@ -213,7 +224,11 @@ impl Reactor {
         listener.set_nonblocking(true).map_err(fail)?;
         let local = listener.local_addr().map_err(fail)?;
         let acceptor = TcpAcceptor { listener, local };
-        let listener = Listener::start(&self.inner_open()?, acceptor, BoxedFactory::new(factory))?;
+        let listener = Listener::start(
+            &self.inner_open()?,
+            acceptor,
+            Rc::new(BoxedFactory::new(factory)),
+        )?;
         Ok(ListeningPort { port: listener })
     }
 

@@ -6,6 +6,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::time::Duration;
 
 use socket2::{Domain, SockAddr, Socket, Type};
@@ -159,7 +160,11 @@ impl Reactor {
             remove_on_stop: options.remove_on_stop,
             lock_file: options.lock_file.clone(),
         };
-        let listener = Listener::start(&self.inner_open()?, acceptor, BoxedFactory::new(factory))?;
+        let listener = Listener::start(
+            &self.inner_open()?,
+            acceptor,
+            Rc::new(BoxedFactory::new(factory)),
+        )?;
         Ok(ListeningPort { port: listener })
     }
 
@@ -183,7 +188,11 @@ impl Reactor {
             remove_on_stop: false,
             lock_file: None,
         };
-        let listener = Listener::start(&self.inner_open()?, acceptor, BoxedFactory::new(factory))?;
+        let listener = Listener::start(
+            &self.inner_open()?,
+            acceptor,
+            Rc::new(BoxedFactory::new(factory)),
+        )?;
         Ok(ListeningPort { port: listener })
     }
 

@@ -22,6 +22,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
+use std::marker::PhantomData;
 use std::panic::Location;
 use std::pin::Pin;
 use std::rc::{Rc, Weak};
@@ -53,7 +54,8 @@ trait Cancel {
 
 /// Queues a fired Deferred on this thread's reactor (dropped if the thread is ending: no
 /// loop is left to run it).
-fn enqueue(item: Rc<dyn Run>) {
+fn enqueue<T, E>(node: NodeRc<T, E>) {
+    let item: Rc<dyn Run> = node;
     if let Some(reactor) = Reactor::current_if_alive() {
         reactor.inner.queues.push_deferred(item);
     }
@@ -61,16 +63,52 @@ fn enqueue(item: Rc<dyn Run>) {
 
 // ---------------------------------------------------------------------------------------
 // Shared state.
+//
+// A Deferred is one node: its state (`Shared`) plus what its kind carries. A plain node
+// (`new`, `succeed`) carries nothing; a chained node (`map`, `and_then`, ...) also carries
+// its step closure and the link its cancellation follows, in the same allocation, and is
+// itself the callback the upstream Deferred runs (`Step`). So a `map` costs one allocation.
 
 type Observer<T, E> = Box<dyn FnOnce(&Result<T, E>)>;
 type Taker<T, E> = Box<dyn FnOnce(Result<T, E>)>;
 type Canceller<T, E> = Box<dyn FnOnce(&Resolver<T, E>)>;
+
+/// What a chained Deferred's cancellation cancels: the Deferred it waits on (the upstream
+/// one, then, for `and_then`/`or_else`, the inner one).
+type Link = Cell<Option<Weak<dyn Cancel>>>;
 
 enum Callback<T, E> {
     /// Sees the result and leaves it for the next callback.
     Observe(Observer<T, E>),
     /// Takes the result (always the last callback: adding it consumed the Deferred).
     Take(Taker<T, E>),
+    /// Takes the result into the next Deferred of a chain (also the last callback).
+    Step(StepRef<T, E>),
+}
+
+/// A Deferred's callbacks in order: the first inline (most Deferreds have exactly one),
+/// the others in a queue.
+struct Callbacks<T, E> {
+    first: Option<Callback<T, E>>,
+    rest: VecDeque<Callback<T, E>>,
+}
+
+impl<T, E> Callbacks<T, E> {
+    fn push(&mut self, cb: Callback<T, E>) {
+        if self.first.is_none() && self.rest.is_empty() {
+            self.first = Some(cb);
+        } else {
+            self.rest.push_back(cb);
+        }
+    }
+
+    fn pop(&mut self) -> Option<Callback<T, E>> {
+        self.first.take().or_else(|| self.rest.pop_front())
+    }
+
+    fn is_empty(&self) -> bool {
+        self.first.is_none() && self.rest.is_empty()
+    }
 }
 
 struct State<T, E> {
@@ -85,7 +123,7 @@ struct State<T, E> {
     quiet: bool,
     /// In the run queue (or being run).
     queued: bool,
-    callbacks: VecDeque<Callback<T, E>>,
+    callbacks: Callbacks<T, E>,
     canceller: Option<Canceller<T, E>>,
     waker: Option<Waker>,
     resolvers: usize,
@@ -93,18 +131,54 @@ struct State<T, E> {
 
 /// Functions captured where `E: DeferredError` is known, so that `Drop` impls (which
 /// cannot have extra bounds) can use them.
-struct Ops<T, E> {
+struct Ops<E> {
     lost: fn(Error) -> E,
     describe: fn(&E) -> String,
-    erase: Erase<T, E>,
 }
-
-type Erase<T, E> = fn(Rc<Shared<T, E>>) -> Rc<dyn Run>;
 
 struct Shared<T, E> {
     state: RefCell<State<T, E>>,
     origin: &'static Location<'static>,
-    ops: Ops<T, E>,
+    ops: Ops<E>,
+}
+
+/// One Deferred: its state, and what its kind does on cancellation.
+trait Node<T, E>: Run + Cancel {
+    fn shared(&self) -> &Shared<T, E>;
+
+    /// Cancels what this Deferred waits on (a chained one: its link).
+    fn cancel_link(&self) {}
+}
+
+type NodeRc<T, E> = Rc<dyn Node<T, E>>;
+
+/// The callback a chained Deferred is for the Deferred before it.
+trait Step<T, E> {
+    /// Runs the step with the upstream result; the step fires this Deferred.
+    fn take(self: Rc<Self>, result: Result<T, E>);
+    /// The upstream went away without a result: like a dropped resolver.
+    fn abandon(self: Rc<Self>);
+}
+
+/// A chained Deferred held as its upstream's callback: it counts as one of the chained
+/// Deferred's resolvers, so dropping it unrun abandons that Deferred (as dropping a
+/// resolver would).
+struct StepRef<T, E>(Option<Rc<dyn Step<T, E>>>);
+
+impl<T, E> StepRef<T, E> {
+    fn take(mut self, result: Result<T, E>) {
+        if let Some(step) = self.0.take() {
+            step.take(result);
+        }
+    }
+}
+
+impl<T, E> Drop for StepRef<T, E> {
+    fn drop(&mut self) {
+        if let Some(step) = self.0.take() {
+            step.abandon();
+        }
+    }
 }
 
 fn report_callback_panic(origin: &Location<'_>, msg: String) {
@@ -119,10 +193,6 @@ fn describe<E: fmt::Debug>(e: &E) -> String {
     format!("{e:?}")
 }
 
-fn erase<T: 'static, E: 'static>(shared: Rc<Shared<T, E>>) -> Rc<dyn Run> {
-    shared
-}
-
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Fire {
     /// A user's `callback`/`errback`: firing twice is an error.
@@ -134,8 +204,12 @@ enum Fire {
 }
 
 impl<T: 'static, E: DeferredError> Shared<T, E> {
-    fn new(origin: &'static Location<'static>, result: Option<Result<T, E>>) -> Rc<Self> {
-        Rc::new(Shared {
+    fn new(
+        origin: &'static Location<'static>,
+        result: Option<Result<T, E>>,
+        resolvers: usize,
+    ) -> Self {
+        Shared {
             state: RefCell::new(State {
                 fired: result.is_some(),
                 result,
@@ -143,24 +217,151 @@ impl<T: 'static, E: DeferredError> Shared<T, E> {
                 cancelled: false,
                 quiet: false,
                 queued: false,
-                callbacks: VecDeque::new(),
+                callbacks: Callbacks {
+                    first: None,
+                    rest: VecDeque::new(),
+                },
                 canceller: None,
                 waker: None,
-                resolvers: 0,
+                resolvers,
             }),
             origin,
             ops: Ops {
                 lost: E::from,
                 describe: describe::<E>,
-                erase: erase::<T, E>,
             },
-        })
+        }
+    }
+}
+
+/// A Deferred made by `new`, `succeed`, ...: its state only.
+struct Plain<T, E>(Shared<T, E>);
+
+impl<T: 'static, E: 'static> Node<T, E> for Plain<T, E> {
+    fn shared(&self) -> &Shared<T, E> {
+        &self.0
+    }
+}
+
+impl<T: 'static, E: 'static> Run for Plain<T, E> {
+    fn run(self: Rc<Self>) {
+        let node: NodeRc<T, E> = self;
+        node.run_callbacks();
+    }
+}
+
+impl<T: 'static, E: 'static> Cancel for Plain<T, E> {
+    fn cancel_dyn(self: Rc<Self>) {
+        let node: NodeRc<T, E> = self;
+        node.cancel();
+    }
+}
+
+/// A Deferred made by a chaining method: its state, the step that fires it from the
+/// upstream result (run once), and what cancelling it cancels.
+struct Chained<T, E, U, E2, S> {
+    shared: Shared<U, E2>,
+    step: Cell<Option<S>>,
+    link: Link,
+    _upstream: PhantomData<fn(Result<T, E>)>,
+}
+
+impl<T, E, U, E2, S> Node<U, E2> for Chained<T, E, U, E2, S>
+where
+    T: 'static,
+    E: 'static,
+    U: 'static,
+    E2: 'static,
+    S: FnOnce(Result<T, E>, Resolver<U, E2>, &Link) + 'static,
+{
+    fn shared(&self) -> &Shared<U, E2> {
+        &self.shared
+    }
+
+    fn cancel_link(&self) {
+        if let Some(target) = self.link.take().and_then(|w| w.upgrade()) {
+            target.cancel_dyn();
+        }
+    }
+}
+
+impl<T, E, U, E2, S> Run for Chained<T, E, U, E2, S>
+where
+    T: 'static,
+    E: 'static,
+    U: 'static,
+    E2: 'static,
+    S: FnOnce(Result<T, E>, Resolver<U, E2>, &Link) + 'static,
+{
+    fn run(self: Rc<Self>) {
+        let node: NodeRc<U, E2> = self;
+        node.run_callbacks();
+    }
+}
+
+impl<T, E, U, E2, S> Cancel for Chained<T, E, U, E2, S>
+where
+    T: 'static,
+    E: 'static,
+    U: 'static,
+    E2: 'static,
+    S: FnOnce(Result<T, E>, Resolver<U, E2>, &Link) + 'static,
+{
+    fn cancel_dyn(self: Rc<Self>) {
+        let node: NodeRc<U, E2> = self;
+        node.cancel();
+    }
+}
+
+impl<T, E, U, E2, S> Step<T, E> for Chained<T, E, U, E2, S>
+where
+    T: 'static,
+    E: 'static,
+    U: 'static,
+    E2: 'static,
+    S: FnOnce(Result<T, E>, Resolver<U, E2>, &Link) + 'static,
+{
+    fn take(self: Rc<Self>, result: Result<T, E>) {
+        let step = self.step.take();
+        // The upstream's callback held this Deferred's resolver count: it passes to the
+        // resolver handed to the step.
+        let node: NodeRc<U, E2> = self.clone();
+        let resolver = Resolver { shared: node };
+        match step {
+            Some(step) => step(result, resolver, &self.link),
+            None => drop((result, resolver)),
+        }
+    }
+
+    fn abandon(self: Rc<Self>) {
+        let step = self.step.take();
+        drop(step);
+        let node: NodeRc<U, E2> = self;
+        drop(Resolver { shared: node });
     }
 }
 
 impl<T, E> Shared<T, E> {
+    fn is_fired(&self) -> bool {
+        self.state.borrow().fired
+    }
+}
+
+impl<T, E> dyn Node<T, E> {
+    fn state(&self) -> &RefCell<State<T, E>> {
+        &self.shared().state
+    }
+
+    fn origin(&self) -> &'static Location<'static> {
+        self.shared().origin
+    }
+
+    fn is_fired(&self) -> bool {
+        self.shared().is_fired()
+    }
+
     fn fire(self: &Rc<Self>, result: Result<T, E>, how: Fire) -> Result<(), Error> {
-        let mut st = self.state.borrow_mut();
+        let mut st = self.state().borrow_mut();
         if st.fired {
             let cancelled = st.cancelled;
             drop(st);
@@ -172,7 +373,7 @@ impl<T, E> Shared<T, E> {
                     ErrorKind::AlreadyFired,
                     format!(
                         "the Deferred created at {} was already fired; a Deferred fires once",
-                        self.origin
+                        self.origin()
                     ),
                 ))
             };
@@ -196,7 +397,7 @@ impl<T, E> Shared<T, E> {
         drop(st);
         drop(canceller);
         if run {
-            enqueue((self.ops.erase)(Rc::clone(self)));
+            enqueue(Rc::clone(self));
         }
         if let Some(waker) = wake {
             waker.wake();
@@ -205,21 +406,21 @@ impl<T, E> Shared<T, E> {
     }
 
     fn push(self: &Rc<Self>, cb: Callback<T, E>) {
-        let mut st = self.state.borrow_mut();
-        st.callbacks.push_back(cb);
+        let mut st = self.state().borrow_mut();
+        st.callbacks.push(cb);
         let run = st.fired && !st.queued;
         if run {
             st.queued = true;
         }
         drop(st);
         if run {
-            enqueue((self.ops.erase)(Rc::clone(self)));
+            enqueue(Rc::clone(self));
         }
     }
 
     fn cancel(self: &Rc<Self>) {
         let canceller = {
-            let mut st = self.state.borrow_mut();
+            let mut st = self.state().borrow_mut();
             if st.fired {
                 return;
             }
@@ -231,37 +432,34 @@ impl<T, E> Shared<T, E> {
         if let Some(canceller) = canceller {
             let r = &resolver;
             callback::contain(
-                &format!("the canceller of the Deferred created at {}", self.origin),
+                &format!("the canceller of the Deferred created at {}", self.origin()),
                 None,
                 move || canceller(r),
             );
         }
+        self.cancel_link();
         let still_pending = {
-            let mut st = self.state.borrow_mut();
+            let mut st = self.state().borrow_mut();
             st.cancelled = true;
             !st.fired
         };
         if still_pending {
-            let err = (self.ops.lost)(Error::new(
+            let err = (self.shared().ops.lost)(Error::new(
                 ErrorKind::Cancelled,
-                format!("the Deferred created at {} was cancelled", self.origin),
+                format!("the Deferred created at {} was cancelled", self.origin()),
             ));
             let _ = self.fire(Err(err), Fire::Quiet);
-            self.state.borrow_mut().quiet = true;
+            self.state().borrow_mut().quiet = true;
         }
         drop(resolver);
     }
 
-    fn is_fired(&self) -> bool {
-        self.state.borrow().fired
-    }
-}
-
-impl<T, E> Run for Shared<T, E> {
-    fn run(self: Rc<Self>) {
+    /// Runs the callbacks, in order (the Deferred's turn in the run queue).
+    fn run_callbacks(self: &Rc<Self>) {
+        let origin = self.origin();
         loop {
-            let mut st = self.state.borrow_mut();
-            let Some(cb) = st.callbacks.pop_front() else {
+            let mut st = self.state().borrow_mut();
+            let Some(cb) = st.callbacks.pop() else {
                 st.queued = false;
                 let waker = st.waker.take();
                 drop(st);
@@ -280,9 +478,9 @@ impl<T, E> Run for Shared<T, E> {
                     drop(st);
                     let seen = &result;
                     if let Err(msg) = guard(move || f(seen)) {
-                        report_callback_panic(self.origin, msg);
+                        report_callback_panic(origin, msg);
                     }
-                    self.state.borrow_mut().result = Some(result);
+                    self.state().borrow_mut().result = Some(result);
                 }
                 Callback::Take(f) => {
                     let result = st.result.take();
@@ -291,20 +489,27 @@ impl<T, E> Run for Shared<T, E> {
                     match result {
                         Some(result) => {
                             if let Err(msg) = guard(move || f(result)) {
-                                report_callback_panic(self.origin, msg);
+                                report_callback_panic(origin, msg);
                             }
                         }
                         None => drop(f),
                     }
                 }
+                Callback::Step(step) => {
+                    let result = st.result.take();
+                    st.consumed = true;
+                    drop(st);
+                    match result {
+                        Some(result) => {
+                            if let Err(msg) = guard(move || step.take(result)) {
+                                report_callback_panic(origin, msg);
+                            }
+                        }
+                        None => drop(step),
+                    }
+                }
             }
         }
-    }
-}
-
-impl<T, E> Cancel for Shared<T, E> {
-    fn cancel_dyn(self: Rc<Self>) {
-        self.cancel();
     }
 }
 
@@ -405,7 +610,7 @@ impl<T, E> Drop for Shared<T, E> {
 /// [`inspect`]: Deferred::inspect
 /// [`finally`]: Deferred::finally
 pub struct Deferred<T, E = Error> {
-    shared: Rc<Shared<T, E>>,
+    shared: NodeRc<T, E>,
 }
 
 /// The firing side of a [`Deferred`]: `callback(v)`, `errback(e)` or `resolve(result)`,
@@ -414,12 +619,12 @@ pub struct Deferred<T, E = Error> {
 /// If every resolver of a Deferred is dropped before it fired, the Deferred fails with
 /// [`ErrorKind::Abandoned`]: a result that can never come is an error, not a silent hang.
 pub struct Resolver<T, E = Error> {
-    shared: Rc<Shared<T, E>>,
+    shared: NodeRc<T, E>,
 }
 
 impl<T, E> Resolver<T, E> {
-    fn from_shared(shared: Rc<Shared<T, E>>) -> Self {
-        shared.state.borrow_mut().resolvers += 1;
+    fn from_shared(shared: NodeRc<T, E>) -> Self {
+        shared.state().borrow_mut().resolvers += 1;
         Resolver { shared }
     }
 
@@ -454,7 +659,7 @@ impl<T, E> Resolver<T, E> {
 
     /// Whether the Deferred was cancelled: a producer may stop working on it.
     pub fn is_cancelled(&self) -> bool {
-        self.shared.state.borrow().cancelled
+        self.shared.state().borrow().cancelled
     }
 }
 
@@ -467,16 +672,16 @@ impl<T, E> Clone for Resolver<T, E> {
 impl<T, E> Drop for Resolver<T, E> {
     fn drop(&mut self) {
         let abandoned = {
-            let mut st = self.shared.state.borrow_mut();
+            let mut st = self.shared.state().borrow_mut();
             st.resolvers -= 1;
             st.resolvers == 0 && !st.fired
         };
         if abandoned {
-            let err = (self.shared.ops.lost)(Error::new(
+            let err = (self.shared.shared().ops.lost)(Error::new(
                 ErrorKind::Abandoned,
                 format!(
                     "the Deferred created at {} will never fire: its every resolver was dropped",
-                    self.shared.origin
+                    self.shared.origin()
                 ),
             ));
             let _ = self.shared.fire(Err(err), Fire::Abandoned);
@@ -487,7 +692,7 @@ impl<T, E> Drop for Resolver<T, E> {
 impl<T, E> fmt::Debug for Resolver<T, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Resolver")
-            .field("origin", &self.shared.origin)
+            .field("origin", &self.shared.origin())
             .field("fired", &self.is_fired())
             .finish()
     }
@@ -496,7 +701,7 @@ impl<T, E> fmt::Debug for Resolver<T, E> {
 impl<T, E> fmt::Debug for Deferred<T, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Deferred")
-            .field("origin", &self.shared.origin)
+            .field("origin", &self.shared.origin())
             .field("fired", &self.is_fired())
             .finish()
     }
@@ -517,7 +722,7 @@ impl<T, E> Deferred<T, E> {
 
     /// Where the Deferred was created (named in unhandled-error reports).
     pub fn origin(&self) -> &'static Location<'static> {
-        self.shared.origin
+        self.shared.origin()
     }
 
     /// Cancels the Deferred: runs the canceller supplied by its creator (see
@@ -541,7 +746,7 @@ impl<T: 'static, E: DeferredError> Deferred<T, E> {
     }
 
     pub(crate) fn new_at(origin: &'static Location<'static>) -> (Deferred<T, E>, Resolver<T, E>) {
-        let shared = Shared::new(origin, None);
+        let shared: NodeRc<T, E> = Rc::new(Plain(Shared::new(origin, None, 0)));
         let resolver = Resolver::from_shared(Rc::clone(&shared));
         (Deferred { shared }, resolver)
     }
@@ -576,7 +781,7 @@ impl<T: 'static, E: DeferredError> Deferred<T, E> {
     {
         let old = self
             .shared
-            .state
+            .state()
             .borrow_mut()
             .canceller
             .replace(Box::new(canceller));
@@ -599,12 +804,12 @@ impl<T: 'static, E: DeferredError> Deferred<T, E> {
     #[track_caller]
     pub fn resolved(result: Result<T, E>) -> Deferred<T, E> {
         Deferred {
-            shared: Shared::new(Location::caller(), Some(result)),
+            shared: Rc::new(Plain(Shared::new(Location::caller(), Some(result), 0))),
         }
     }
 
     fn weak(&self) -> Weak<dyn Cancel> {
-        let weak: Weak<Shared<T, E>> = Rc::downgrade(&self.shared);
+        let weak: Weak<dyn Node<T, E>> = Rc::downgrade(&self.shared);
         weak
     }
 
@@ -631,12 +836,17 @@ impl<T: 'static, E: DeferredError> Deferred<T, E> {
         E2: DeferredError,
         S: FnOnce(Result<T, E>, Resolver<U, E2>, &Link) + 'static,
     {
-        let (next, resolver) = Deferred::<U, E2>::new_at(origin);
-        let link: Link = Rc::new(Cell::new(Some(self.weak())));
-        let l = Rc::clone(&link);
-        next.set_canceller(move |_| cancel_link(&l));
-        self.push_take(move |result| step(result, resolver, &link));
-        next
+        // One allocation: the next Deferred, its step and its link. The upstream's
+        // callback is that same node, counted as one of its resolvers.
+        let node = Rc::new(Chained {
+            shared: Shared::<U, E2>::new(origin, None, 1),
+            step: Cell::new(Some(step)),
+            link: Cell::new(Some(self.weak())),
+            _upstream: PhantomData,
+        });
+        let as_step: Rc<dyn Step<T, E>> = node.clone();
+        self.shared.push(Callback::Step(StepRef(Some(as_step))));
+        Deferred { shared: node }
     }
 
     /// Transforms the value; an error passes through unchanged.
@@ -869,21 +1079,13 @@ impl<T: 'static, E: DeferredError> Deferred<T, E> {
 impl<T, E> Drop for Deferred<T, E> {
     fn drop(&mut self) {
         let awaited = {
-            let st = self.shared.state.borrow();
+            let st = self.shared.state().borrow();
             st.waker.is_some() && !st.fired
         };
         if awaited {
-            self.shared.state.borrow_mut().waker = None;
+            self.shared.state().borrow_mut().waker = None;
             self.shared.cancel();
         }
-    }
-}
-
-type Link = Rc<Cell<Option<Weak<dyn Cancel>>>>;
-
-fn cancel_link(link: &Link) {
-    if let Some(target) = link.take().and_then(|w| w.upgrade()) {
-        target.cancel_dyn();
     }
 }
 
@@ -895,7 +1097,7 @@ impl<T, E> Future for Deferred<T, E> {
     type Output = Result<T, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut st = self.shared.state.borrow_mut();
+        let mut st = self.shared.state().borrow_mut();
         if st.fired && !st.queued && st.callbacks.is_empty() {
             if let Some(result) = st.result.take() {
                 st.consumed = true;

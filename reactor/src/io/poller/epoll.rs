@@ -8,7 +8,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use super::Ready;
+use super::{Ready, Trigger};
 
 /// The key of the poller's own wake-up; registration tokens never take this value.
 const NOTIFY_KEY: usize = usize::MAX;
@@ -43,11 +43,13 @@ impl Events {
             .map(|e| {
                 let bits = e.events as libc::c_int;
                 let failed = bits & (libc::EPOLLHUP | libc::EPOLLERR) != 0;
+                let closed = failed || bits & libc::EPOLLRDHUP != 0;
                 Ready {
                     key: e.u64 as usize,
                     readable: failed
                         || bits & (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLPRI) != 0,
                     writable: failed || bits & libc::EPOLLOUT != 0,
+                    closed,
                 }
             })
     }
@@ -59,10 +61,19 @@ pub(super) struct Poller {
     notified: AtomicBool,
 }
 
-fn interest(read: bool, write: bool) -> u32 {
-    let mut bits = 0;
+fn interest(read: bool, write: bool, trigger: Trigger) -> u32 {
+    let mut bits = if trigger == Trigger::Edge {
+        libc::EPOLLET
+    } else {
+        0
+    };
     if read {
         bits |= libc::EPOLLIN;
+        if trigger == Trigger::Edge {
+            // A half-close that arrived with the last data is a flag on that same edge:
+            // it tells the owner to read on to the end of file.
+            bits |= libc::EPOLLRDHUP;
+        }
     }
     if write {
         bits |= libc::EPOLLOUT;
@@ -110,9 +121,10 @@ impl Poller {
         key: usize,
         read: bool,
         write: bool,
+        trigger: Trigger,
     ) -> io::Result<()> {
         let mut ev = libc::epoll_event {
-            events: interest(read, write),
+            events: interest(read, write, trigger),
             u64: key as u64,
         };
         // SAFETY: `self.epoll` is open; `fd` is open (the caller's contract); `ev` is valid.
@@ -127,16 +139,24 @@ impl Poller {
         key: usize,
         read: bool,
         write: bool,
+        trigger: Trigger,
     ) -> io::Result<()> {
-        self.ctl(libc::EPOLL_CTL_ADD, fd, key, read, write)
+        self.ctl(libc::EPOLL_CTL_ADD, fd, key, read, write, trigger)
     }
 
-    pub(super) fn modify(&self, fd: RawFd, key: usize, read: bool, write: bool) -> io::Result<()> {
-        self.ctl(libc::EPOLL_CTL_MOD, fd, key, read, write)
+    pub(super) fn modify(
+        &self,
+        fd: RawFd,
+        key: usize,
+        read: bool,
+        write: bool,
+        trigger: Trigger,
+    ) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_MOD, fd, key, read, write, trigger)
     }
 
     pub(super) fn delete(&self, fd: RawFd) -> io::Result<()> {
-        self.ctl(libc::EPOLL_CTL_DEL, fd, 0, false, false)
+        self.ctl(libc::EPOLL_CTL_DEL, fd, 0, false, false, Trigger::Level)
     }
 
     pub(super) fn wait(&self, events: &mut Events, timeout: Option<Duration>) -> io::Result<()> {

@@ -2,7 +2,9 @@
 //! system call per wait), the `polling` crate everywhere else (and on Linux with the
 //! `portable-poller` feature, so both are tested).
 //!
-//! Every registration is level-triggered; a key is the registration's token.
+//! A registration is level-triggered, or edge-triggered where the backend supports it and
+//! its owner asks (stream connections do: see `net/conn`); a key is the registration's
+//! token.
 
 use std::io;
 use std::os::fd::RawFd;
@@ -24,6 +26,9 @@ pub(crate) struct Ready {
     pub(crate) key: usize,
     pub(crate) readable: bool,
     pub(crate) writable: bool,
+    /// The peer closed (its side or both) or the socket failed: reading will reach the
+    /// end, so an edge-triggered owner reads on past a short read.
+    pub(crate) closed: bool,
 }
 
 /// A reusable buffer of readiness reports.
@@ -39,8 +44,18 @@ impl Events {
     }
 }
 
-/// The poller: level-triggered registrations keyed by token, a wait, and a thread-safe
-/// wake-up.
+/// How a registration reports readiness.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Trigger {
+    /// As long as the descriptor is ready (every wait reports it again).
+    Level,
+    /// When it becomes ready: the owner reads until the kernel has nothing more (a short
+    /// read or `WouldBlock`) or comes back to it on its own. Level where the backend has no
+    /// edge mode.
+    Edge,
+}
+
+/// The poller: registrations keyed by token, a wait, and a thread-safe wake-up.
 pub(crate) struct Poller(backend::Poller);
 
 impl Poller {
@@ -59,14 +74,22 @@ impl Poller {
         key: usize,
         read: bool,
         write: bool,
+        trigger: Trigger,
     ) -> io::Result<()> {
         // SAFETY: passed on from the caller.
-        unsafe { self.0.add(fd, key, read, write) }
+        unsafe { self.0.add(fd, key, read, write, trigger) }
     }
 
     /// Changes what `fd` is watched for.
-    pub(crate) fn modify(&self, fd: RawFd, key: usize, read: bool, write: bool) -> io::Result<()> {
-        self.0.modify(fd, key, read, write)
+    pub(crate) fn modify(
+        &self,
+        fd: RawFd,
+        key: usize,
+        read: bool,
+        write: bool,
+        trigger: Trigger,
+    ) -> io::Result<()> {
+        self.0.modify(fd, key, read, write, trigger)
     }
 
     /// Stops watching `fd` (which must still be open).

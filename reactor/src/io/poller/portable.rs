@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use polling::{Event, PollMode};
 
-use super::Ready;
+use super::{Ready, Trigger};
 
 pub(super) const FORGETS_ON_CLOSE: bool = false;
 
@@ -26,6 +26,7 @@ impl Events {
             key: e.key,
             readable: e.readable,
             writable: e.writable,
+            closed: e.is_interrupt(),
         })
     }
 }
@@ -45,20 +46,38 @@ impl Poller {
         key: usize,
         read: bool,
         write: bool,
+        trigger: Trigger,
     ) -> io::Result<()> {
+        let mode = self.mode(trigger);
         // SAFETY: the caller keeps `fd` open until `delete`.
         unsafe {
             let fd = BorrowedFd::borrow_raw(fd);
             self.0
-                .add_with_mode(&fd, Event::new(key, read, write), PollMode::Level)
+                .add_with_mode(&fd, Event::new(key, read, write), mode)
         }
     }
 
-    pub(super) fn modify(&self, fd: RawFd, key: usize, read: bool, write: bool) -> io::Result<()> {
+    pub(super) fn modify(
+        &self,
+        fd: RawFd,
+        key: usize,
+        read: bool,
+        write: bool,
+        trigger: Trigger,
+    ) -> io::Result<()> {
+        let mode = self.mode(trigger);
         // SAFETY: a registered fd is open until deleted.
         let fd = unsafe { BorrowedFd::borrow_raw(fd) };
         self.0
-            .modify_with_mode(fd, Event::new(key, read, write), PollMode::Level)
+            .modify_with_mode(fd, Event::new(key, read, write), mode)
+    }
+
+    /// Always level: `polling` does not report a half-close (`EPOLLRDHUP`) on its
+    /// own, which an edge-triggered owner needs to read on to the end of file after a
+    /// short read. An owner that asked for edges works the same with levels.
+    fn mode(&self, trigger: Trigger) -> PollMode {
+        let _ = trigger;
+        PollMode::Level
     }
 
     pub(super) fn delete(&self, fd: RawFd) -> io::Result<()> {

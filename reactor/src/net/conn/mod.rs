@@ -15,6 +15,15 @@
 //! [`Ends`]) and a stream that reads one descriptor and writes another (standard input and
 //! output): the writing descriptor then has a registration of its own, whose events are
 //! the writing side's (`WriteEvents`).
+//!
+//! A socket is registered edge-triggered (as mio and tokio register theirs): the kernel
+//! reports a connection when data arrives, in the order it arrives, so the loop serves
+//! connections first come, first served. (Level-triggered, epoll re-queues each reported
+//! connection ahead of those that became ready after it, which let recently served
+//! connections overtake waiting ones and lengthened the latency tail.) So a read event is
+//! consumed until a short read, `WouldBlock` or the end of file; a connection that stops
+//! earlier (its reading paused, or its read budget spent) comes back to its socket by
+//! itself: at once on the next iteration for the budget, on `resume_reading` for a pause.
 
 mod queue;
 mod state;
@@ -82,6 +91,14 @@ pub(crate) struct Conn<S: Stream> {
     /// Set by `set_protocol` during a callback: takes over when the callback returns.
     replacement: Cell<Option<Box<dyn Protocol>>>,
     in_callback: Cell<bool>,
+    /// Edge-triggered: the socket may hold bytes no event will announce again (reading
+    /// stopped before the kernel ran dry); read them when reading may go on.
+    unread: Cell<bool>,
+    /// A read is queued for the next iteration.
+    read_queued: Cell<bool>,
+    /// An event said the peer closed: every read goes on to the end of file (that event
+    /// will not come again).
+    peer_closed: Cell<bool>,
     peer: Address,
     local: Address,
     /// Run after `connection_lost` (a client connector's `client_connection_lost`).
@@ -208,6 +225,9 @@ impl<S: Stream> Conn<S> {
             protocol: Cell::new(Some(protocol)),
             replacement: Cell::new(None),
             in_callback: Cell::new(false),
+            unread: Cell::new(false),
+            read_queued: Cell::new(false),
+            peer_closed: Cell::new(false),
             peer,
             local,
             on_lost: Cell::new(on_lost),
@@ -221,7 +241,12 @@ impl<S: Stream> Conn<S> {
                     .map_err(|(e, _)| watch_error(e))?;
             *conn.write_io.borrow_mut() = Some(registration);
         }
-        match Registration::new(inner, io, Interest::NONE, conn.clone(), kind.sharing) {
+        let registered = if kind.edge {
+            Registration::new_edge(inner, io, Interest::NONE, conn.clone(), kind.sharing)
+        } else {
+            Registration::new(inner, io, Interest::NONE, conn.clone(), kind.sharing)
+        };
+        match registered {
             Ok(registration) => *conn.io.borrow_mut() = Some(registration),
             Err((e, io)) => {
                 // The writing descriptor's registration goes before the stream closes it.
@@ -401,15 +426,26 @@ impl<S: Stream> Conn<S> {
         }
     }
 
-    fn on_readable(self: &Rc<Self>, inner: &Rc<Inner>) {
+    /// Reads what the descriptor holds (see the module documentation: a socket's
+    /// registration is edge-triggered). `peer_closed`: the event said the peer closed, so a
+    /// short read is not the end of what there is to read (the end of file is still to come).
+    fn on_readable(self: &Rc<Self>, inner: &Rc<Inner>, peer_closed: bool) {
         if !self.core.borrow().state.has_read_side() {
             // A write end is watched for readability only to see its reader go away.
             return self.on_hangup();
         }
+        self.unread.set(false);
+        if peer_closed {
+            self.peer_closed.set(true);
+        }
+        let to_the_end = self.peer_closed.get();
         // No loop runs inside a callback, so the shared buffer is never in use here.
         let mut buf = inner.read_buf.borrow_mut();
-        for _ in 0..READS_PER_EVENT {
+        let mut full_reads = 0;
+        loop {
             if !self.core.borrow().state.is_reading() {
+                // Paused (or closing): the rest waits for `resume_reading`.
+                self.unread.set(true);
                 break;
             }
             let result = match &*self.io.borrow() {
@@ -423,8 +459,18 @@ impl<S: Stream> Conn<S> {
                 }
                 Ok(n) => {
                     self.call("data_received", |p, t| p.data_received(t, &buf[..n]));
-                    if n < buf.len() {
+                    if n < buf.len() && !to_the_end {
+                        // The kernel had no more: what arrives later is a new event.
                         break;
+                    }
+                    full_reads += 1;
+                    if full_reads == READS_PER_EVENT {
+                        // Budget spent: let the other connections go first, and come back
+                        // next iteration (no event will say the socket still has bytes).
+                        self.unread.set(true);
+                        drop(buf);
+                        self.queue_read();
+                        return;
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -446,6 +492,23 @@ impl<S: Stream> Conn<S> {
             core.state.hung_up(queued)
         };
         self.apply(actions);
+    }
+
+    /// Reads again on the next iteration (from the loop, as every callback starts).
+    fn queue_read(self: &Rc<Self>) {
+        if self.read_queued.replace(true) {
+            return;
+        }
+        let me = Rc::clone(self);
+        self.soon(move || {
+            me.read_queued.set(false);
+            if !me.unread.get() {
+                return;
+            }
+            if let Some(inner) = me.reactor.upgrade() {
+                me.on_readable(&inner, false);
+            }
+        });
     }
 
     fn on_eof(self: &Rc<Self>) {
@@ -648,7 +711,17 @@ impl<S: Stream> Source for Conn<S> {
             self.flush();
         }
         if readiness.readable {
-            self.on_readable(inner);
+            if self.read_queued.get() {
+                // A read is already queued for the next iteration (the read budget was
+                // spent): it takes this too, so a fast peer gets one budget per
+                // iteration, as the others do.
+                if readiness.closed {
+                    self.peer_closed.set(true);
+                }
+                self.unread.set(true);
+            } else {
+                self.on_readable(inner, readiness.closed);
+            }
         }
     }
 
@@ -754,6 +827,9 @@ impl<S: Stream> TransportBackend for Conn<S> {
         self.with_me(|me| {
             let actions = me.core.borrow_mut().state.resume_reading();
             me.apply(actions);
+            if me.unread.get() && me.core.borrow().state.is_reading() {
+                me.queue_read();
+            }
         });
     }
 
