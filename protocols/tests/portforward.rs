@@ -514,8 +514,8 @@ fn a_client_that_resets_while_upstream_connects_gets_upstream_closed() {
         .expect("the proxy starts connecting upstream");
     reset_tx.send(()).expect("the client waits");
     run_until_done(&r, "client reset", vec![c]);
-    // The client's reading is paused until upstream is there, so the reset is seen then
-    // (epoll reports nothing for a connection that asks for nothing, in any reactor).
+    // The client's reading is paused until upstream is there, so its reset is seen only
+    // then, when the proxy reads it.
     let (up_addr, up) = upstream(|s| read_all(&s));
     let (side, resolver) = pending.borrow_mut().remove(0);
     let client_side = side.client().clone();
