@@ -9,7 +9,7 @@ use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Server, example};
+use common::{Server, example, rss_kib};
 
 const LONG: Duration = Duration::from_secs(30);
 const LOCAL: &str = "tcp:port=0:interface=127.0.0.1";
@@ -45,15 +45,6 @@ fn stops_cleanly_on_sigterm(mut server: Server) {
     server.signal(libc::SIGTERM);
     let status = server.wait_exit(LONG).expect("exits after SIGTERM");
     assert_eq!(status.code(), Some(0), "stderr: {}", server.stderr());
-}
-
-fn rss_kib(pid: i32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
 }
 
 #[test]
