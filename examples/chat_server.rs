@@ -68,9 +68,12 @@ fn check_reading(transport: &Transport) {
     }
 }
 
+// `Room`, `ChatUser` and `chat_user` are `pub(crate)` for the fuzz target that drives
+// the line handling without sockets (fuzz/fuzz_targets/chat_lines.rs includes this file).
+
 /// Who is online, by name (sorted by bytes, as `/who` lists them).
 #[derive(Default)]
-struct Room {
+pub(crate) struct Room {
     users: BTreeMap<Vec<u8>, LineSender>,
 }
 
@@ -92,7 +95,7 @@ fn valid_name(name: &[u8]) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || *b == b'_' || *b == b'-')
 }
 
-struct ChatUser {
+pub(crate) struct ChatUser {
     room: Rc<RefCell<Room>>,
     name: Option<Vec<u8>>,
 }
@@ -170,7 +173,7 @@ impl LineReceiver for ChatUser {
 
 /// The protocol for one connection: lines end in `\n` or `\r\n`, at most `MAX_LINE`
 /// bytes; the server's lines end in `\r\n`, whatever their length.
-fn chat_user(room: &Rc<RefCell<Room>>) -> Lines<ChatUser> {
+pub(crate) fn chat_user(room: &Rc<RefCell<Room>>) -> Lines<ChatUser> {
     Lines::new(ChatUser {
         room: Rc::clone(room),
         name: None,

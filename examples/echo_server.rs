@@ -6,7 +6,12 @@
 //! cargo run --release --example echo_server -- \
 //!     ssl:port=7443:interface=127.0.0.1:privateKey=key.pem:certKey=cert.pem   # TLS
 //! openssl s_client -connect 127.0.0.1:7443 -quiet                          # talk to it
+//! RUST_LOG=info cargo run --example echo_server -- haproxy:tcp:7000  # behind HAProxy
 //! ```
+//!
+//! With `RUST_LOG=info` it logs a line per connection with the client's address as
+//! `peer_addr()` gives it: behind a load balancer that sends the PROXY protocol (the
+//! `haproxy:` endpoint), the real client's, not the balancer's.
 //!
 //! A client that sends without reading its echoes is paused at the write buffer's high
 //! mark (reading from it stops until it catches up), so it cannot grow the server's memory.
@@ -23,6 +28,10 @@ use torsion::reactor::{ErrorKind, Protocol, Reactor, Transport, factory_fn};
 struct Echo;
 
 impl Protocol for Echo {
+    fn connection_made(&mut self, transport: &Transport) {
+        log::info!("connection from {}", transport.peer_addr());
+    }
+
     fn data_received(&mut self, transport: &Transport, data: &[u8]) {
         transport.write(data);
     }

@@ -57,6 +57,7 @@ pub use torsion_protocols as protocols;
 pub use torsion_reactor as reactor;
 pub use torsion_tls as tls;
 
+mod probe;
 pub mod program;
 
 /// Everything a typical application needs: `use torsion::prelude::*;`.
@@ -121,10 +122,18 @@ mod guide {
     pub struct Processes;
     #[doc = include_str!("../docs/tls.md")]
     pub struct Tls;
+    #[doc = include_str!("../docs/proxy-protocol.md")]
+    pub struct ProxyProtocol;
     #[doc = include_str!("../docs/tcp-proxy.md")]
     pub struct TcpProxy;
     #[doc = include_str!("../docs/microbench.md")]
     pub struct Microbench;
     #[doc = include_str!("../docs/multicore.md")]
     pub struct Multicore;
+
+    #[doc = include_str!("../docs/chaos.md")]
+    pub struct Chaos;
+
+    #[doc = include_str!("../docs/threat-model.md")]
+    pub struct ThreatModel;
 }

@@ -98,16 +98,36 @@ pub fn fail(message: &str) -> ! {
 /// On `stdio:` (one connection over standard input and output, inetd-style) the line goes
 /// to stderr, since stdout is the connection, and the reactor stops when that connection
 /// ends.
+///
+/// For the chaos suite (`chaos/`), `TORSION_PROBE=MILLISECONDS` in the environment wraps
+/// each protocol in one that checks the connection rules (one `connection_made`, one
+/// `connection_lost`, nothing after it) and prints, every that many milliseconds, a line
+/// `torsion-probe: made=N lost=N open=N registered=N timers=N tasks=N violations=N` on
+/// stderr (the reactor's counters: `open_connections`, `registered_sources`,
+/// `pending_timers`, `pending_tasks`). Unset, nothing is wrapped.
 pub fn listen<F: Factory>(reactor: &Reactor, description: &str, factory: F) -> ListeningPort {
     let endpoint = match server_from_string(reactor, description) {
         Ok(endpoint) => endpoint,
         Err(err) => usage_error(&err.to_string()),
     };
     let stdio = endpoint.spec().type_name() == "stdio";
-    let listened = if stdio {
-        endpoint.listen(StopWhenLost(factory))
-    } else {
-        endpoint.listen(factory)
+    let probe = crate::probe::interval().map(|every| {
+        // The chaos suite's instrumentation (see `TORSION_PROBE` above).
+        let counts = std::rc::Rc::default();
+        crate::probe::start(reactor, &counts, every);
+        counts
+    });
+    let listened = match (probe, stdio) {
+        (Some(counts), true) => endpoint.listen(crate::probe::ProbedFactory {
+            inner: StopWhenLost(factory),
+            counts,
+        }),
+        (Some(counts), false) => endpoint.listen(crate::probe::ProbedFactory {
+            inner: factory,
+            counts,
+        }),
+        (None, true) => endpoint.listen(StopWhenLost(factory)),
+        (None, false) => endpoint.listen(factory),
     };
     let port = match listened {
         Ok(port) => port,

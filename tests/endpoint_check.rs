@@ -1,50 +1,13 @@
 //! Runs the `endpoint_check` example binary and checks its exit codes and output.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::sync::OnceLock;
+mod common;
 
-/// The example binary in `target/<profile>/examples/`. `cargo test` builds examples, but a
-/// filtered run (`--test endpoint_check`) does not, and could find a stale one: so it is built
-/// (a no-op when fresh) once per run of this test binary.
-fn binary() -> &'static Path {
-    static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(|| {
-        let exe = std::env::current_exe().expect("the test binary's path");
-        let profile_dir = exe
-            .parent()
-            .and_then(|deps| deps.parent())
-            .expect("target/<profile>/deps/<test>");
-        let mut build = Command::new(env!("CARGO"));
-        build
-            .args([
-                "build",
-                "--quiet",
-                "--example",
-                "endpoint_check",
-                "--manifest-path",
-            ])
-            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"));
-        match profile_dir.file_name().and_then(|n| n.to_str()) {
-            Some("debug") | None => {}
-            Some("release") => {
-                build.arg("--release");
-            }
-            Some(other) => {
-                build.args(["--profile", other]);
-            }
-        }
-        let status = build.status().expect("cargo runs");
-        assert!(
-            status.success(),
-            "building the endpoint_check example failed"
-        );
-        let path = profile_dir
-            .join("examples")
-            .join(format!("endpoint_check{}", std::env::consts::EXE_SUFFIX));
-        assert!(path.exists(), "{} not found", path.display());
-        path
-    })
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+/// The example binary (built first if stale: see `common::example`).
+fn binary() -> PathBuf {
+    common::example("endpoint_check")
 }
 
 fn run(args: &[&str]) -> Output {
@@ -220,9 +183,9 @@ fn json_errors_go_to_stdout_escaped() {
          \\\"\\\"h\\\"\\\" (positional 1): not a host name or IP address (it contains '\\\"'); expected a name \
          such as example.org or an address such as 192.0.2.1\"}\n"
     );
-    let o = run(&["server", "haproxy:tcp:80", "--json"]);
+    let o = run(&["server", "onion:80", "--json"]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(stdout(&o).starts_with("{\"ok\":false,\"error\":\"in \\\"haproxy:tcp:80\\\": server endpoint type \\\"haproxy\\\" is not supported yet"));
+    assert!(stdout(&o).starts_with("{\"ok\":false,\"error\":\"in \\\"onion:80\\\": server endpoint type \\\"onion\\\" is not supported yet"));
     // A certificate file that is not there: named, in the JSON.
     let o = run(&[
         "server",

@@ -172,6 +172,62 @@ fn a_lock_held_by_a_live_process_refuses_clearly_and_touches_nothing() {
 }
 
 #[test]
+fn a_stale_lock_never_removes_what_is_not_a_socket() {
+    // A local user who can write PATH.lock (a stale or made-up pid) must not get the
+    // server to delete whatever file the endpoint names.
+    let r = reactor();
+    let p = TempPath::new("not-a-socket");
+    std::fs::write(&p.path, b"precious").unwrap();
+    std::fs::write(&p.lock, b"not a pid\n").unwrap();
+    let err = listen(&r, &format!("unix:{}", p.quoted())).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "cannot listen on {}: the path exists and is not a socket (left as it is)",
+            p.path.display()
+        )
+    );
+    assert_eq!(
+        std::fs::read(&p.path).unwrap(),
+        b"precious",
+        "the file is untouched"
+    );
+}
+
+#[test]
+fn a_lock_file_that_is_a_link_is_never_written_through() {
+    // A symbolic link planted at PATH.lock (dangling, or to a file with no pid in it):
+    // the server replaces the link with its own lock file and leaves the target alone.
+    let r = reactor();
+    let p = TempPath::new("linked-lock");
+    let victim = PathBuf::from(format!("{}.victim", p.path.display()));
+    let dangling = PathBuf::from(format!("{}.nowhere", p.path.display()));
+    std::fs::write(&victim, b"precious").unwrap();
+    for target in [&dangling, &victim] {
+        let _ = std::fs::remove_file(&p.lock);
+        std::os::unix::fs::symlink(target, &p.lock).unwrap();
+        let port = listen(&r, &format!("unix:{}", p.quoted())).unwrap();
+        let meta = std::fs::symlink_metadata(&p.lock).unwrap();
+        assert!(
+            meta.file_type().is_file(),
+            "the lock is a file of its own now"
+        );
+        assert_eq!(lock_holder(&p.lock), Some(std::process::id()));
+        port.stop_listening();
+    }
+    assert!(
+        !dangling.exists(),
+        "nothing was created through the dangling link"
+    );
+    assert_eq!(
+        std::fs::read(&victim).unwrap(),
+        b"precious",
+        "the target is untouched"
+    );
+    let _ = std::fs::remove_file(&victim);
+}
+
+#[test]
 fn without_a_lock_an_existing_socket_file_is_an_error() {
     let r = reactor();
     let p = TempPath::new("nolock-taken");

@@ -1,35 +1,11 @@
 //! Runs the async examples (`tasks`, `future`) as child processes and checks their output.
 
-use std::path::PathBuf;
+mod common;
+
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// The example's binary, next to this test's (`cargo test` builds examples too). It is
-/// rebuilt first (a no-op when fresh), so a stale binary is never tested, even when only
-/// this test was selected (`cargo test --test examples_async`).
-fn example(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("the test binary's path");
-    // target/<profile>/deps/examples_async-<hash> -> target/<profile>/examples/<name>
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("the test binary lives in target/<profile>/deps")
-        .join("examples");
-    let path = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
-    {
-        let mut build = Command::new(env!("CARGO"));
-        build
-            .args(["build", "--quiet", "--example", name])
-            .arg("--manifest-path")
-            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"));
-        if !cfg!(debug_assertions) {
-            build.arg("--release");
-        }
-        let status = build.status().expect("cargo runs");
-        assert!(status.success(), "building example {name} failed");
-    }
-    path
-}
+use common::example;
 
 /// Runs the example to completion (it must exit by itself) and returns its stdout lines.
 fn run(name: &str) -> (Vec<String>, Duration) {

@@ -152,6 +152,8 @@
 //! | | `requireClientCert` | — | `0` | `1`: refuse clients without a certificate `caCerts` trusts (needs `caCerts`) |
 //! | | `alpn` | — | none | ALPN protocols, comma-separated, preferred first (`h2,http/1.1`) |
 //! | | `reuseport` | — | `0` | as for `tcp` |
+//! | `haproxy` → [`HaproxyServer`] | `timeout` | — | `5` | seconds a connection has to send its whole PROXY protocol header; given before the wrapped description (`haproxy:timeout=3:tcp:8000`) |
+//! | | (the wrapped description) | | | any stream server, written after haproxy's own parameters: `haproxy:tcp:8000`, `haproxy:unix:/run/app.sock`, `haproxy:ssl:443:privateKey=key.pem` (the header is read before the TLS handshake); see [`haproxy`] |
 //!
 //! ## Clients ([`parse_client`])
 //!
@@ -183,7 +185,7 @@
 //! file. A `tls` client's connect fires after the TLS handshake, with the TLS transport;
 //! see `torsion-tls`.
 //!
-//! `haproxy`, `tor`, `onion`, `i2p`, `le` and `lets` servers and `ssl`, `tor`, `onion`
+//! `tor`, `onion`, `i2p`, `le` and `lets` servers and `ssl`, `tor`, `onion`
 //! and `i2p` clients (types of Twisted and its well-known plugins) are rejected with
 //! [`ErrorKind::Unsupported`], not as unknown (for an `ssl` client, use `tls`).
 //!
@@ -299,6 +301,7 @@ mod endpoint;
 mod error;
 mod grammar;
 pub mod happy_eyeballs;
+pub mod haproxy;
 mod registry;
 mod spec;
 mod streams;
@@ -320,6 +323,7 @@ pub use spec::{
 };
 pub use streams::{connect_stream, serve_streams};
 pub use threads::{ThreadedPort, listen_on_threads};
+pub use types::haproxy::HaproxyServer;
 pub use types::stdio::StdioServer;
 pub use types::systemd::{self, FdSelector, SocketDomain, SystemdServer};
 pub use types::tcp::{BindAddress, BindAddressError, ClientFamily, TcpClient, TcpServer};

@@ -11,7 +11,7 @@ use crate::spec::{ClientSpec, ClientType, ServerSpec, ServerType};
 use crate::types;
 
 /// Server types Twisted or its well-known plugins provide that torsion does not support yet.
-pub(crate) const UNSUPPORTED_SERVERS: &[&str] = &["haproxy", "onion", "tor", "i2p", "le", "lets"];
+pub(crate) const UNSUPPORTED_SERVERS: &[&str] = &["onion", "tor", "i2p", "le", "lets"];
 /// Client types Twisted or its well-known plugins provide that torsion does not support yet.
 pub(crate) const UNSUPPORTED_CLIENTS: &[&str] = &["ssl", "tor", "onion", "i2p"];
 
@@ -32,7 +32,7 @@ pub(crate) const UNSUPPORTED_CLIENTS: &[&str] = &["ssl", "tor", "onion", "i2p"];
 /// assert_eq!((tcp.port, tcp.interface.to_string()), (8000, "127.0.0.1".to_string()));
 /// assert_eq!(
 ///     registry.server_types().collect::<Vec<_>>(),
-///     ["ssl", "stdio", "systemd", "tcp", "tcp6", "tls", "udp", "udp6", "unix", "unixgram"]
+///     ["haproxy", "ssl", "stdio", "systemd", "tcp", "tcp6", "tls", "udp", "udp6", "unix", "unixgram"]
 /// );
 /// ```
 pub struct Registry {
@@ -66,13 +66,18 @@ impl Registry {
     }
 
     /// A registry with the built-in types: servers `tcp`, `tcp6`, `unix`, `systemd`, `stdio`,
-    /// `ssl`, `tls` (streams) and `udp`, `udp6`, `unixgram` (datagrams); clients `tcp`,
+    /// `ssl`, `tls`, `haproxy` (streams) and `udp`, `udp6`, `unixgram` (datagrams); clients `tcp`,
     /// `tcp6`, `unix`, `tls` and `udp`, `udp6`, `unixgram`.
     pub fn with_builtins() -> Self {
         let mut r = Registry::empty();
         for t in types::server_types() {
             r.servers.insert(t.name().to_ascii_lowercase(), t);
         }
+        // `haproxy:` wraps a description of the built-in types (parsed when it is).
+        let haproxy = types::haproxy::HaproxyServerType {
+            parse_inner: |inner| Registry::builtins().parse_server(inner),
+        };
+        r.servers.insert("haproxy".to_owned(), Box::new(haproxy));
         for t in types::client_types() {
             r.clients.insert(t.name().to_ascii_lowercase(), t);
         }
@@ -245,15 +250,15 @@ mod tests {
     fn registering_a_reserved_name_replaces_not_supported() {
         let mut r = Registry::with_builtins();
         assert_eq!(
-            r.parse_server("haproxy").unwrap_err().kind(),
+            r.parse_server("onion").unwrap_err().kind(),
             ErrorKind::Unsupported
         );
-        assert!(r.register_server(FakeType("HAPROXY")).is_none());
+        assert!(r.register_server(FakeType("ONION")).is_none());
         assert_eq!(
-            r.parse_server("Haproxy").expect("parses").type_name(),
-            "HAPROXY"
+            r.parse_server("Onion").expect("parses").type_name(),
+            "ONION"
         );
-        let e = r.parse_server("haproxy:extra").unwrap_err();
+        let e = r.parse_server("onion:extra").unwrap_err();
         assert_eq!(e.kind(), ErrorKind::TooManyPositionals);
         assert!(e.to_string().contains("takes no positional values"), "{e}");
     }
@@ -281,7 +286,7 @@ mod tests {
         }
         assert_eq!(
             format!("{r:?}"),
-            "Registry { servers: [\"stdio\", \"systemd\", \"tcp6\", \"unix\"], clients: [\"tcp\", \"tcp6\"] }"
+            "Registry { servers: [\"haproxy\", \"stdio\", \"systemd\", \"tcp6\", \"unix\"], clients: [\"tcp\", \"tcp6\"] }"
         );
     }
 
@@ -295,6 +300,6 @@ mod tests {
                 .ends_with("valid server types: none are registered"),
             "{e}"
         );
-        assert!(Registry::default().server_types().count() == 10);
+        assert!(Registry::default().server_types().count() == 11);
     }
 }

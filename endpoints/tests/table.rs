@@ -8,10 +8,11 @@ use std::time::Duration;
 mod pki;
 
 use torsion_endpoints::{
-    BindAddress, ClientFamily, ClientSpec, ErrorKind, FdSelector, ServerSpec, SocketDomain,
-    StdioServer, SystemdServer, TcpClient, TcpServer, UdpClient, UdpServer, UnixClient, UnixServer,
-    UnixgramClient, UnixgramServer, client_from_string, datagram_client_from_string,
-    datagram_from_string, parse_client, parse_server, server_from_string,
+    BindAddress, ClientFamily, ClientSpec, ErrorKind, FdSelector, HaproxyServer, ServerSpec,
+    SocketDomain, StdioServer, SystemdServer, TcpClient, TcpServer, UdpClient, UdpServer,
+    UnixClient, UnixServer, UnixgramClient, UnixgramServer, client_from_string,
+    datagram_client_from_string, datagram_from_string, parse_client, parse_server,
+    server_from_string,
 };
 
 fn render(type_name: &str, params: Vec<(String, torsion_endpoints::ParamValue)>) -> String {
@@ -94,6 +95,11 @@ const VALID_SERVERS: &[(&str, &str)] = &[
     ("unixgram:@metrics", "unixgram address=@metrics mode=438 lockfile=true"),
     ("stdio", "stdio"),
     ("stdio:", "stdio"),
+    ("haproxy:tcp:80", "haproxy timeout=5 endpoint=tcp:80"),
+    ("HAProxy:tcp:port=80:interface=192.168.1.1", "haproxy timeout=5 endpoint=tcp:port=80:interface=192.168.1.1"),
+    ("haproxy:timeout=1.5:unix:/run/x.sock", "haproxy timeout=1.5 endpoint=unix:/run/x.sock"),
+    ("timeout=2:haproxy:tcp6:80:interface=\\:\\:1", "haproxy timeout=2 endpoint=tcp6:80:interface=\\:\\:1"),
+    ("haproxy:systemd:INET:0", "haproxy timeout=5 endpoint=systemd:INET:0"),
     ("STDIO:", "stdio"),
 ];
 
@@ -113,7 +119,16 @@ const INVALID_SERVERS: &[(&str, ErrorKind)] = &[
     ("ssl:443:privateKey=k.pem:requireClientCert=1", ErrorKind::ConflictingParameters),
     ("ssl:443:privateKey=k.pem:alpn=h2,,x", ErrorKind::InvalidValue),
     ("ssl:443:privateKey=k.pem:sslmethod=SSLv3_METHOD", ErrorKind::InvalidValue),
-    (r"haproxy:tcp\:80", ErrorKind::Unsupported),
+    ("haproxy", ErrorKind::MissingParameter),
+    ("haproxy:timeout=3", ErrorKind::MissingParameter),
+    (r"haproxy:tcp\:80", ErrorKind::UnknownType),
+    ("haproxy:tcp:80:timeout=3", ErrorKind::UnknownParameter),
+    ("haproxy:timeout=0:tcp:80", ErrorKind::OutOfRange),
+    ("haproxy:timeout=x:tcp:80", ErrorKind::InvalidNumber),
+    ("haproxy:port=1:tcp:80", ErrorKind::UnknownParameter),
+    ("haproxy:tcp:65536", ErrorKind::OutOfRange),
+    ("haproxy:udp:53", ErrorKind::WrongTransport),
+    ("haproxy:haproxy:tcp:80", ErrorKind::WrongTransport),
     ("onion:80", ErrorKind::Unsupported),
     (r"unix:/tmp/x\", ErrorKind::TrailingBackslash),
     (r"tcp:80\", ErrorKind::TrailingBackslash),
@@ -428,7 +443,7 @@ fn exact_messages() {
             "dccp:53",
             true,
             "in \"dccp:53\": unknown server endpoint type \"dccp\"; valid server types: \
-             ssl, stdio, systemd, tcp, tcp6, tls, udp, udp6, unix, unixgram",
+             haproxy, ssl, stdio, systemd, tcp, tcp6, tls, udp, udp6, unix, unixgram",
         ),
         (
             "udp:53:backlog=5",
@@ -539,6 +554,8 @@ fn display_gives_a_description_that_parses_back() {
         } else if let Some(s) = spec.downcast_ref::<UnixgramServer>() {
             s.to_string()
         } else if let Some(s) = spec.downcast_ref::<StdioServer>() {
+            s.to_string()
+        } else if let Some(s) = spec.downcast_ref::<HaproxyServer>() {
             s.to_string()
         } else {
             panic!("unexpected spec {spec:?}");
@@ -872,6 +889,9 @@ fn parser_params(side: &str, type_name: &str) -> (Vec<String>, Vec<String>) {
         .expect_err("an unknown parameter is an error");
     assert_eq!(unknown.kind(), ErrorKind::UnknownParameter, "{unknown}");
     let all = listed(&unknown.to_string(), "valid parameters: ", " (");
+    if wrapped(type_name).is_some() {
+        return (all, Vec::new()); // positionals belong to the wrapped description
+    }
     let extra = ["a"; 12].join(":");
     let too_many = parse(side, &format!("{type_name}:{extra}")).expect_err("12 positionals");
     assert_eq!(too_many.kind(), ErrorKind::TooManyPositionals, "{too_many}");
@@ -884,6 +904,17 @@ fn parser_params(side: &str, type_name: &str) -> (Vec<String>, Vec<String>) {
         })
         .collect();
     (all, positional)
+}
+
+/// Types that wrap another description, given after their own parameters, and the
+/// description the checks give them (they have no positional parameters of their own).
+const WRAPPERS: &[(&str, &str)] = &[("haproxy", "tcp:1")];
+
+fn wrapped(type_name: &str) -> Option<&'static str> {
+    WRAPPERS
+        .iter()
+        .find(|(t, _)| *t == type_name)
+        .map(|(_, inner)| *inner)
 }
 
 /// A description of `type_name` giving only the required parameters (the first of each
@@ -900,6 +931,10 @@ fn minimal(rows: &[&Row], type_name: &str, leave_out: &[&str]) -> String {
         if needed && !leave_out.contains(&row.param.as_str()) {
             description.push_str(&format!(":{}={}", row.param, sample_value(&row.param)));
         }
+    }
+    if let Some(inner) = wrapped(type_name) {
+        description.push(':');
+        description.push_str(inner);
     }
     description
 }

@@ -50,11 +50,27 @@ mod io;
 mod keyed;
 mod net;
 mod process;
+mod sync;
 mod time;
+
+#[cfg(all(test, loom))]
+mod loom_models;
 
 pub mod testing;
 
 pub use defer::as_completed::as_completed;
+/// Entry points for the fuzz targets in `fuzz/` (built only with `--cfg fuzzing`, which
+/// cargo-fuzz sets).
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzzing {
+    /// Drives a connection's state machine through the events `data` encodes and panics
+    /// if a connection rule breaks (see `net/conn/state_check.rs`).
+    pub fn conn_state(data: &[u8]) {
+        crate::net::conn::state_check::check_bytes(data)
+    }
+}
+
 pub use defer::cooperate::{CooperativeTask, Cooperator, DEFAULT_TIME_SLICE, TaskState, cooperate};
 pub use defer::deferred::combinators::{first, gather, race, settle};
 pub use defer::deferred::{DRAIN_BUDGET, Deferred, DeferredError, Resolver, defer_later};

@@ -14,22 +14,30 @@ use torsion_reactor::{ConnectionLost, ErrorKind, Protocol, Transport, factory_fn
 
 type Log = Rc<RefCell<Vec<String>>>;
 
-/// Echoes lines until `upgrade`, then hands the connection to `Shout`.
-struct Plain(Log);
+/// Echoes words until `upgrade`, then hands the connection to `Shout`. The client sends
+/// one word and waits for the answer, but a word may still arrive in pieces (TCP keeps no
+/// message boundaries; the fault-injection suite reads one byte at a time now and then),
+/// so both protocols collect a whole word before they act on it.
+struct Plain(Log, Vec<u8>);
 
 impl Protocol for Plain {
     fn data_received(&mut self, t: &Transport, data: &[u8]) {
+        self.1.extend_from_slice(data);
+        if !matches!(&self.1[..], b"hello" | b"upgrade") {
+            return; // not a whole word yet
+        }
+        let word = std::mem::take(&mut self.1);
         self.0
             .borrow_mut()
-            .push(format!("plain: {}", String::from_utf8_lossy(data)));
-        if data.starts_with(b"upgrade") {
+            .push(format!("plain: {}", String::from_utf8_lossy(&word)));
+        if word == b"upgrade" {
             t.write(b"ok\n");
-            t.set_protocol(Shout(self.0.clone())).unwrap();
+            t.set_protocol(Shout(self.0.clone(), Vec::new())).unwrap();
             // Still this protocol until the callback returns.
             let busy = t.with_protocol(|_: &mut Plain| ()).unwrap_err();
             assert_eq!(busy.kind(), ErrorKind::Busy);
         } else {
-            t.write(data);
+            t.write(&word);
         }
     }
     fn connection_lost(&mut self, _: &ConnectionLost) {
@@ -43,14 +51,19 @@ impl Drop for Plain {
     }
 }
 
-struct Shout(Log);
+struct Shout(Log, Vec<u8>);
 
 impl Protocol for Shout {
     fn data_received(&mut self, t: &Transport, data: &[u8]) {
+        self.1.extend_from_slice(data);
+        if self.1 != b"quiet" {
+            return; // not a whole word yet
+        }
+        let word = std::mem::take(&mut self.1);
         self.0
             .borrow_mut()
-            .push(format!("shout: {}", String::from_utf8_lossy(data)));
-        t.write(&data.to_ascii_uppercase());
+            .push(format!("shout: {}", String::from_utf8_lossy(&word)));
+        t.write(&word.to_ascii_uppercase());
     }
     fn connection_lost(&mut self, reason: &ConnectionLost) {
         self.0.borrow_mut().push(format!("shout lost: {reason}"));
@@ -68,7 +81,7 @@ fn set_protocol_hands_the_next_callbacks_to_the_new_protocol() {
     let r = reactor();
     let log: Log = Rc::default();
     let l = log.clone();
-    let (_port, addr) = listen(&r, factory_fn(move |_| Plain(l.clone())));
+    let (_port, addr) = listen(&r, factory_fn(move |_| Plain(l.clone(), Vec::new())));
     let mut c = TcpStream::connect(addr).unwrap();
     c.set_read_timeout(Some(PATIENCE)).unwrap();
     let talk = std::thread::spawn(move || {
@@ -145,7 +158,7 @@ fn with_protocol_reaches_a_connections_protocol_by_type() {
     let wrong = t.with_protocol(|_: &mut Shout| ()).unwrap_err();
     assert_eq!(wrong.kind(), ErrorKind::InvalidInput);
     assert!(wrong.to_string().contains("Shout"), "{wrong}");
-    t.set_protocol(Shout(Rc::default())).unwrap();
+    t.set_protocol(Shout(Rc::default(), Vec::new())).unwrap();
     assert!(
         t.with_protocol(|_: &mut Shout| ()).is_ok(),
         "swapped at once from outside"
@@ -158,7 +171,9 @@ fn with_protocol_reaches_a_connections_protocol_by_type() {
         ErrorKind::ConnectionClosed
     );
     assert_eq!(
-        t.set_protocol(Shout(Rc::default())).unwrap_err().kind(),
+        t.set_protocol(Shout(Rc::default(), Vec::new()))
+            .unwrap_err()
+            .kind(),
         ErrorKind::ConnectionClosed
     );
 }
@@ -228,4 +243,47 @@ fn a_type_erased_factorys_protocol_is_boxed_once() {
         .expect("accepted");
     let t = transports.borrow()[0].clone();
     assert_eq!(t.with_protocol(|p: &mut Counter| p.bytes).unwrap(), 0);
+}
+
+/// What a layer learned about a connection (the PROXY protocol's client), for the test.
+#[derive(Debug, PartialEq)]
+struct Learned(&'static str);
+
+#[test]
+fn a_layer_sets_the_peer_address_once_and_attaches_what_it_learned() {
+    let r = reactor();
+    let transports: Rc<RefCell<Vec<Transport>>> = Rc::default();
+    let t = transports.clone();
+    let (_port, addr) = listen(
+        &r,
+        factory_fn(move |_| Counter {
+            transports: t.clone(),
+            bytes: 0,
+        }),
+    );
+    let c = TcpStream::connect(addr).unwrap();
+    r.run_until(PATIENCE, || !transports.borrow().is_empty())
+        .expect("connected");
+    let t = transports.borrow()[0].clone();
+    let socket_peer = t.peer_addr();
+    assert_eq!(socket_peer.socket_addr(), Some(c.local_addr().unwrap()));
+    assert!(t.extra::<Learned>().is_none());
+
+    let client: torsion_reactor::Address = "192.0.2.7:4000"
+        .parse::<std::net::SocketAddr>()
+        .unwrap()
+        .into();
+    t.set_peer_addr(client.clone()).unwrap();
+    assert_eq!(t.peer_addr(), client);
+    let again = t.set_peer_addr(socket_peer.clone()).unwrap_err();
+    assert_eq!(again.kind(), ErrorKind::InvalidInput);
+    assert!(again.to_string().contains("already set"), "{again}");
+    assert_eq!(t.peer_addr(), client, "set once");
+
+    t.attach_extra(Learned("first")).unwrap();
+    t.attach_extra(7u32).unwrap();
+    t.attach_extra(Learned("second")).unwrap();
+    assert_eq!(t.extra::<Learned>().as_deref(), Some(&Learned("second")));
+    assert_eq!(t.extra::<u32>().as_deref(), Some(&7));
+    assert!(t.extra::<String>().is_none());
 }

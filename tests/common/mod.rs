@@ -24,6 +24,21 @@ pub fn example(name: &str) -> PathBuf {
     let dir = profile_dir();
     BUILT.get_or_init(|| {
         let mut build = Command::new(env!("CARGO"));
+        // `cargo test` gives this process the package's variables (CARGO_MANIFEST_DIR, ...);
+        // passed on, they change what some build scripts see (ring's does), and every test
+        // run would then rebuild the TLS stack and every example, twice.
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy();
+            if name.starts_with("CARGO_PKG_")
+                || name.starts_with("CARGO_MANIFEST_")
+                || name.starts_with("CARGO_CRATE_")
+                || name.starts_with("CARGO_BIN_")
+                || name == "CARGO_PRIMARY_PACKAGE"
+                || name == "CARGO_TARGET_TMPDIR"
+            {
+                build.env_remove(name.as_ref());
+            }
+        }
         build
             .args(["build", "--quiet", "--examples", "--manifest-path"])
             .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"));

@@ -15,6 +15,7 @@ use torsion_reactor::{
 
 use crate::spec::{ClientSpec, ClientType, ServerSpec, ServerType};
 
+pub(crate) mod haproxy;
 pub(crate) mod stdio;
 pub mod systemd;
 pub(crate) mod tcp;

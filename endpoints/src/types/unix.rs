@@ -4,6 +4,8 @@
 
 use std::any::Any;
 use std::fmt;
+use std::io::Write;
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -272,8 +274,11 @@ fn process_alive(pid: u32) -> bool {
 }
 
 /// Takes `PATH.lock` for this process. A lock left by a dead process is stale: it and the
-/// socket path are removed. A lock held by a live process is an error: its socket is never
-/// stolen.
+/// socket path are removed (the path only if it is a socket: whatever else is there is
+/// not ours to delete). A lock held by a live process is an error: its socket is never
+/// stolen. The lock is created, never written through: a symbolic link or a file put
+/// there by someone else between our look and our write makes the listen fail instead of
+/// writing our pid wherever the link points.
 pub(crate) fn take_lock(address: &Path) -> Result<PathBuf, Error> {
     let lock = lock_path(address);
     let display = address.display();
@@ -293,12 +298,18 @@ pub(crate) fn take_lock(address: &Path) -> Result<PathBuf, Error> {
                 }
                 _ => {
                     log::info!("removing the stale socket {display} and its lock file");
-                    let _ = std::fs::remove_file(address);
+                    remove_stale_socket(address)?;
                     let _ = std::fs::remove_file(&lock);
                 }
             }
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            // Not there, or a dangling link: remove a link so that the create below can
+            // make the file (it never follows one).
+            if std::fs::symlink_metadata(&lock).is_ok() {
+                let _ = std::fs::remove_file(&lock);
+            }
+        }
         Err(e) => {
             return Err(Error::io(
                 format!("cannot read the lock file {}", lock.display()),
@@ -306,9 +317,55 @@ pub(crate) fn take_lock(address: &Path) -> Result<PathBuf, Error> {
             ));
         }
     }
-    std::fs::write(&lock, format!("{}\n", std::process::id()))
+    let created = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .open(&lock);
+    let mut file = match created {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return Err(Error::new(
+                ReactorErrorKind::InvalidInput,
+                format!(
+                    "cannot listen on {display}: another process created the lock file {} \
+                     first",
+                    lock.display()
+                ),
+            ));
+        }
+        Err(e) => {
+            return Err(Error::io(
+                format!("cannot write the lock file {}", lock.display()),
+                e,
+            ));
+        }
+    };
+    writeln!(file, "{}", std::process::id())
         .map_err(|e| Error::io(format!("cannot write the lock file {}", lock.display()), e))?;
     Ok(lock)
+}
+
+/// Removes what a dead server left at `address`, if it is a socket.
+fn remove_stale_socket(address: &Path) -> Result<(), Error> {
+    match std::fs::symlink_metadata(address) {
+        Ok(meta) if meta.file_type().is_socket() => {
+            let _ = std::fs::remove_file(address);
+            Ok(())
+        }
+        Ok(_) => Err(Error::new(
+            ReactorErrorKind::InvalidInput,
+            format!(
+                "cannot listen on {}: the path exists and is not a socket (left as it is)",
+                address.display()
+            ),
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io(
+            format!("cannot look at {}", address.display()),
+            e,
+        )),
+    }
 }
 
 impl UnixServer {

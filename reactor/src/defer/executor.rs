@@ -13,7 +13,7 @@ use std::panic::Location;
 use std::pin::Pin;
 use std::rc::{Rc, Weak};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, Wake, Waker};
 
 use crate::defer::deferred::{Deferred, DeferredError};
@@ -22,6 +22,7 @@ use crate::event_loop::callback::{self, guard};
 use crate::event_loop::remote::RemoteShared;
 use crate::event_loop::{Inner, Reactor};
 use crate::keyed::{Key, Keyed};
+use crate::sync::TaskFlag;
 
 thread_local! {
     /// A number naming this thread (0 = not assigned yet); no destructor, so always there.
@@ -42,7 +43,7 @@ fn thread_token() -> u64 {
 struct TaskWaker {
     key: Key,
     owner: u64,
-    queued: AtomicBool,
+    queued: TaskFlag,
     reactor: Arc<RemoteShared>,
 }
 
@@ -52,7 +53,7 @@ impl Wake for TaskWaker {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        if self.queued.swap(true, Ordering::AcqRel) {
+        if !self.queued.wake() {
             return; // already queued
         }
         self.reactor
@@ -90,7 +91,7 @@ impl Executor {
             return; // finished or cancelled since it was woken
         };
         // Before polling: a wake during the poll must queue the task again.
-        flag.queued.store(false, Ordering::Release);
+        flag.queued.clear();
         let mut cx = Context::from_waker(&waker);
         let finished = match guard(|| future.as_mut().poll(&mut cx)) {
             Ok(Poll::Pending) => false,
@@ -123,7 +124,7 @@ impl Executor {
             let flag = Arc::new(TaskWaker {
                 key,
                 owner: thread_token(),
-                queued: AtomicBool::new(true),
+                queued: TaskFlag::queued(),
                 reactor: Arc::clone(reactor),
             });
             Slot {

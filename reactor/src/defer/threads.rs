@@ -8,10 +8,9 @@
 
 use std::any::Any;
 use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
 use std::panic::Location;
 use std::rc::Rc;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use slab::Slab;
@@ -20,33 +19,17 @@ use crate::defer::deferred::{Deferred, Resolver};
 use crate::error::{Error, ErrorKind};
 use crate::event_loop::callback::guard;
 use crate::event_loop::{Phase, Reactor, SystemEvent};
+use crate::sync::PoolQueue;
 
 /// Default number of worker threads (see [`Reactor::set_thread_pool_size`]).
 pub const DEFAULT_THREAD_POOL_SIZE: usize = 4;
 
 type PoolJob = Box<dyn FnOnce() + Send>;
 
-struct Queue {
-    jobs: VecDeque<PoolJob>,
-    idle: usize,
-    stopping: bool,
-}
-
-struct PoolShared {
-    queue: Mutex<Queue>,
-    available: Condvar,
-}
-
-impl PoolShared {
-    fn lock(&self) -> MutexGuard<'_, Queue> {
-        // Jobs run outside the lock; a poisoned lock still holds a consistent queue.
-        self.queue.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
 /// The pool (a field of the reactor).
 pub(crate) struct ThreadPool {
-    shared: Arc<PoolShared>,
+    /// The handoff to the workers (its synchronisation is checked by loom).
+    shared: Arc<PoolQueue<PoolJob>>,
     workers: RefCell<Vec<JoinHandle<()>>>,
     size: Cell<usize>,
     trigger_added: Cell<bool>,
@@ -59,14 +42,7 @@ pub(crate) struct ThreadPool {
 impl Default for ThreadPool {
     fn default() -> Self {
         ThreadPool {
-            shared: Arc::new(PoolShared {
-                queue: Mutex::new(Queue {
-                    jobs: VecDeque::new(),
-                    idle: 0,
-                    stopping: false,
-                }),
-                available: Condvar::new(),
-            }),
+            shared: Arc::new(PoolQueue::new()),
             workers: RefCell::new(Vec::new()),
             size: Cell::new(DEFAULT_THREAD_POOL_SIZE),
             trigger_added: Cell::new(false),
@@ -76,41 +52,17 @@ impl Default for ThreadPool {
     }
 }
 
-fn worker(shared: Arc<PoolShared>) {
-    loop {
-        let job = {
-            let mut q = shared.lock();
-            loop {
-                if let Some(job) = q.jobs.pop_front() {
-                    break Some(job);
-                }
-                if q.stopping {
-                    break None;
-                }
-                q.idle += 1;
-                q = shared.available.wait(q).unwrap_or_else(|p| p.into_inner());
-                q.idle -= 1;
-            }
-        };
-        match job {
-            Some(job) => {
-                if let Err(msg) = guard(job) {
-                    log::error!("a call_in_thread job panicked: {msg}; the worker goes on");
-                }
-            }
-            None => return,
+fn worker(shared: Arc<PoolQueue<PoolJob>>) {
+    while let Some(job) = shared.next() {
+        if let Err(msg) = guard(job) {
+            log::error!("a call_in_thread job panicked: {msg}; the worker goes on");
         }
     }
 }
 
 impl ThreadPool {
     fn submit(&self, job: PoolJob) -> Result<(), Error> {
-        let start_worker = {
-            let mut q = self.shared.lock();
-            q.jobs.push_back(job);
-            q.jobs.len() > q.idle && self.workers.borrow().len() < self.size.get()
-        };
-        self.shared.available.notify_one();
+        let start_worker = self.shared.push(job) && self.workers.borrow().len() < self.size.get();
         if start_worker {
             let shared = Arc::clone(&self.shared);
             let n = self.started.get();
@@ -124,7 +76,7 @@ impl ThreadPool {
                 }
                 Err(err) if self.workers.borrow().is_empty() => {
                     // No worker will ever take the job: take it back and say so.
-                    let job = self.shared.lock().jobs.pop_back();
+                    let job = self.shared.pop_last();
                     drop(job);
                     return Err(Error::io("cannot start a thread-pool worker", err));
                 }
@@ -143,14 +95,13 @@ impl ThreadPool {
         if workers.is_empty() {
             return;
         }
-        self.shared.lock().stopping = true;
-        self.shared.available.notify_all();
+        self.shared.set_stopping(true);
         for handle in workers {
             if handle.join().is_err() {
                 log::error!("a thread-pool worker panicked outside its jobs");
             }
         }
-        self.shared.lock().stopping = false;
+        self.shared.set_stopping(false);
     }
 
     fn threads(&self) -> usize {

@@ -82,7 +82,9 @@ impl Inner {
 
     /// Phase 6: one wait for I/O, then every event to the source that owns it.
     fn wait_and_dispatch_io(self: &Rc<Self>) -> Result<(), Error> {
-        self.registry.flush_interest();
+        // Interest changes first: one the poller refuses is reported to its source now,
+        // and the callbacks that queues make the wait below a poll.
+        self.registry.flush_interest(self);
         // A descriptor that is always ready (a file) must not wait behind a blocking poll.
         let timeout = if self.registry.has_emulated_ready() {
             Some(Duration::ZERO)

@@ -3,21 +3,15 @@
 //! reactor is being run, for the threads blocked in a call into it
 //! (`Remote::blocking_call_from_thread`, in `defer/blocking.rs`).
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::ThreadId;
 
 use crate::error::{Error, ErrorKind};
 use crate::io::poller::Poller;
 use crate::keyed::Key;
+use crate::sync::Mailbox;
 
 type RemoteJob = Box<dyn FnOnce() + Send>;
-
-struct Queue {
-    jobs: Vec<RemoteJob>,
-    /// False once the reactor is gone: later calls are refused, not silently dropped.
-    open: bool,
-}
 
 /// A call another thread is blocked in: told when the reactor stops running before the
 /// call could complete.
@@ -33,71 +27,51 @@ struct Serving {
     calls: Vec<Arc<dyn Abort>>,
 }
 
+/// What other threads share with the reactor: its queue of calls, its queue of woken
+/// tasks, the blocking calls waiting for it, and the poller to wake (the queues'
+/// synchronisation is in [`Mailbox`], checked by loom).
 pub(crate) struct RemoteShared {
-    queue: Mutex<Queue>,
+    jobs: Mailbox<RemoteJob>,
     serving: Mutex<Serving>,
     /// The reactor's own thread.
     owner: ThreadId,
-    pending: AtomicBool,
     /// Tasks woken since the last task phase (keys into the reactor's task table).
-    woken: Mutex<Vec<Key>>,
-    woken_pending: AtomicBool,
+    woken: Mailbox<Key>,
     poller: Arc<Poller>,
 }
 
 impl RemoteShared {
     pub(crate) fn new(poller: Arc<Poller>) -> Arc<RemoteShared> {
         Arc::new(RemoteShared {
-            queue: Mutex::new(Queue {
-                jobs: Vec::new(),
-                open: true,
-            }),
-            pending: AtomicBool::new(false),
+            jobs: Mailbox::new(),
             serving: Mutex::new(Serving::default()),
             owner: std::thread::current().id(),
-            woken: Mutex::new(Vec::new()),
-            woken_pending: AtomicBool::new(false),
+            woken: Mailbox::new(),
             poller,
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, Queue> {
-        // A panic while holding this lock cannot leave the queue inconsistent (push/take only).
-        self.queue.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     /// Whether anything is queued (cheap; no lock).
     pub(crate) fn has_pending(&self) -> bool {
-        self.pending.load(Ordering::Acquire)
+        self.jobs.has_pending()
     }
 
     /// Takes everything queued so far.
     pub(crate) fn take(&self, into: &mut Vec<RemoteJob>) {
-        if !self.pending.swap(false, Ordering::AcqRel) {
-            return;
-        }
-        let mut q = self.lock();
-        into.append(&mut q.jobs);
+        self.jobs.take(into);
     }
 
     /// Refuses further calls and drops what was queued (the reactor is closed or dropped).
     pub(crate) fn close(&self) {
-        let jobs = {
-            let mut q = self.lock();
-            q.open = false;
-            std::mem::take(&mut q.jobs)
-        };
+        let jobs = self.jobs.close();
         drop(jobs);
     }
 
     /// Queues a woken task; from another thread, also wakes the poller.
     pub(crate) fn wake_task(&self, key: Key, from_other_thread: bool) {
-        // A poisoned lock still holds a consistent list (push/take only).
-        self.woken
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(key);
-        self.woken_pending.store(true, Ordering::Release);
+        // The woken-task mailbox is never closed: a wake after the reactor is gone is
+        // queued and dropped with it.
+        let _ = self.woken.push(key);
         if from_other_thread {
             self.wake();
         }
@@ -105,16 +79,12 @@ impl RemoteShared {
 
     /// Whether a task was woken since the last [`take_woken`](RemoteShared::take_woken).
     pub(crate) fn has_woken(&self) -> bool {
-        self.woken_pending.load(Ordering::Acquire)
+        self.woken.has_pending()
     }
 
     /// Takes the tasks woken so far.
     pub(crate) fn take_woken(&self, into: &mut Vec<Key>) {
-        if !self.woken_pending.swap(false, Ordering::AcqRel) {
-            return;
-        }
-        let mut woken = self.woken.lock().unwrap_or_else(|p| p.into_inner());
-        std::mem::swap(&mut *woken, into);
+        self.woken.take(into);
     }
 
     fn serving(&self) -> MutexGuard<'_, Serving> {
@@ -198,17 +168,13 @@ pub struct Remote {
 impl Remote {
     /// Queues `f` to run on the reactor's thread and wakes the reactor.
     pub fn call_from_thread<F: FnOnce() + Send + 'static>(&self, f: F) -> Result<(), Error> {
-        {
-            let mut q = self.shared.lock();
-            if !q.open {
-                return Err(Error::new(
-                    ErrorKind::ReactorGone,
-                    "call_from_thread: the reactor's thread has ended; the call was not queued",
-                ));
-            }
-            q.jobs.push(Box::new(f));
+        if let Err(refused) = self.shared.jobs.push(Box::new(f)) {
+            drop(refused);
+            return Err(Error::new(
+                ErrorKind::ReactorGone,
+                "call_from_thread: the reactor's thread has ended; the call was not queued",
+            ));
         }
-        self.shared.pending.store(true, Ordering::Release);
         self.shared.wake();
         Ok(())
     }

@@ -7,7 +7,10 @@
 //!   owned type every source uses.
 //! - [`watch`]: `add_reader`/`add_writer` for descriptors the user owns.
 //! - [`sys`]: the few direct system calls std and socket2 do not offer.
+//! - [`fault`]: the hooks through which the `fault-injection` feature makes those calls
+//!   fail (inlined pass-throughs without it).
 
+pub(crate) mod fault;
 pub(crate) mod poller;
 pub(crate) mod registry;
 pub(crate) mod sys;

@@ -78,6 +78,12 @@ pub(crate) enum Wind {
 pub(crate) trait Source {
     fn ready(self: Rc<Self>, inner: &Rc<Inner>, readiness: Readiness);
     fn wind_down(self: Rc<Self>, _inner: &Rc<Inner>, _how: Wind) {}
+    /// The poller refused a change of interest (`epoll_ctl`: out of memory, or the user's
+    /// watch limit): the source is not watched as it asked, and must not wait for events
+    /// that will never come. A connection fails with the error; the default logs it.
+    fn watch_failed(self: Rc<Self>, _inner: &Rc<Inner>, err: io::Error) {
+        log::error!("the poller refused to watch a descriptor: {err}");
+    }
 }
 
 struct Entry {
@@ -128,12 +134,14 @@ impl Registry {
         }
     }
 
-    /// Applies recorded interest changes: one `epoll_ctl` per registration that really changed.
-    pub(crate) fn flush_interest(&self) {
+    /// Applies recorded interest changes: one `epoll_ctl` per registration that really
+    /// changed. A source whose change the poller refused is told (`Source::watch_failed`).
+    pub(crate) fn flush_interest(&self, inner: &Rc<Inner>) {
         let mut dirty = std::mem::take(&mut *self.dirty.borrow_mut());
         if dirty.is_empty() {
             return;
         }
+        let mut failed = Vec::new();
         let mut entries = self.entries.borrow_mut();
         for &key in &dirty {
             let Some(entry) = entries.get_mut(key) else {
@@ -166,10 +174,13 @@ impl Registry {
                     entry.registered = want;
                     self.emulated.borrow_mut().push(key);
                 }
-                Err(err) => log::warn!("cannot change interest for fd {}: {err}", entry.fd),
+                Err(err) => failed.push((Rc::clone(&entry.source), err)),
             }
         }
         drop(entries);
+        for (source, err) in failed {
+            source.watch_failed(inner, err);
+        }
         // Give the allocation back for the next round.
         dirty.clear();
         let mut mine = self.dirty.borrow_mut();
@@ -183,6 +194,7 @@ impl Registry {
     /// drop outside any borrow.
     fn remove(&self, key: Key, closing: bool) -> Option<Rc<dyn Source>> {
         let entry = self.entries.borrow_mut().remove(key)?;
+        super::fault::deregistered(key.to_usize());
         if entry.emulated {
             self.emulated.borrow_mut().retain(|&k| k != key);
             return Some(entry.source);

@@ -11,6 +11,10 @@ use crate::net::transport::PeerCredentials;
 /// `accept4` with `SOCK_NONBLOCK | SOCK_CLOEXEC`: the new socket is ready for the reactor
 /// in one system call (std's `accept` needs a second one to make it non-blocking).
 pub(crate) fn accept(listener: RawFd) -> io::Result<(OwnedFd, SockAddr)> {
+    super::fault::call(super::fault::Op::Accept, listener, || accept4(listener))
+}
+
+fn accept4(listener: RawFd) -> io::Result<(OwnedFd, SockAddr)> {
     // SAFETY: `try_init` hands us a zeroed storage and its length, which `accept4` fills in;
     // `listener` is a valid listening socket owned by the caller for the duration of the call.
     let (fd, addr) = unsafe {

@@ -3,6 +3,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::io;
+use std::os::fd::AsRawFd;
 use std::rc::{Rc, Weak};
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +17,7 @@ use super::stream::Stream;
 use super::transport::{Transport, TransportBackend};
 use crate::event_loop::Inner;
 use crate::event_loop::callback::contain;
+use crate::io::fault;
 use crate::io::{Interest, Readiness, Registration, Sharing, Source, Wind};
 use crate::time::timer::DelayedCall;
 
@@ -510,12 +512,13 @@ impl<D: Dial> Attempt<D> {
 impl<D: Dial> Source for Attempt<D> {
     fn ready(self: Rc<Self>, inner: &Rc<Inner>, _readiness: Readiness) {
         let outcome = match &*self.socket.borrow() {
-            Some(socket) => socket.get().take_error(),
+            Some(socket) => connect_outcome(socket.get()),
             None => return,
         };
         let error = match outcome {
-            Ok(None) => None,
-            Ok(Some(e)) | Err(e) => Some(e),
+            Outcome::InProgress => return, // a spurious wake-up: wait on
+            Outcome::Connected => None,
+            Outcome::Failed(e) => Some(e),
         };
         if let Some(e) = error {
             self.give_up(ConnectionLost::Refused(Arc::new(e)));
@@ -531,11 +534,37 @@ impl<D: Dial> Source for Attempt<D> {
     fn wind_down(self: Rc<Self>, _inner: &Rc<Inner>, _how: Wind) {
         self.give_up(ConnectionLost::Cancelled);
     }
+
+    fn watch_failed(self: Rc<Self>, _inner: &Rc<Inner>, err: io::Error) {
+        self.give_up(ConnectionLost::Refused(Arc::new(err)));
+    }
+}
+
+enum Outcome {
+    InProgress,
+    Connected,
+    Failed(io::Error),
+}
+
+/// What became of a connect the poller says is done. Writability alone does not say: an
+/// event can come early (a spurious wake-up, a stale one), so a socket with no error is
+/// connected only if it has a peer (`ENOTCONN`: still in progress; mio's rule too).
+fn connect_outcome(socket: &Socket) -> Outcome {
+    match socket.take_error() {
+        Ok(Some(e)) | Err(e) => return Outcome::Failed(e),
+        Ok(None) => {}
+    }
+    match socket.peer_addr() {
+        Ok(_) => Outcome::Connected,
+        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => Outcome::InProgress,
+        Err(e) => Outcome::Failed(e),
+    }
 }
 
 /// Starts a non-blocking connect to `addr`; "in progress" counts as started.
 pub(crate) fn start_connect(socket: &Socket, addr: &SockAddr) -> io::Result<()> {
-    match socket.connect(addr) {
+    let connect = || socket.connect(addr);
+    match fault::call(fault::Op::Connect, socket.as_raw_fd(), connect) {
         Ok(()) => Ok(()),
         Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),

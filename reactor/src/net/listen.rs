@@ -188,6 +188,12 @@ impl<A: Acceptor> Source for Listener<A> {
     fn wind_down(self: Rc<Self>, _inner: &Rc<Inner>, _how: Wind) {
         self.stop();
     }
+
+    fn watch_failed(self: Rc<Self>, inner: &Rc<Inner>, err: io::Error) {
+        // The poller is short of memory: try again after the same pause as for a full
+        // descriptor table.
+        self.back_off(inner, err);
+    }
 }
 
 impl<A: Acceptor> Port for Listener<A> {

@@ -1,5 +1,6 @@
 //! The streams a connection can carry (TCP and Unix sockets; pipes and standard I/O in
-//! `pipe.rs`), behind one small trait.
+//! `pipe.rs`), behind one small trait. The sockets' reads, writes and shutdowns go through
+//! the fault hooks (`io/fault.rs`: direct calls unless the `fault-injection` feature is on).
 
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, TcpStream};
@@ -10,6 +11,7 @@ use std::time::Duration;
 use super::conn::Ends;
 use super::transport::PeerCredentials;
 use crate::io::Sharing;
+use crate::io::fault::{self, Op};
 
 /// What a connection needs to know about its stream besides how to read and write it.
 #[derive(Clone, Copy, Debug)]
@@ -67,13 +69,17 @@ pub(crate) trait Stream: AsFd + AsRawFd + 'static {
 
 impl Stream for TcpStream {
     fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        Read::read(&mut { self }, buf)
+        fault::read(self.as_raw_fd(), buf, |buf| Read::read(&mut { self }, buf))
     }
     fn write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        Write::write_vectored(&mut { self }, bufs)
+        fault::write(self.as_raw_fd(), bufs, |bufs| {
+            Write::write_vectored(&mut { self }, bufs)
+        })
     }
     fn shutdown_write(&self) -> io::Result<()> {
-        self.shutdown(Shutdown::Write)
+        fault::call(Op::Shutdown, self.as_raw_fd(), || {
+            self.shutdown(Shutdown::Write)
+        })
     }
     fn set_nodelay(&self, on: bool) -> io::Result<()> {
         TcpStream::set_nodelay(self, on)
@@ -89,13 +95,17 @@ impl Stream for TcpStream {
 
 impl Stream for UnixStream {
     fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        Read::read(&mut { self }, buf)
+        fault::read(self.as_raw_fd(), buf, |buf| Read::read(&mut { self }, buf))
     }
     fn write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        Write::write_vectored(&mut { self }, bufs)
+        fault::write(self.as_raw_fd(), bufs, |bufs| {
+            Write::write_vectored(&mut { self }, bufs)
+        })
     }
     fn shutdown_write(&self) -> io::Result<()> {
-        self.shutdown(Shutdown::Write)
+        fault::call(Op::Shutdown, self.as_raw_fd(), || {
+            self.shutdown(Shutdown::Write)
+        })
     }
     fn peer_credentials(&self) -> Option<PeerCredentials> {
         crate::io::sys::peer_credentials(self.as_raw_fd())

@@ -102,6 +102,18 @@ pub trait TransportBackend {
         let _ = what;
         None
     }
+    /// See [`Transport::set_peer_addr`]. Default: [`ErrorKind::Unsupported`].
+    fn set_peer_addr(&self, peer: Address) -> Result<(), Error> {
+        let _ = peer;
+        Err(unsupported("this transport's peer address cannot be set"))
+    }
+    /// See [`Transport::attach_extra`]; `value`'s own type (`(*value).type_id()`) is the
+    /// one [`extra`](TransportBackend::extra) answers for. Default:
+    /// [`ErrorKind::Unsupported`].
+    fn attach_extra(&self, value: Rc<dyn Any>) -> Result<(), Error> {
+        drop(value);
+        Err(unsupported("this transport cannot hold extra information"))
+    }
 }
 
 fn unsupported(what: &str) -> Error {
@@ -367,6 +379,29 @@ impl Transport {
         self.0
             .extra(TypeId::of::<T>())
             .and_then(|found| found.downcast::<T>().ok())
+    }
+
+    /// Sets the address [`peer_addr`](Transport::peer_addr) reports from now on, once:
+    /// for a layer that learns who the peer really is before the protocol is built (a
+    /// PROXY protocol header from a load balancer says which client it relays), as HAProxy
+    /// and nginx replace a connection's source address. Log lines about the connection
+    /// and the socket itself keep the socket's peer.
+    ///
+    /// Errors: [`ErrorKind::InvalidInput`] if it was set already;
+    /// [`ErrorKind::Unsupported`] for a transport that cannot (a TLS transport: set it on
+    /// the connection under the layer).
+    pub fn set_peer_addr(&self, peer: Address) -> Result<(), Error> {
+        self.0.set_peer_addr(peer)
+    }
+
+    /// Attaches `value` to the connection: [`extra::<T>()`](Transport::extra) answers with
+    /// it from now on (a second value of the same type replaces the first). A layer that
+    /// learns something about the connection (the PROXY protocol header's TLVs) leaves it
+    /// here for the protocol.
+    ///
+    /// Errors: [`ErrorKind::Unsupported`] for a transport that cannot hold one.
+    pub fn attach_extra<T: Any>(&self, value: T) -> Result<(), Error> {
+        self.0.attach_extra(Rc::new(value))
     }
 
     /// [`extra`](Transport::extra) by type id, for a [`TransportBackend`] that wraps this

@@ -9,7 +9,11 @@
 //!   fails the test with its message (as Twisted's trial fails a test that logged an
 //!   error), [`wait_for`] waits for a Deferred with a deadline, [`PATIENCE`] is the one
 //!   deadline every wait shares, and [`capture_logs`] records what was logged.
+//! - `faults` (with the `fault-injection` feature): makes the reactor's system calls fail
+//!   on a script or at random, to test what the program does under a hostile kernel.
 
+#[cfg(feature = "fault-injection")]
+pub mod faults;
 mod loopback;
 mod string_transport;
 mod support;

@@ -1,5 +1,6 @@
 //! [`StringTransport`]: a transport that records what a protocol writes and how it closes.
 
+use std::any::{Any, TypeId};
 use std::cell::RefCell;
 use std::rc::Rc;
 
@@ -21,6 +22,10 @@ struct StringBackend {
     record: RefCell<Record>,
     peer: Address,
     local: Address,
+    /// Set by `set_peer_addr`.
+    learned_peer: RefCell<Option<Address>>,
+    /// Attached by `attach_extra`.
+    extras: RefCell<Vec<Rc<dyn Any>>>,
 }
 
 pub(super) fn refused() -> Error {
@@ -54,7 +59,32 @@ impl TransportBackend for StringBackend {
         Ok(())
     }
     fn peer_addr(&self) -> Address {
-        self.peer.clone()
+        self.learned_peer
+            .borrow()
+            .clone()
+            .unwrap_or_else(|| self.peer.clone())
+    }
+    fn set_peer_addr(&self, peer: Address) -> Result<(), Error> {
+        let mut learned = self.learned_peer.borrow_mut();
+        if learned.is_some() {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                "the peer address was already set",
+            ));
+        }
+        *learned = Some(peer);
+        Ok(())
+    }
+    fn attach_extra(&self, value: Rc<dyn Any>) -> Result<(), Error> {
+        let mut extras = self.extras.borrow_mut();
+        let kind = (*value).type_id();
+        extras.retain(|e| (**e).type_id() != kind);
+        extras.push(value);
+        Ok(())
+    }
+    fn extra(&self, what: TypeId) -> Option<Rc<dyn Any>> {
+        let extras = self.extras.borrow();
+        extras.iter().find(|e| (***e).type_id() == what).cloned()
     }
     fn local_addr(&self) -> Address {
         self.local.clone()
@@ -135,6 +165,8 @@ impl StringTransport {
                 record: RefCell::new(Record::default()),
                 peer,
                 local,
+                learned_peer: RefCell::new(None),
+                extras: RefCell::new(Vec::new()),
             }),
         }
     }

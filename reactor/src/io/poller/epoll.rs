@@ -5,10 +5,10 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use super::{Ready, Trigger};
+use crate::sync::WakeFlag;
 
 /// The key of the poller's own wake-up; registration tokens never take this value.
 const NOTIFY_KEY: usize = usize::MAX;
@@ -58,7 +58,8 @@ impl Events {
 pub(super) struct Poller {
     epoll: OwnedFd,
     wake: OwnedFd,
-    notified: AtomicBool,
+    /// A wake-up is on its way (see `WakeFlag`, checked by loom).
+    notified: WakeFlag,
 }
 
 fn interest(read: bool, write: bool, trigger: Trigger) -> u32 {
@@ -96,7 +97,7 @@ impl Poller {
         let poller = Poller {
             epoll,
             wake,
-            notified: AtomicBool::new(false),
+            notified: WakeFlag::new(),
         };
         let mut ev = libc::epoll_event {
             events: (libc::EPOLLIN | libc::EPOLLET) as u32,
@@ -174,7 +175,7 @@ impl Poller {
             )
         };
         // Whatever woke us, a notify from now on must write again.
-        self.notified.store(false, Ordering::SeqCst);
+        self.notified.reset();
         match check(n) {
             Ok(n) => events.len = n as usize,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => events.len = 0,
@@ -187,7 +188,7 @@ impl Poller {
     }
 
     pub(super) fn notify(&self) -> io::Result<()> {
-        if self.notified.swap(true, Ordering::SeqCst) {
+        if !self.notified.arm() {
             return Ok(()); // a wake-up is already on its way
         }
         let one: u64 = 1;

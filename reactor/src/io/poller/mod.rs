@@ -10,6 +10,8 @@ use std::io;
 use std::os::fd::RawFd;
 use std::time::Duration;
 
+use super::fault::{self, Op};
+
 #[cfg(all(target_os = "linux", not(feature = "portable-poller")))]
 mod epoll;
 #[cfg(all(target_os = "linux", not(feature = "portable-poller")))]
@@ -32,15 +34,30 @@ pub(crate) struct Ready {
 }
 
 /// A reusable buffer of readiness reports.
-pub(crate) struct Events(backend::Events);
+pub(crate) struct Events {
+    inner: backend::Events,
+    /// Spurious and stale events the fault layer adds.
+    #[cfg(feature = "fault-injection")]
+    extra: Vec<Ready>,
+}
 
 impl Events {
     pub(crate) fn new() -> Events {
-        Events(backend::Events::with_capacity(1024))
+        Events {
+            inner: backend::Events::with_capacity(1024),
+            #[cfg(feature = "fault-injection")]
+            extra: Vec::new(),
+        }
     }
 
+    #[cfg(not(feature = "fault-injection"))]
     pub(crate) fn iter(&self) -> impl Iterator<Item = Ready> + '_ {
-        self.0.iter()
+        self.inner.iter()
+    }
+
+    #[cfg(feature = "fault-injection")]
+    pub(crate) fn iter(&self) -> impl Iterator<Item = Ready> + '_ {
+        self.inner.iter().chain(self.extra.iter().copied())
     }
 }
 
@@ -76,8 +93,11 @@ impl Poller {
         write: bool,
         trigger: Trigger,
     ) -> io::Result<()> {
+        fault::registered(key);
         // SAFETY: passed on from the caller.
-        unsafe { self.0.add(fd, key, read, write, trigger) }
+        fault::call(Op::Register, fd, || unsafe {
+            self.0.add(fd, key, read, write, trigger)
+        })
     }
 
     /// Changes what `fd` is watched for.
@@ -89,7 +109,10 @@ impl Poller {
         write: bool,
         trigger: Trigger,
     ) -> io::Result<()> {
-        self.0.modify(fd, key, read, write, trigger)
+        fault::registered(key);
+        fault::call(Op::Register, fd, || {
+            self.0.modify(fd, key, read, write, trigger)
+        })
     }
 
     /// Stops watching `fd` (which must still be open).
@@ -105,7 +128,12 @@ impl Poller {
 
     /// Waits for readiness, up to `timeout` (`None`: until something happens).
     pub(crate) fn wait(&self, events: &mut Events, timeout: Option<Duration>) -> io::Result<()> {
-        self.0.wait(&mut events.0, timeout)
+        #[cfg(feature = "fault-injection")]
+        return crate::testing::faults::wait(&mut events.extra, timeout, |timeout| {
+            self.0.wait(&mut events.inner, timeout)
+        });
+        #[cfg(not(feature = "fault-injection"))]
+        self.0.wait(&mut events.inner, timeout)
     }
 
     /// Wakes a `wait` in progress (or makes the next one return at once). Thread-safe.

@@ -27,9 +27,12 @@
 
 mod queue;
 mod state;
+#[cfg(any(test, fuzzing))]
+pub(crate) mod state_check;
 
 pub(crate) use state::Ends;
 
+use std::any::{Any, TypeId};
 use std::cell::{Cell, RefCell};
 use std::io::{self, IoSlice};
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
@@ -101,8 +104,19 @@ pub(crate) struct Conn<S: Stream> {
     peer_closed: Cell<bool>,
     peer: Address,
     local: Address,
+    /// What a layer learned about the connection (`set_peer_addr`, `attach_extra`); boxed
+    /// and absent on most connections, so that it costs them one pointer.
+    learned: RefCell<Option<Box<Learned>>>,
     /// Run after `connection_lost` (a client connector's `client_connection_lost`).
     on_lost: Cell<Option<LostHook>>,
+}
+
+/// What a layer over a connection learned about it (a PROXY protocol header: the client's
+/// real address and the header's TLVs).
+#[derive(Default)]
+struct Learned {
+    peer: Option<Address>,
+    extras: Vec<Rc<dyn Any>>,
 }
 
 fn closed_error() -> Error {
@@ -230,6 +244,7 @@ impl<S: Stream> Conn<S> {
             peer_closed: Cell::new(false),
             peer,
             local,
+            learned: RefCell::new(None),
             on_lost: Cell::new(on_lost),
         });
         let watch_error =
@@ -735,6 +750,13 @@ impl<S: Stream> Source for Conn<S> {
             Wind::Abort => self.abort_connection(),
         }
     }
+
+    fn watch_failed(self: Rc<Self>, _inner: &Rc<Inner>, err: io::Error) {
+        // Unwatched, it would never hear of its socket again: fail it, so the protocol
+        // hears `connection_lost` with the cause.
+        let failed = self.core.borrow_mut().state.fail(err);
+        self.apply(failed);
+    }
 }
 
 impl<S: Stream> Flush for Conn<S> {
@@ -803,7 +825,41 @@ impl<S: Stream> TransportBackend for Conn<S> {
     }
 
     fn peer_addr(&self) -> Address {
-        self.peer.clone()
+        match self.learned.borrow().as_ref().and_then(|l| l.peer.as_ref()) {
+            Some(peer) => peer.clone(),
+            None => self.peer.clone(),
+        }
+    }
+
+    fn set_peer_addr(&self, peer: Address) -> Result<(), Error> {
+        let mut learned = self.learned.borrow_mut();
+        let learned = learned.get_or_insert_with(Box::default);
+        if let Some(set) = &learned.peer {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!(
+                    "the peer address of the connection from {} was already set (to {set})",
+                    self.peer
+                ),
+            ));
+        }
+        learned.peer = Some(peer);
+        Ok(())
+    }
+
+    fn attach_extra(&self, value: Rc<dyn Any>) -> Result<(), Error> {
+        let mut learned = self.learned.borrow_mut();
+        let extras = &mut learned.get_or_insert_with(Box::default).extras;
+        let kind = (*value).type_id();
+        extras.retain(|e| (**e).type_id() != kind);
+        extras.push(value);
+        Ok(())
+    }
+
+    fn extra(&self, what: TypeId) -> Option<Rc<dyn Any>> {
+        let learned = self.learned.borrow();
+        let extras = &learned.as_ref()?.extras;
+        extras.iter().find(|e| (***e).type_id() == what).cloned()
     }
 
     fn local_addr(&self) -> Address {

@@ -370,6 +370,13 @@ impl ConnState {
         self.flow.paused
     }
 
+    /// Whether the buffer is paused now, as `is_writing_paused` would say, without marking
+    /// it observed (for the checker in `state_check.rs`).
+    #[cfg(any(test, fuzzing))]
+    pub(crate) fn flow_paused(&self) -> bool {
+        self.flow.paused
+    }
+
     /// The scheduled delivery runs: what to tell the protocol so that what it was told last
     /// matches the buffer now, and an observed pause is always followed by a resume.
     pub(crate) fn take_flow_notice(&mut self) -> FlowNotice {

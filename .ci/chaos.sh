@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# The chaos suite, short: each server in SERVERS, on each poller backend, against
+# hundreds of hostile and well-behaved clients for CHAOS_SECONDS (default 10) with one
+# seed (CHAOS_SEED, default: the time; printed, and in every failure message).
+# The long soak is the same command with --seconds 1800 (see README.md, "Chaos").
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# name:kind:clients. A new server (TLS, PROXY) is one more entry here, plus its kind of
+# clients in chaos/src (see the Kind enum in chaos/src/main.rs).
+SERVERS=(
+  "echo_server:echo:200"
+  "chat_server:chat:100"
+)
+SECONDS_EACH="${CHAOS_SECONDS:-10}"
+SEED="${CHAOS_SEED:-$(date +%s)}"
+# Generous: the runs use debug builds on a busy 2-core machine. The bound catches a server
+# that stops serving well-behaved clients, not one that is slow.
+MAX_LATENCY_MS="${CHAOS_MAX_LATENCY_MS:-10000}"
+echo "chaos: seed $SEED (set CHAOS_SEED=$SEED to run the same clients again)"
+
+cargo build --quiet -p torsion-chaos
+out=target/chaos
+rm -rf "$out"
+mkdir -p "$out/epoll" "$out/portable"
+names=()
+for entry in "${SERVERS[@]}"; do names+=("--example" "${entry%%:*}"); done
+cargo build --quiet "${names[@]}"
+for entry in "${SERVERS[@]}"; do cp "target/debug/examples/${entry%%:*}" "$out/epoll/"; done
+# The portable backend's servers also carry the fault layer: with TORSION_FAULT_SEED set,
+# their system calls fail now and then (EAGAIN, EINTR, short transfers, EMFILE on accept,
+# spurious and stale events), and the clients must not notice.
+cargo build --quiet "${names[@]}" --features torsion-reactor/portable-poller,fault-injection
+for entry in "${SERVERS[@]}"; do cp "target/debug/examples/${entry%%:*}" "$out/portable/"; done
+
+failed=0
+for backend in epoll portable; do
+  label="$backend"
+  [ "$backend" = portable ] && label="portable poller, faults injected"
+  for entry in "${SERVERS[@]}"; do
+    IFS=: read -r name kind clients <<<"$entry"
+    TORSION_FAULT_SEED="$SEED" target/debug/torsion-chaos --server "$out/$backend/$name" \
+      --kind "$kind" --label "$name ($label)" --clients "$clients" \
+      --seconds "$SECONDS_EACH" --seed "$SEED" --max-latency-ms "$MAX_LATENCY_MS" || failed=1
+  done
+done
+# Leave the examples built for the default backend, as the tests expect them.
+cargo build --quiet "${names[@]}"
+if [ "$failed" != 0 ]; then
+  echo "chaos: FAILED (seed $SEED)"
+  exit 1
+fi
+echo "chaos: every run passed (seed $SEED)"

@@ -1,0 +1,248 @@
+//! Clients of an echo server. Well-behaved ones check that every byte comes back, in
+//! order, and time their round trips; hostile ones never read, reset mid-write, vanish,
+//! flood and storm, and check nothing but that the well-behaved ones go on being served.
+
+use std::io::{Read, Write};
+use std::net::Shutdown;
+use std::time::Instant;
+
+use crate::rng::Rng;
+use crate::run::{Run, pause, receive, receive_some, reset, send, send_some};
+
+/// The behaviours and their weights (well-behaved first).
+const BEHAVIOURS: &[(&str, u64)] = &[
+    ("echo", 30),
+    ("half-close", 8),
+    ("one-byte-reads", 4),
+    ("pause", 6),
+    ("flood", 6),
+    ("never-read", 8),
+    ("reset-mid-write", 10),
+    ("connect-and-vanish", 10),
+    ("reconnect-storm", 6),
+];
+
+/// Bytes the server may hold for one connection: the write buffer's high mark (64 KiB)
+/// plus what it reads in one readiness event before it hears the pause (4 reads of the
+/// 64 KiB shared buffer): the bound DESIGN.md gives for memory per connection.
+pub const PER_CONNECTION_BOUND: u64 = 64 * 1024 + 4 * 64 * 1024;
+
+/// One client: behaviours at random until the run ends.
+pub fn client(run: &Run, id: u64) {
+    let mut rng = Rng::new(run.seed, id);
+    let weights = run.weights(BEHAVIOURS);
+    while !run.over() {
+        let (name, _) = BEHAVIOURS[rng.pick(&weights)];
+        run.count(name);
+        match name {
+            "echo" => echo(run, id, &mut rng),
+            "half-close" => half_close(run, id, &mut rng),
+            "one-byte-reads" => one_byte_reads(run, id, &mut rng),
+            "pause" => pausing(run, id, &mut rng),
+            "flood" => flood(run, id, &mut rng),
+            "never-read" => never_read(run, id, &mut rng),
+            "reset-mid-write" => reset_mid_write(run, id, &mut rng),
+            "connect-and-vanish" => vanish(run, id, &mut rng),
+            _ => storm(run, id, &mut rng),
+        }
+    }
+}
+
+/// Connects a client that must be served; a refusal is a failure.
+fn connect_served(run: &Run, id: u64) -> Option<std::net::TcpStream> {
+    match run.connect(id) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            run.fail(id, format!("a well-behaved client could not connect: {e}"));
+            None
+        }
+    }
+}
+
+/// Compares an echo with what was sent, naming the first difference.
+fn check(run: &Run, id: u64, what: &str, sent: &[u8], got: &[u8]) -> bool {
+    if sent == got {
+        return true;
+    }
+    let at = sent.iter().zip(got).position(|(a, b)| a != b);
+    run.fail(
+        id,
+        format!(
+            "{what}: {} bytes came back for {} sent; first difference at {at:?}",
+            got.len(),
+            sent.len()
+        ),
+    );
+    false
+}
+
+/// Several messages of random sizes, each read back whole and timed; then a clean close.
+fn echo(run: &Run, id: u64, rng: &mut Rng) {
+    let Some(mut s) = connect_served(run, id) else {
+        return;
+    };
+    for _ in 0..rng.range(1, 20) {
+        if run.over() {
+            break;
+        }
+        let msg = rng.bytes_between(1, 64 * 1024);
+        let t0 = Instant::now();
+        let got = send(run, &mut s, &msg).and_then(|()| receive(run, &mut s, msg.len()));
+        match got {
+            Ok(got) => {
+                run.latency(t0.elapsed());
+                if !check(run, id, "echo", &msg, &got) {
+                    return;
+                }
+            }
+            Err(e) => return run.fail(id, format!("echo of {} bytes: {e}", msg.len())),
+        }
+    }
+}
+
+/// Sends, half-closes, and must get everything back, then end of file.
+fn half_close(run: &Run, id: u64, rng: &mut Rng) {
+    let Some(mut s) = connect_served(run, id) else {
+        return;
+    };
+    let msg = rng.bytes_between(0, 60 * 1024);
+    if let Err(e) = send(run, &mut s, &msg).and_then(|()| s.shutdown(Shutdown::Write)) {
+        return run.fail(id, format!("half-close: sending: {e}"));
+    }
+    let mut got = Vec::new();
+    match s.read_to_end(&mut got) {
+        Ok(_) => {
+            run.received(got.len());
+            check(run, id, "echo before end of file", &msg, &got);
+        }
+        Err(e) => run.fail(id, format!("half-close: reading to end of file: {e}")),
+    }
+}
+
+/// Reads its echo one byte per read.
+fn one_byte_reads(run: &Run, id: u64, rng: &mut Rng) {
+    let Some(mut s) = connect_served(run, id) else {
+        return;
+    };
+    let msg = rng.bytes_between(1, 8 * 1024);
+    if let Err(e) = send(run, &mut s, &msg) {
+        return run.fail(id, format!("one-byte reads: sending: {e}"));
+    }
+    let mut got = Vec::with_capacity(msg.len());
+    let mut byte = [0u8; 1];
+    while got.len() < msg.len() {
+        match s.read(&mut byte) {
+            Ok(1) => got.push(byte[0]),
+            Ok(_) => break,
+            Err(e) => return run.fail(id, format!("one-byte reads: {e}")),
+        }
+    }
+    run.received(got.len());
+    check(run, id, "echo read a byte at a time", &msg, &got);
+}
+
+/// Sends, stops reading for seconds, then must find its whole echo.
+fn pausing(run: &Run, id: u64, rng: &mut Rng) {
+    let Some(mut s) = connect_served(run, id) else {
+        return;
+    };
+    let msg = rng.bytes_between(1, 32 * 1024);
+    if let Err(e) = send(run, &mut s, &msg) {
+        return run.fail(id, format!("pause: sending: {e}"));
+    }
+    pause(run, rng.range(500, 3000));
+    match receive(run, &mut s, msg.len()) {
+        Ok(got) => {
+            check(run, id, "echo after a pause", &msg, &got);
+        }
+        Err(e) => run.fail(id, format!("pause: reading after the pause: {e}")),
+    }
+}
+
+/// Writes as fast as the socket takes for a while, reading as it goes; what came back
+/// must be a prefix of what was sent.
+fn flood(run: &Run, id: u64, rng: &mut Rng) {
+    let Some(s) = connect_served(run, id) else {
+        return;
+    };
+    let data = rng.bytes(4 * 1024 * 1024);
+    let until = Instant::now() + std::time::Duration::from_millis(rng.range(200, 1500));
+    let (mut sent, mut got) = (0, Vec::new());
+    while Instant::now() < until && sent < data.len() && !run.over() {
+        sent += send_some(run, &s, &data[sent..(sent + 64 * 1024).min(data.len())]);
+        match receive_some(run, &s, &mut got) {
+            Ok(true) => {}
+            Ok(false) => return run.fail(id, "flood: the server closed the connection".into()),
+            Err(e) => return run.fail(id, format!("flood: {e}")),
+        }
+    }
+    if !data[..sent].starts_with(&got) {
+        check(
+            run,
+            id,
+            "flood's echo (a prefix)",
+            &data[..got.len().min(sent)],
+            &got,
+        );
+    }
+    if rng.chance(50) {
+        reset(s);
+    }
+}
+
+/// Sends and never reads: the server must stop reading it (back-pressure), not buffer.
+fn never_read(run: &Run, id: u64, rng: &mut Rng) {
+    let Ok(s) = run.connect(id) else { return };
+    let data = rng.bytes(1024 * 1024);
+    let until = Instant::now() + std::time::Duration::from_millis(rng.range(200, 2000));
+    let mut sent = 0;
+    while Instant::now() < until && !run.over() {
+        let n = send_some(run, &s, &data[sent % data.len()..]);
+        sent += n;
+        if n == 0 {
+            pause(run, 50); // the server stopped reading us: good
+        }
+    }
+    if rng.chance(50) {
+        reset(s);
+    }
+}
+
+/// Writes a lot, then resets the connection while the server is still echoing.
+fn reset_mid_write(run: &Run, id: u64, rng: &mut Rng) {
+    let Ok(s) = run.connect(id) else { return };
+    let data = rng.bytes_between(1, 512 * 1024);
+    send_some(run, &s, &data);
+    if rng.chance(50) {
+        let mut got = Vec::new();
+        let _ = receive_some(run, &s, &mut got);
+    }
+    reset(s);
+}
+
+/// Connects and goes away at once, sometimes with a reset, sometimes after a byte.
+fn vanish(run: &Run, id: u64, rng: &mut Rng) {
+    let Ok(mut s) = run.connect(id) else { return };
+    if rng.chance(30) {
+        let _ = s.write_all(b"x");
+    }
+    if rng.chance(50) {
+        reset(s);
+    }
+}
+
+/// Many connections in a row, each closed at once.
+fn storm(run: &Run, id: u64, rng: &mut Rng) {
+    for _ in 0..rng.range(5, 40) {
+        if run.over() {
+            return;
+        }
+        let Ok(mut s) = run.connect(id) else { continue };
+        if rng.chance(50) {
+            let _ = s.write_all(&rng.bytes(100));
+        }
+        if rng.chance(50) {
+            reset(s);
+        }
+    }
+}
