@@ -63,19 +63,21 @@ pub mod program;
 /// Everything a typical application needs: `use torsion::prelude::*;`.
 pub mod prelude {
     pub use torsion_endpoints::{
-        ClientEndpoint, DatagramClientEndpoint, DatagramEndpoint, ServerEndpoint,
-        client_from_string, connect_stream, datagram_client_from_string, datagram_from_string,
-        serve_streams, server_from_string,
+        ClientEndpoint, ClientService, DatagramClientEndpoint, DatagramEndpoint, ServerEndpoint,
+        ServerService, client_from_string, connect_stream, datagram_client_from_string,
+        datagram_from_string, serve_streams, server_from_string,
     };
     pub use torsion_protocols::{LineControl, LineReceiver, LineSender, Lines};
     pub use torsion_reactor::{
-        Address, AsyncStream, Backoff, ChildFd, ClientFactory, Clock, ConnectionLost, Connector,
-        DatagramError, DatagramProtocol, DatagramTransport, Deferred, DelayedCall, Error,
-        ErrorKind, Event, Factory, Interface, ListeningPort, Lock, LoopingCall, Phase, Process,
-        ProcessOptions, ProcessProtocol, ProcessStatus, Protocol, Queue, Reactor, Reconnecting,
-        Remote, Resolver, Scheduler, SchedulerExt, Semaphore, SharedDeferred, SharedFactory,
-        SystemEvent, TaskGroup, TcpConnectOptions, TcpListenOptions, Transport, UdpOptions,
-        UnixDatagramOptions, UnixListenOptions, as_completed, factory_fn, gather, sleep, timeout,
+        Address, AsyncStream, Backoff, BoxedFactory, ChildFd, ClientFactory, Clock, ConnectionLost,
+        Connector, DatagramError, DatagramProtocol, DatagramTransport, Deferred, DelayedCall,
+        Error, ErrorKind, Event, Factory, Interface, ListeningPort, Lock, LoopingCall,
+        MultiService, Phase, Process, ProcessOptions, ProcessProtocol, ProcessStatus, Protocol,
+        Queue, Reactor, Reconnecting, Remote, Resolver, Scheduler, SchedulerExt, Semaphore,
+        Service, ServiceRunner, SharedDeferred, SharedFactory, SystemEvent, TaskGroup,
+        TcpConnectOptions, TcpListenOptions, Transport, UdpOptions, UnixDatagramOptions,
+        UnixListenOptions, as_completed, defer_later, factory_fn, gather, service_fn, sleep,
+        timeout,
     };
 }
 
@@ -122,6 +124,8 @@ mod guide {
     pub struct Processes;
     #[doc = include_str!("../docs/tls.md")]
     pub struct Tls;
+    #[doc = include_str!("../docs/services.md")]
+    pub struct Services;
     #[doc = include_str!("../docs/proxy-protocol.md")]
     pub struct ProxyProtocol;
     #[doc = include_str!("../docs/tcp-proxy.md")]

@@ -178,6 +178,11 @@ impl DatagramEndpoint {
         &*self.spec
     }
 
+    /// The reactor it listens on.
+    pub fn reactor(&self) -> &Reactor {
+        &self.reactor
+    }
+
     /// Opens the port now, with `protocol` getting its datagrams (its `connection_made`
     /// runs from the loop). The error names the address and the cause: `cannot listen on
     /// UDP 0.0.0.0:53: permission denied`, `cannot listen on /run/log.sock: the socket is in
@@ -269,6 +274,11 @@ impl ServerEndpoint {
         &*self.spec
     }
 
+    /// The reactor it listens on.
+    pub fn reactor(&self) -> &Reactor {
+        &self.reactor
+    }
+
     /// Listens now, with `factory` building a protocol per connection (binding does not
     /// wait, so this is a plain `Result`). The error names the address and the cause, such
     /// as `cannot listen on 127.0.0.1:8000: address already in use`, `... permission denied`
@@ -349,6 +359,11 @@ impl ClientEndpoint {
     /// Where it connects.
     pub fn spec(&self) -> &dyn ClientSpec {
         &*self.spec
+    }
+
+    /// The reactor it connects on.
+    pub fn reactor(&self) -> &Reactor {
+        &self.reactor
     }
 
     /// Connects once; `factory` builds the protocol of the connection (the extra callbacks

@@ -288,11 +288,14 @@
 //! `Deferred<Transport>`), [`happy_eyeballs`] (the race) and `connector` (the
 //! [`ClientEndpoint::connector`] backend); `endpoint` binds specs to a reactor; `streams`
 //! gives async code [`connect_stream`] and [`serve_streams`] (a connection as an
-//! [`AsyncStream`](torsion_reactor::AsyncStream), over any endpoint).
+//! [`AsyncStream`](torsion_reactor::AsyncStream), over any endpoint); `service` has the
+//! [`Service`](torsion_reactor::Service)s built on endpoints: [`ServerService`] (listens,
+//! and drains on stop) and [`ClientService`] (keeps one connection up, reconnecting with
+//! backoff).
 #![deny(missing_docs)]
 
 // Each module uses only those before it in: error, grammar, values, args, spec, attempt,
-// happy_eyeballs, types, registry, connector, endpoint, streams (see "Where things are"
+// happy_eyeballs, types, registry, connector, endpoint, streams, service (see "Where things are"
 // above).
 mod args;
 mod attempt;
@@ -303,6 +306,7 @@ mod grammar;
 pub mod happy_eyeballs;
 pub mod haproxy;
 mod registry;
+mod service;
 mod spec;
 mod streams;
 mod threads;
@@ -317,6 +321,10 @@ pub use endpoint::{
 pub use error::{EndpointError, ErrorKind, Side};
 pub use grammar::quote;
 pub use registry::Registry;
+pub use service::{
+    ClientService, DEFAULT_CLIENT_BACKOFF_FACTOR, DEFAULT_CLIENT_BACKOFF_MAX,
+    DEFAULT_DRAIN_TIMEOUT, ServerService,
+};
 pub use spec::{
     ClientSpec, ClientType, DEFAULT_BACKLOG, DEFAULT_TIMEOUT, MAX_BACKLOG, ParamValue, ServerSpec,
     ServerType,

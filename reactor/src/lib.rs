@@ -33,6 +33,7 @@
 //! | `net` | [`Protocol`], [`Factory`], [`Transport`], connections (a state machine per connection), listening ports, connectors, TCP and Unix sockets, pipes and standard I/O ([`Reactor::connect_read_pipe`], [`Reactor::standard_io`]), reconnecting clients, connections as async streams ([`AsyncStream`]); datagram ports ([`DatagramProtocol`], [`DatagramTransport`]: UDP, multicast, Unix datagram sockets) |
 //! | `process` | child processes: [`Reactor::spawn_process`], [`ProcessProtocol`], [`Process`], [`ProcessOptions`], reaping (pidfd or SIGCHLD), [`Reactor::create_subprocess_exec`]; `fork`/`exec` in `process/sys.rs` |
 //! | `defer` | [`Deferred`], [`SharedDeferred`], [`as_completed`], tasks and [`TaskGroup`], coordination ([`Lock`], [`Semaphore`], [`Event`], [`Queue`]), [`LoopingCall`], [`cooperate`], the thread pool, [`Remote::blocking_call_from_thread`] |
+//! | `service` | [`Service`], [`MultiService`] (children started in order, stopped in reverse), [`service_fn`], [`ServiceRunner`] and [`Reactor::run_service`] (a tree stopped by the graceful shutdown) |
 //! | [`testing`] | test doubles: `StringTransport`, `Loopback`, and the test-support helpers |
 //!
 //! Where a byte goes from the socket to `data_received`: `io/poller` reports the socket
@@ -50,6 +51,7 @@ mod io;
 mod keyed;
 mod net;
 mod process;
+mod service;
 mod sync;
 mod time;
 
@@ -117,6 +119,7 @@ pub use process::{
     ChildFd, ChildWatcher, OnReactorStop, Output, Process, ProcessOptions, ProcessProtocol,
     ProcessStatus, SUBPROCESS_BUFFER_LIMIT, Subprocess,
 };
+pub use service::{FnService, MultiService, Service, ServiceRunner, service_fn};
 pub use time::{
     Clock, DelayedCall, Scheduler, SchedulerExt, Sleep, Timeout, delay_from_secs, sleep, sleep_on,
     timeout, timeout_on,

@@ -15,7 +15,8 @@ pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
 impl Reactor {
     /// Runs the loop until [`stop`](Reactor::stop), then winds down: `Before`-shutdown
-    /// triggers, listeners closed, connections flushed (up to the grace period) and closed,
+    /// triggers (and the Deferreds of [shutdown hooks](Reactor::add_shutdown_hook) waited
+    /// for), listeners closed, connections flushed (up to the grace period) and closed,
     /// child processes given the same grace period to end (then killed, unless they were
     /// started to be left running: see [`OnReactorStop`](crate::OnReactorStop)),
     /// `connection_lost` delivered, then `During` and `After` triggers. A stopped reactor can
@@ -200,6 +201,7 @@ impl Inner {
     fn shut_down(self: &Rc<Self>) {
         self.fire(SystemEvent::Shutdown, Phase::Before);
         self.stop_requested.set(false);
+        self.wait_for_shutdown_hooks();
         self.wind_down(Wind::Graceful);
         self.children.wind_down(Wind::Graceful);
         let deadline = deadline_after(Instant::now(), self.shutdown_grace.get());
@@ -228,6 +230,20 @@ impl Inner {
         self.deliver_remaining();
         self.fire(SystemEvent::Shutdown, Phase::During);
         self.fire(SystemEvent::Shutdown, Phase::After);
+    }
+
+    /// Runs the loop until the Deferreds of the shutdown hooks have fired (everything is
+    /// still open meanwhile), or until `stop()` is called again.
+    fn wait_for_shutdown_hooks(self: &Rc<Self>) {
+        while self.triggers.holds() > 0 && !self.abort_requested.get() {
+            if let Err(err) = self.iterate() {
+                if err.kind() != ErrorKind::Panicked {
+                    log::error!("{err}");
+                    break;
+                }
+                self.put_back_failure(err);
+            }
+        }
     }
 
     /// Delivers `connection_lost` and what it queues, within reason, with zero-time waits.

@@ -6,6 +6,7 @@ use std::panic::Location;
 use std::rc::Rc;
 
 use super::{Reactor, callback};
+use crate::defer::deferred::Deferred;
 
 /// The two system events servers hook into (Twisted's `startup` and `shutdown`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,6 +50,8 @@ struct Trigger {
 pub(super) struct Triggers {
     list: RefCell<Vec<Trigger>>,
     next: Cell<u64>,
+    /// Deferreds returned by shutdown hooks that have not fired yet: the shutdown waits.
+    holds: Rc<Cell<usize>>,
 }
 
 impl Triggers {
@@ -67,6 +70,11 @@ impl Triggers {
                 (f.borrow_mut())()
             });
         }
+    }
+
+    /// How many shutdown hooks' Deferreds are still pending.
+    pub(super) fn holds(&self) -> usize {
+        self.holds.get()
     }
 
     pub(super) fn clear(&self) {
@@ -95,6 +103,50 @@ impl Reactor {
             origin: Location::caller(),
         });
         id
+    }
+
+    /// Adds a `Before`-shutdown trigger that returns a Deferred, and the shutdown waits for
+    /// it: listeners and connections stay open until every such Deferred has fired (or
+    /// until `stop()` is called once more). Twisted's before-shutdown triggers returning a
+    /// Deferred; how a service tree is stopped in order ([`Reactor::run_service`]). An
+    /// error the Deferred fails with is logged. Remove it with
+    /// [`remove_system_event_trigger`](Reactor::remove_system_event_trigger).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use torsion_reactor::{Reactor, defer_later};
+    ///
+    /// let reactor = Reactor::current();
+    /// reactor.add_shutdown_hook(|| {
+    ///     let reactor = Reactor::current();
+    ///     // Say goodbye, then let the shutdown go on 10 ms later.
+    ///     defer_later(&reactor, Duration::from_millis(10), || ())
+    /// });
+    /// reactor.call_soon(|| Reactor::current().stop().unwrap());
+    /// reactor.run().unwrap();
+    /// ```
+    #[track_caller]
+    pub fn add_shutdown_hook<F>(&self, mut f: F) -> TriggerId
+    where
+        F: FnMut() -> Deferred<()> + 'static,
+    {
+        let holds = Rc::clone(&self.inner.triggers.holds);
+        self.add_system_event_trigger(Phase::Before, SystemEvent::Shutdown, move || {
+            let hold = f();
+            holds.set(holds.get() + 1);
+            let holds = Rc::clone(&holds);
+            hold.on_result(move |result| {
+                holds.set(holds.get().saturating_sub(1));
+                if let Err(err) = result {
+                    log::error!("a shutdown hook failed: {err}");
+                }
+                if holds.get() == 0 {
+                    // Wake the shutdown's wait, which may otherwise block in the poller
+                    // (this runs in the Deferred phase, before the wait for I/O).
+                    Reactor::current().call_soon(|| {});
+                }
+            });
+        })
     }
 
     /// Removes a trigger; returns whether it was there.

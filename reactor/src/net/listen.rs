@@ -6,10 +6,12 @@ use std::os::fd::AsRawFd;
 use std::rc::{Rc, Weak};
 use std::time::Duration;
 
+use super::accepted::Accepted;
 use super::conn::Conn;
 use super::factory::BoxedFactory;
 use super::protocol::Address;
 use super::stream::Stream;
+use crate::defer::deferred::Deferred;
 use crate::error::Error;
 use crate::event_loop::Inner;
 use crate::event_loop::callback::{Caught, CaughtKind, report};
@@ -39,6 +41,19 @@ pub(crate) trait Route<S> {
     fn stopped(&self);
     /// A connection was accepted.
     fn accepted(&self, inner: &Rc<Inner>, stream: S, peer: Address, local: &Address);
+    /// A connection was accepted: a route that serves it on this reactor counts it in
+    /// `track` while it is open (a listening port drains those on a server's stop).
+    fn accepted_tracked(
+        &self,
+        inner: &Rc<Inner>,
+        stream: S,
+        peer: Address,
+        local: &Address,
+        track: &Rc<Accepted>,
+    ) {
+        let _ = track;
+        self.accepted(inner, stream, peer, local)
+    }
 }
 
 impl<S: Stream> Route<S> for BoxedFactory {
@@ -63,12 +78,42 @@ impl<S: Stream> Route<S> for BoxedFactory {
             ));
         }
     }
+
+    fn accepted_tracked(
+        &self,
+        inner: &Rc<Inner>,
+        stream: S,
+        peer: Address,
+        local: &Address,
+        track: &Rc<Accepted>,
+    ) {
+        let Some(protocol) = self.build(&peer) else {
+            log::debug!("factory refused the connection from {peer}");
+            return; // dropping `stream` closes it
+        };
+        let (key, on_lost) = track.reserve();
+        match Conn::start(inner, stream, protocol, peer, local.clone(), Some(on_lost)) {
+            Ok(conn) => track.fill(key, Rc::downgrade(&conn) as Weak<_>),
+            Err(err) => {
+                track.remove(key);
+                report(Caught::new(
+                    CaughtKind::IoError,
+                    format!("accepting on {local}"),
+                    err.to_string(),
+                ));
+            }
+        }
+    }
 }
 
 pub(crate) trait Port {
     fn local(&self) -> Address;
     fn stop(&self);
     fn is_listening(&self) -> bool;
+    /// The open connections it accepted, for a port that keeps count.
+    fn accepted(&self) -> Option<Rc<Accepted>> {
+        None
+    }
 }
 
 pub(crate) struct Listener<A: Acceptor> {
@@ -81,6 +126,8 @@ pub(crate) struct Listener<A: Acceptor> {
     warned: Cell<bool>,
     /// The factory heard `start_factory` (and will hear `stop_factory`).
     started: Cell<bool>,
+    /// The connections it accepted that are still open (to drain them on a server's stop).
+    accepted: Rc<Accepted>,
 }
 
 impl<A: Acceptor> Listener<A> {
@@ -98,6 +145,7 @@ impl<A: Acceptor> Listener<A> {
             backoff: RefCell::new(None),
             warned: Cell::new(false),
             started: Cell::new(false),
+            accepted: Accepted::new(inner),
         });
         // Accepting starts once the factory has heard `start_factory`, from the loop (user
         // code never runs inside `listen`).
@@ -134,7 +182,10 @@ impl<A: Acceptor> Listener<A> {
                 None => return,
             };
             match accepted {
-                Ok((stream, peer)) => self.route.accepted(inner, stream, peer, &self.local),
+                Ok((stream, peer)) => {
+                    self.route
+                        .accepted_tracked(inner, stream, peer, &self.local, &self.accepted)
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if crate::io::sys::is_fd_exhaustion(&e) => {
@@ -225,6 +276,10 @@ impl<A: Acceptor> Port for Listener<A> {
     fn is_listening(&self) -> bool {
         Listener::is_listening(self)
     }
+
+    fn accepted(&self) -> Option<Rc<Accepted>> {
+        Some(Rc::clone(&self.accepted))
+    }
 }
 
 /// A port the reactor is listening on, returned by `listen_tcp` / `listen_unix`.
@@ -251,6 +306,64 @@ impl ListeningPort {
     /// Whether the port is still accepting.
     pub fn is_listening(&self) -> bool {
         self.port.is_listening()
+    }
+
+    /// How many of the connections accepted on this port are open (their
+    /// `connection_lost` has not run yet), listening or not. (A balanced port, from
+    /// `listen_on_threads`, hands its connections to other reactors: it counts none.)
+    pub fn open_connections(&self) -> usize {
+        self.port.accepted().map_or(0, |a| a.len())
+    }
+
+    /// Closes the connections accepted on this port gracefully, as the reactor's shutdown
+    /// does: each stops reading, flushes what it has buffered, then closes (call
+    /// [`stop_listening`](ListeningPort::stop_listening) first to accept no more). Their
+    /// protocols hear `connection_lost` from the loop.
+    pub fn lose_connections(&self) {
+        if let Some(accepted) = self.port.accepted() {
+            accepted.wind_down(crate::io::Wind::Graceful);
+        }
+    }
+
+    /// Aborts the connections accepted on this port: their write buffers are discarded
+    /// and they close now.
+    pub fn abort_connections(&self) {
+        if let Some(accepted) = self.port.accepted() {
+            accepted.wind_down(crate::io::Wind::Abort);
+        }
+    }
+
+    /// A Deferred that fires once no connection accepted on this port is open (after the
+    /// last one's `connection_lost`), at once if none is: with
+    /// [`lose_connections`](ListeningPort::lose_connections), how a server drains.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use torsion_reactor::{Protocol, Reactor, Transport, factory_fn};
+    ///
+    /// struct Quiet;
+    /// impl Protocol for Quiet {
+    ///     fn data_received(&mut self, _: &Transport, _: &[u8]) {}
+    /// }
+    ///
+    /// let reactor = Reactor::current();
+    /// let port = reactor.listen_tcp("127.0.0.1:0".parse().unwrap(), factory_fn(|_| Quiet)).unwrap();
+    /// let addr = port.local_addr().socket_addr().unwrap();
+    /// let client = std::net::TcpStream::connect(addr).unwrap();
+    /// reactor.run_until(Duration::from_secs(10), || port.open_connections() == 1).unwrap();
+    ///
+    /// port.stop_listening();
+    /// port.lose_connections();
+    /// let drained = port.when_connections_closed();
+    /// torsion_reactor::testing::wait_for(&reactor, drained).unwrap();
+    /// assert_eq!(port.open_connections(), 0);
+    /// # drop(client);
+    /// ```
+    pub fn when_connections_closed(&self) -> Deferred<()> {
+        match self.port.accepted() {
+            Some(accepted) => accepted.when_idle(),
+            None => Deferred::succeed(()),
+        }
     }
 }
 

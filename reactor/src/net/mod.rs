@@ -6,8 +6,9 @@
 //! - [`factory`]: `Factory`, `factory_fn`, `BoxedFactory` (and the start/stop count).
 //! - [`transport`]: `Transport` and `TransportBackend`.
 //! - [`conn`]: one connection: socket, write queue, state machine, protocol.
-//! - [`listen`]: listening ports; [`handoff`]: handing accepted connections to other
-//!   reactors (balanced multi-core serving); [`client`]: connectors and client factories;
+//! - [`listen`]: listening ports ([`accepted`]: the connections each one accepted, to
+//!   drain them); [`handoff`]: handing accepted connections to other reactors (balanced
+//!   multi-core serving); [`client`]: connectors and client factories;
 //!   [`reconnect`]: reconnecting clients.
 //! - [`tcp`], [`unix`]: the two socket families; [`pipe`]: pipes and standard I/O;
 //!   [`stream`]: what they have in common.
@@ -15,6 +16,7 @@
 //! - [`datagram`]: datagram ports (`DatagramProtocol`, `DatagramTransport`, the port and
 //!   its batched I/O); [`udp`] and [`unix_datagram`] open them.
 
+pub(crate) mod accepted;
 pub(crate) mod async_stream;
 pub(crate) mod client;
 pub(crate) mod conn;

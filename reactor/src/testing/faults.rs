@@ -435,6 +435,7 @@ pub(crate) fn wait(
             key,
             readable: bits & 1 != 0 || bits & 2 == 0,
             writable: bits & 2 != 0,
+            closed: false,
         });
     }
     Ok(())
