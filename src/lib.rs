@@ -128,6 +128,8 @@ mod guide {
     pub struct Services;
     #[doc = include_str!("../docs/proxy-protocol.md")]
     pub struct ProxyProtocol;
+    #[doc = include_str!("../docs/tcp-proxy.md")]
+    pub struct TcpProxy;
     #[doc = include_str!("../docs/microbench.md")]
     pub struct Microbench;
     #[doc = include_str!("../docs/multicore.md")]
@@ -141,4 +143,7 @@ mod guide {
 
     #[doc = include_str!("../docs/observability.md")]
     pub struct Observability;
+
+    #[doc = include_str!("../docs/deploying.md")]
+    pub struct Deploying;
 }

@@ -9,22 +9,13 @@ use std::net::{Shutdown, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Server, eventually, example, wait_timeout};
+use common::{Server, eventually, example, rss_kib, wait_timeout};
 
 const LONG: Duration = Duration::from_secs(30);
 const LOCAL: &str = "tcp:port=0:interface=127.0.0.1";
 
 fn pattern(offset: usize, len: usize) -> Vec<u8> {
     (offset..offset + len).map(|i| (i % 253) as u8).collect()
-}
-
-fn rss_kib(pid: i32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
 }
 
 #[test]

@@ -250,37 +250,6 @@ fn stream_file_needs_a_readable_file() {
 }
 
 #[test]
-fn proxy_forwards_both_ways_and_passes_on_the_half_close() {
-    let echo = Server::start("first_server", &[LOCAL]);
-    let target = format!("tcp:host=127.0.0.1:port={}", echo.socket_addr().port());
-    let proxy = Server::start("proxy", &[&target, LOCAL]);
-    let data = pattern(3 << 20);
-    // The echo server closes after the client's half-close reaches it through the proxy,
-    // and that close comes back through the proxy too: `exchange` reads to the end.
-    assert!(exchange(proxy.socket_addr(), &data) == data);
-    stops_cleanly_on_sigterm(proxy);
-    stops_cleanly_on_sigterm(echo);
-}
-
-#[test]
-fn proxy_closes_the_client_when_the_target_is_down() {
-    let unused = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = unused.local_addr().unwrap().port();
-    drop(unused);
-    let proxy = Server::start(
-        "proxy",
-        &[&format!("tcp:host=127.0.0.1:port={port}"), LOCAL],
-    );
-    let mut client = connect(proxy.socket_addr());
-    let mut got = Vec::new();
-    client
-        .read_to_end(&mut got)
-        .expect("the proxy closes the connection");
-    assert!(got.is_empty());
-    stops_cleanly_on_sigterm(proxy);
-}
-
-#[test]
 fn kv_server_stores_binary_values_and_answers_in_order() {
     let server = Server::start("kv_server", &[LOCAL]);
     let value: Vec<u8> = (0..=255u8).cycle().take(100_000).collect(); // "\r\n" included

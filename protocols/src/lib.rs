@@ -9,6 +9,8 @@
 //! - [`policy`]: wrappers for any factory — idle timeouts, connection and
 //!   rate limits, a per-peer limit — composed with [`policy::WrappingFactory`].
 //! - [`services`]: echo, discard, chargen, daytime, time and quote of the day.
+//! - [`portforward`]: a TCP proxy (Twisted's port forwarder): each client forwarded to
+//!   an upstream server over a connection of its own, with back-pressure and half-close.
 //!
 //! The *framing* layer turns a byte stream into
 //! frames and back, the way Twisted's `twisted.protocols.basic` does, but
@@ -69,6 +71,7 @@ pub mod line;
 pub mod line_receiver;
 pub mod netstring;
 pub mod policy;
+pub mod portforward;
 pub mod prefixed;
 mod search;
 mod send;
