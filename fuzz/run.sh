@@ -10,7 +10,7 @@ cd "$(dirname "$0")"
 secs="${SECONDS_PER_TARGET:-20}"
 TARGETS=("$@")
 if [ ${#TARGETS[@]} = 0 ]; then
-    TARGETS=(endpoint_grammar chat_lines conn_state)
+    TARGETS=(endpoint_grammar chat_lines conn_state proxy_header)
 fi
 if ! cargo fuzz --version >/dev/null 2>&1; then
     echo "cargo-fuzz is not installed: skipping ${TARGETS[*]} (cargo install cargo-fuzz)"
