@@ -78,6 +78,11 @@ pub(crate) enum Wind {
 pub(crate) trait Source {
     fn ready(self: Rc<Self>, inner: &Rc<Inner>, readiness: Readiness);
     fn wind_down(self: Rc<Self>, _inner: &Rc<Inner>, _how: Wind) {}
+    /// Whether this is an open connection accepted by the port counting with `port` (such
+    /// a port winds down its connections by finding them among the reactor's sources).
+    fn accepted_by(&self, _port: &crate::net::accepted::Accepted) -> bool {
+        false
+    }
     /// The poller refused a change of interest (`epoll_ctl`: out of memory, or the user's
     /// watch limit): the source is not watched as it asked, and must not wait for events
     /// that will never come. A connection fails with the error; the default logs it.

@@ -1,15 +1,16 @@
 //! The connections a listening port accepted that are still open: what a server that
 //! drains on stop closes (the way the reactor's shutdown winds them down) and waits for.
 //!
-//! Each accepted connection carries a lost-hook that takes it off its port's list after its
-//! `connection_lost` has run; when the list empties, the Deferreds waiting for that fire.
+//! The port keeps only a count. Each accepted connection holds a weak pointer to it, and
+//! takes itself off the count after its `connection_lost` has run; when the count reaches
+//! zero, the Deferreds waiting for that fire. Winding the port's connections down finds
+//! them among the reactor's registered sources (a rare event, paid for then, rather than a
+//! list entry per connection that a server holding many idle connections would pay for).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
 
-use slab::Slab;
-
-use super::conn::LostHook;
+use super::conn::OnLost;
 use crate::defer::deferred::{Deferred, Resolver};
 use crate::event_loop::Inner;
 use crate::io::{Source, Wind};
@@ -17,9 +18,7 @@ use crate::io::{Source, Wind};
 /// One port's open connections.
 pub(crate) struct Accepted {
     inner: Weak<Inner>,
-    /// `None` while a connection is being started (its entry is reserved first, so that its
-    /// hook knows its key).
-    open: RefCell<Slab<Option<Weak<dyn Source>>>>,
+    open: Cell<usize>,
     idle: RefCell<Vec<Resolver<()>>>,
 }
 
@@ -27,39 +26,24 @@ impl Accepted {
     pub(crate) fn new(inner: &Rc<Inner>) -> Rc<Accepted> {
         Rc::new(Accepted {
             inner: Rc::downgrade(inner),
-            open: RefCell::new(Slab::new()),
+            open: Cell::new(0),
             idle: RefCell::new(Vec::new()),
         })
     }
 
-    /// Reserves an entry for a connection about to start: its key, and the hook the
-    /// connection runs after its `connection_lost`.
-    pub(crate) fn reserve(self: &Rc<Self>) -> (usize, LostHook) {
-        let key = self.open.borrow_mut().insert(None);
-        let me = Rc::downgrade(self);
-        let hook: LostHook = Box::new(move |_| {
-            if let Some(me) = me.upgrade() {
-                me.remove(key);
-            }
-        });
-        (key, hook)
+    /// Counts a connection about to start, and returns what it does after its
+    /// `connection_lost` (takes itself off the count). If it does not start, call
+    /// [`remove`](Accepted::remove).
+    pub(crate) fn add(self: &Rc<Self>) -> OnLost {
+        self.open.set(self.open.get() + 1);
+        OnLost::Untrack(Rc::downgrade(self))
     }
 
-    /// The connection of a reserved entry started.
-    pub(crate) fn fill(&self, key: usize, conn: Weak<dyn Source>) {
-        if let Some(slot) = self.open.borrow_mut().get_mut(key) {
-            *slot = Some(conn);
-        }
-    }
-
-    /// Takes an entry off the list (its connection ended, or never started).
-    pub(crate) fn remove(&self, key: usize) {
-        let empty = {
-            let mut open = self.open.borrow_mut();
-            open.try_remove(key);
-            open.is_empty()
-        };
-        if empty {
+    /// Takes a connection off the count (its `connection_lost` ran, or it never started).
+    pub(crate) fn remove(&self) {
+        let open = self.open.get().saturating_sub(1);
+        self.open.set(open);
+        if open == 0 {
             let waiting = std::mem::take(&mut *self.idle.borrow_mut());
             for resolver in waiting {
                 resolver.resolve_quiet(Ok(()));
@@ -68,22 +52,30 @@ impl Accepted {
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.open.borrow().len()
+        self.open.get()
+    }
+
+    /// Whether `on_lost` is this port's: the connection holding it was accepted here.
+    pub(crate) fn owns(&self, on_lost: &OnLost) -> bool {
+        matches!(on_lost, OnLost::Untrack(port) if std::ptr::eq(port.as_ptr(), self))
     }
 
     /// Winds every open connection down as the reactor's shutdown does: `Graceful` stops
     /// reading, flushes and closes; `Abort` closes at once. No user code runs inside.
     pub(crate) fn wind_down(&self, how: Wind) {
+        if self.open.get() == 0 {
+            return;
+        }
         let Some(inner) = self.inner.upgrade() else {
             return;
         };
-        let conns: Vec<Rc<dyn Source>> = self
-            .open
-            .borrow()
-            .iter()
-            .filter_map(|(_, conn)| conn.as_ref().and_then(Weak::upgrade))
+        let mine: Vec<Rc<dyn Source>> = inner
+            .registry
+            .all_sources()
+            .into_iter()
+            .filter(|source| source.accepted_by(self))
             .collect();
-        for conn in conns {
+        for conn in mine {
             conn.wind_down(&inner, how);
         }
     }
@@ -91,7 +83,7 @@ impl Accepted {
     /// Fires once no connection is open (at once if none is).
     #[track_caller]
     pub(crate) fn when_idle(&self) -> Deferred<()> {
-        if self.open.borrow().is_empty() {
+        if self.open.get() == 0 {
             return Deferred::succeed(());
         }
         let (d, resolver) = Deferred::new();

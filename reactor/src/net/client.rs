@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use socket2::{SockAddr, Socket};
 
-use super::conn::{Conn, LostHook};
+use super::conn::{Conn, LostHook, OnLost};
 use super::factory::{Counted, Factory, FnFactory, MaybeProtocol, SharedFactory};
 use super::protocol::{Address, ConnectionLost, Protocol, boxed, reuse_or_wrap};
 use super::stream::Stream;
@@ -337,7 +337,14 @@ impl<D: Dial> ConnectorImpl<D> {
             }
         });
         self.state.set(ConnectorState::Connected);
-        match Conn::start(inner, stream, protocol, peer, local, Some(on_lost)) {
+        match Conn::start(
+            inner,
+            stream,
+            protocol,
+            peer,
+            Rc::new(local),
+            Some(OnLost::Call(on_lost)),
+        ) {
             Ok(conn) => {
                 let transport = Transport::new(conn as Rc<dyn TransportBackend>);
                 *self.transport.borrow_mut() = Some(transport.clone());

@@ -133,7 +133,14 @@ impl Inbox {
         let done = Box::new(move |_: &super::protocol::ConnectionLost| {
             shared.load.fetch_sub(1, Ordering::Relaxed);
         });
-        if let Err(err) = Conn::start(inner, stream, protocol, peer, local.clone(), Some(done)) {
+        if let Err(err) = Conn::start(
+            inner,
+            stream,
+            protocol,
+            peer,
+            Rc::new(local.clone()),
+            Some(super::conn::OnLost::Call(done)),
+        ) {
             self.shared.load.fetch_sub(1, Ordering::Relaxed);
             report(Caught::new(
                 CaughtKind::IoError,
@@ -367,7 +374,7 @@ impl Route<TcpStream> for Balanced {
 
     fn stopped(&self) {}
 
-    fn accepted(&self, inner: &Rc<Inner>, stream: TcpStream, peer: Address, _local: &Address) {
+    fn accepted(&self, inner: &Rc<Inner>, stream: TcpStream, peer: Address, _local: &Rc<Address>) {
         let Address::Tcp(peer) = peer else {
             return; // a TCP listener only accepts TCP peers
         };

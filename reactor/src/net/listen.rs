@@ -42,7 +42,7 @@ pub(crate) trait Route<S> {
     /// The listener stopped (from the loop).
     fn stopped(&self);
     /// A connection was accepted.
-    fn accepted(&self, inner: &Rc<Inner>, stream: S, peer: Address, local: &Address);
+    fn accepted(&self, inner: &Rc<Inner>, stream: S, peer: Address, local: &Rc<Address>);
     /// A connection was accepted: a route that serves it on this reactor counts it in
     /// `track` while it is open (a listening port drains those on a server's stop).
     fn accepted_tracked(
@@ -50,7 +50,7 @@ pub(crate) trait Route<S> {
         inner: &Rc<Inner>,
         stream: S,
         peer: Address,
-        local: &Address,
+        local: &Rc<Address>,
         track: &Rc<Accepted>,
     ) {
         let _ = track;
@@ -67,12 +67,12 @@ impl<S: Stream> Route<S> for BoxedFactory {
         BoxedFactory::stopped(self)
     }
 
-    fn accepted(&self, inner: &Rc<Inner>, stream: S, peer: Address, local: &Address) {
+    fn accepted(&self, inner: &Rc<Inner>, stream: S, peer: Address, local: &Rc<Address>) {
         let Some(protocol) = self.build(&peer) else {
             log::debug!("factory refused the connection from {peer}");
             return; // dropping `stream` closes it
         };
-        if let Err(err) = Conn::start(inner, stream, protocol, peer, local.clone(), None) {
+        if let Err(err) = Conn::start(inner, stream, protocol, peer, Rc::clone(local), None) {
             report(Caught::new(
                 CaughtKind::IoError,
                 format!("accepting on {local}"),
@@ -86,24 +86,30 @@ impl<S: Stream> Route<S> for BoxedFactory {
         inner: &Rc<Inner>,
         stream: S,
         peer: Address,
-        local: &Address,
+        local: &Rc<Address>,
         track: &Rc<Accepted>,
     ) {
         let Some(protocol) = self.build(&peer) else {
             log::debug!("factory refused the connection from {peer}");
             return; // dropping `stream` closes it
         };
-        let (key, on_lost) = track.reserve();
-        match Conn::start(inner, stream, protocol, peer, local.clone(), Some(on_lost)) {
-            Ok(conn) => track.fill(key, Rc::downgrade(&conn) as Weak<_>),
-            Err(err) => {
-                track.remove(key);
-                report(Caught::new(
-                    CaughtKind::IoError,
-                    format!("accepting on {local}"),
-                    err.to_string(),
-                ));
-            }
+        let on_lost = track.add();
+        let started = Conn::start(
+            inner,
+            stream,
+            protocol,
+            peer,
+            Rc::clone(local),
+            Some(on_lost),
+        );
+        if let Err(err) = started {
+            // Its `connection_lost` will not run.
+            track.remove();
+            report(Caught::new(
+                CaughtKind::IoError,
+                format!("accepting on {local}"),
+                err.to_string(),
+            ));
         }
     }
 }
@@ -123,7 +129,8 @@ pub(crate) struct Listener<A: Acceptor> {
     /// `None` once stopped.
     socket: RefCell<Option<Registration<A>>>,
     route: Rc<dyn Route<A::Stream>>,
-    local: Address,
+    /// Shared with every connection it accepts.
+    local: Rc<Address>,
     backoff: RefCell<Option<DelayedCall>>,
     /// When running out of descriptors was last reported, and how many times it happened
     /// since (reports are rate-limited: see `back_off`).
@@ -145,7 +152,7 @@ impl<A: Acceptor> Listener<A> {
             me: me.clone(),
             socket: RefCell::new(None),
             route,
-            local,
+            local: Rc::new(local),
             backoff: RefCell::new(None),
             reported: Cell::new(None),
             started: Cell::new(false),
@@ -280,7 +287,7 @@ impl<A: Acceptor> Source for Listener<A> {
 
 impl<A: Acceptor> Port for Listener<A> {
     fn local(&self) -> Address {
-        self.local.clone()
+        Address::clone(&self.local)
     }
 
     fn stop(&self) {

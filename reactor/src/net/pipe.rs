@@ -483,8 +483,8 @@ impl Reactor {
                 stream,
                 protocol,
                 stdio_address(),
-                stdio_address(),
-                Some(on_lost),
+                Rc::new(stdio_address()),
+                Some(super::conn::OnLost::Call(on_lost)),
             );
             if let Err(err) = started {
                 me.open.set(false);
@@ -507,7 +507,14 @@ impl Reactor {
         let inner = self.inner_open()?;
         let protocol = boxed(Some(protocol))
             .ok_or_else(|| Error::new(ErrorKind::InvalidInput, "an empty protocol box"))?;
-        let conn = Conn::start_soon(&inner, stream, protocol, address.clone(), address, None)?;
+        let conn = Conn::start_soon(
+            &inner,
+            stream,
+            protocol,
+            address.clone(),
+            Rc::new(address),
+            None,
+        )?;
         Ok(transport_of(conn))
     }
 }

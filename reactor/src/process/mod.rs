@@ -906,7 +906,14 @@ impl Reactor {
                 fd,
                 process: Rc::clone(&state),
             });
-            match Conn::start_soon(&inner, stream, adapter, address.clone(), address, None) {
+            match Conn::start_soon(
+                &inner,
+                stream,
+                adapter,
+                address.clone(),
+                Rc::new(address),
+                None,
+            ) {
                 Ok(conn) => {
                     let transport = Transport::new(conn as Rc<dyn TransportBackend>);
                     state.pipes.borrow_mut().insert(fd, transport);

@@ -33,7 +33,7 @@ pub(crate) mod state_check;
 pub(crate) use state::Ends;
 
 use std::any::{Any, TypeId};
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, OnceCell, RefCell};
 use std::io::{self, IoSlice};
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::panic::Location;
@@ -42,6 +42,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+use super::accepted::Accepted;
 use super::protocol::{Address, ConnectionLost, Protocol};
 use super::stream::Stream;
 use super::transport::{
@@ -61,6 +62,16 @@ use state::{Actions, ConnState};
 const READS_PER_EVENT: usize = 4;
 
 pub(crate) type LostHook = Box<dyn FnOnce(&ConnectionLost)>;
+
+/// What runs after a connection's `connection_lost`.
+pub(crate) enum OnLost {
+    /// Take it off its listening port's count of open connections. (Every connection a
+    /// server accepts has one: a pointer, not a boxed closure, so that it costs no
+    /// allocation.)
+    Untrack(Weak<Accepted>),
+    /// Anything else (a client connector's `client_connection_lost`).
+    Call(LostHook),
+}
 
 /// What changes together, behind one borrow per entry point.
 struct Core {
@@ -92,11 +103,10 @@ pub(crate) struct Conn<S: Stream> {
     reactor: Weak<Inner>,
     /// The reactor's counters (bytes, closes by reason, buffered bytes, slow callbacks).
     stats: Rc<Counters>,
-    /// The writing descriptor's own registration, for a stream that writes to another
-    /// descriptor than it reads ([`Stream::write_fd`]); `None` otherwise, and once the
-    /// writing side is shut or the connection closed. (Declared before `io`, so that it is
-    /// dropped first: the stream owns that descriptor.)
-    write_io: RefCell<Option<Registration<WriteFd>>>,
+    /// What few connections have (see [`Rare`]); created when first needed. (Declared
+    /// before `io`, so that a writing descriptor's registration is dropped first: the
+    /// stream owns that descriptor.)
+    rare: OnceCell<Box<Rare>>,
     /// The socket; `None` once closed.
     io: RefCell<Option<Registration<S>>>,
     /// Graceful stop: finish writing, keep reading (see `StreamKind::drain_on_stop`).
@@ -107,8 +117,6 @@ pub(crate) struct Conn<S: Stream> {
     core: RefCell<Core>,
     /// Out of its slot while one of its callbacks runs; gone once `connection_lost` ran.
     protocol: Cell<Option<Box<dyn Protocol>>>,
-    /// Set by `set_protocol` during a callback: takes over when the callback returns.
-    replacement: Cell<Option<Box<dyn Protocol>>>,
     in_callback: Cell<bool>,
     /// Edge-triggered: the socket may hold bytes no event will announce again (reading
     /// stopped before the kernel ran dry); read them when reading may go on.
@@ -119,12 +127,25 @@ pub(crate) struct Conn<S: Stream> {
     /// will not come again).
     peer_closed: Cell<bool>,
     peer: Address,
-    local: Address,
-    /// What a layer learned about the connection (`set_peer_addr`, `attach_extra`); boxed
-    /// and absent on most connections, so that it costs them one pointer.
-    learned: RefCell<Option<Box<Learned>>>,
+    /// Shared with the other connections of its listening port.
+    local: Rc<Address>,
     /// Run after `connection_lost` (a client connector's `client_connection_lost`).
-    on_lost: Cell<Option<LostHook>>,
+    on_lost: Cell<Option<OnLost>>,
+}
+
+/// What few connections have, boxed so that it costs the others one pointer (a server
+/// holding many idle connections pays for every byte of [`Conn`]): a second descriptor,
+/// what a layer learned, a protocol waiting to take over.
+#[derive(Default)]
+struct Rare {
+    /// The writing descriptor's own registration, for a stream that writes to another
+    /// descriptor than it reads ([`Stream::write_fd`]: standard I/O); `None` otherwise,
+    /// and once the writing side is shut or the connection closed.
+    write_io: RefCell<Option<Registration<WriteFd>>>,
+    /// What a layer learned about the connection (`set_peer_addr`, `attach_extra`).
+    learned: RefCell<Learned>,
+    /// Set by `set_protocol` during a callback: takes over when the callback returns.
+    replacement: Cell<Option<Box<dyn Protocol>>>,
 }
 
 /// What a layer over a connection learned about it (a PROXY protocol header: the client's
@@ -193,8 +214,8 @@ impl<S: Stream> Conn<S> {
         io: S,
         protocol: Box<dyn Protocol>,
         peer: Address,
-        local: Address,
-        on_lost: Option<LostHook>,
+        local: Rc<Address>,
+        on_lost: Option<OnLost>,
     ) -> Result<Rc<Conn<S>>, Error> {
         let conn = Conn::register(inner, io, protocol, peer, local, on_lost)?;
         conn.update_interest();
@@ -210,8 +231,8 @@ impl<S: Stream> Conn<S> {
         io: S,
         protocol: Box<dyn Protocol>,
         peer: Address,
-        local: Address,
-        on_lost: Option<LostHook>,
+        local: Rc<Address>,
+        on_lost: Option<OnLost>,
     ) -> Result<Rc<Conn<S>>, Error> {
         let conn = Conn::register(inner, io, protocol, peer, local, on_lost)?;
         let me = Rc::clone(&conn);
@@ -228,8 +249,8 @@ impl<S: Stream> Conn<S> {
         io: S,
         protocol: Box<dyn Protocol>,
         peer: Address,
-        local: Address,
-        on_lost: Option<LostHook>,
+        local: Rc<Address>,
+        on_lost: Option<OnLost>,
     ) -> Result<Rc<Conn<S>>, Error> {
         let kind = io.kind();
         let write_fd = io.write_fd();
@@ -237,7 +258,7 @@ impl<S: Stream> Conn<S> {
             me: me.clone(),
             reactor: Rc::downgrade(inner),
             stats: Rc::clone(&inner.stats),
-            write_io: RefCell::new(None),
+            rare: OnceCell::new(),
             io: RefCell::new(None),
             drain_on_stop: kind.drain_on_stop,
             asked: Cell::new((Interest::NONE, Interest::NONE)),
@@ -255,14 +276,12 @@ impl<S: Stream> Conn<S> {
                 accounted: 0,
             }),
             protocol: Cell::new(Some(protocol)),
-            replacement: Cell::new(None),
             in_callback: Cell::new(false),
             unread: Cell::new(false),
             read_queued: Cell::new(false),
             peer_closed: Cell::new(false),
             peer,
             local,
-            learned: RefCell::new(None),
             on_lost: Cell::new(on_lost),
         });
         let watch_error =
@@ -272,7 +291,7 @@ impl<S: Stream> Conn<S> {
             let registration =
                 Registration::new(inner, WriteFd(fd), Interest::NONE, events, Sharing::Shared)
                     .map_err(|(e, _)| watch_error(e))?;
-            *conn.write_io.borrow_mut() = Some(registration);
+            *conn.rare().write_io.borrow_mut() = Some(registration);
         }
         let registered = if kind.edge {
             Registration::new_edge(inner, io, Interest::NONE, conn.clone(), kind.sharing)
@@ -283,7 +302,7 @@ impl<S: Stream> Conn<S> {
             Ok(registration) => *conn.io.borrow_mut() = Some(registration),
             Err((e, io)) => {
                 // The writing descriptor's registration goes before the stream closes it.
-                conn.write_io.borrow_mut().take();
+                conn.take_write_io();
                 drop(io);
                 return Err(watch_error(e));
             }
@@ -291,6 +310,18 @@ impl<S: Stream> Conn<S> {
         inner.connections.set(inner.connections.get() + 1);
         inner.stats.opened();
         Ok(conn)
+    }
+
+    fn rare(&self) -> &Rare {
+        self.rare.get_or_init(Box::default)
+    }
+
+    /// Unwatches the writing descriptor (before the stream closes it), if it has its own.
+    fn take_write_io(&self) {
+        if let Some(rare) = self.rare.get() {
+            let write_io = rare.write_io.borrow_mut().take();
+            drop(write_io);
+        }
     }
 
     fn transport(self: &Rc<Self>) -> Transport {
@@ -326,7 +357,7 @@ impl<S: Stream> Conn<S> {
             )
         });
         self.in_callback.set(false);
-        match self.replacement.take() {
+        match self.rare.get().and_then(|rare| rare.replacement.take()) {
             Some(new) => {
                 self.protocol.set(Some(new));
                 drop(protocol);
@@ -363,8 +394,7 @@ impl<S: Stream> Conn<S> {
     fn apply(self: &Rc<Self>, actions: Actions) {
         if actions.shutdown_write {
             // A writing descriptor of its own is closed by the shutdown: unwatch it first.
-            let write_io = self.write_io.borrow_mut().take();
-            drop(write_io);
+            self.take_write_io();
             let result = match &*self.io.borrow() {
                 Some(io) => io.get().shutdown_write(),
                 None => Ok(()),
@@ -399,7 +429,8 @@ impl<S: Stream> Conn<S> {
             let core = self.core.borrow();
             core.state.wants(core.blocked && !core.queue.is_empty())
         };
-        let split = self.write_io.borrow().is_some();
+        let write_io = self.rare.get().map(|rare| &rare.write_io);
+        let split = write_io.is_some_and(|w| w.borrow().is_some());
         let asked = if split {
             // Reads on one descriptor, writes (and the hang-up watch) on the other.
             (
@@ -427,8 +458,10 @@ impl<S: Stream> Conn<S> {
         if let Some(io) = &*self.io.borrow() {
             io.set_interest(asked.0);
         }
-        if let Some(write_io) = &*self.write_io.borrow() {
-            write_io.set_interest(asked.1);
+        if let Some(write_io) = write_io {
+            if let Some(write_io) = &*write_io.borrow() {
+                write_io.set_interest(asked.1);
+            }
         }
     }
 
@@ -441,8 +474,7 @@ impl<S: Stream> Conn<S> {
         }
         self.stats.closed(&reason);
         // The writing descriptor's registration first: the stream owns that descriptor.
-        let write_io = self.write_io.borrow_mut().take();
-        drop(write_io);
+        self.take_write_io();
         let io = self.io.borrow_mut().take();
         drop(io);
         if let Some(inner) = self.reactor.upgrade() {
@@ -474,8 +506,17 @@ impl<S: Stream> Conn<S> {
             )
         });
         drop(protocol);
-        if let Some(hook) = self.on_lost.take() {
-            callback::contain("client_connection_lost", None, || hook(&reason));
+        match self.on_lost.take() {
+            Some(OnLost::Untrack(port)) => {
+                if let Some(port) = port.upgrade() {
+                    // Resolves the Deferreds waiting for the port to empty.
+                    callback::contain("a port's last connection closing", None, || port.remove());
+                }
+            }
+            Some(OnLost::Call(hook)) => {
+                callback::contain("client_connection_lost", None, || hook(&reason));
+            }
+            None => {}
         }
     }
 
@@ -540,11 +581,11 @@ impl<S: Stream> Conn<S> {
 
     /// The reader of the writing descriptor went away (if the event said so truly).
     fn on_hangup(self: &Rc<Self>) {
-        let fd = match (&*self.write_io.borrow(), &*self.io.borrow()) {
-            (Some(write_io), _) => Some(write_io.get().as_raw_fd()),
-            (None, Some(io)) => Some(io.get().as_raw_fd()),
-            (None, None) => None,
-        };
+        let write_fd = self.rare.get().and_then(|rare| {
+            let write_io = rare.write_io.borrow();
+            write_io.as_ref().map(|w| w.get().as_raw_fd())
+        });
+        let fd = write_fd.or_else(|| self.io.borrow().as_ref().map(|io| io.get().as_raw_fd()));
         if fd.is_some_and(|fd| !crate::io::sys::hung_up(fd)) {
             return; // a spurious event: the reader is still there
         }
@@ -804,6 +845,13 @@ impl<S: Stream> Source for Conn<S> {
         }
     }
 
+    fn accepted_by(&self, port: &Accepted) -> bool {
+        let on_lost = self.on_lost.take();
+        let mine = on_lost.as_ref().is_some_and(|o| port.owns(o));
+        self.on_lost.set(on_lost);
+        mine
+    }
+
     fn watch_failed(self: Rc<Self>, _inner: &Rc<Inner>, err: io::Error) {
         // Unwatched, it would never hear of its socket again: fail it, so the protocol
         // hears `connection_lost` with the cause.
@@ -878,15 +926,15 @@ impl<S: Stream> TransportBackend for Conn<S> {
     }
 
     fn peer_addr(&self) -> Address {
-        match self.learned.borrow().as_ref().and_then(|l| l.peer.as_ref()) {
+        let learned = self.rare.get().map(|rare| rare.learned.borrow());
+        match learned.as_ref().and_then(|l| l.peer.as_ref()) {
             Some(peer) => peer.clone(),
             None => self.peer.clone(),
         }
     }
 
     fn set_peer_addr(&self, peer: Address) -> Result<(), Error> {
-        let mut learned = self.learned.borrow_mut();
-        let learned = learned.get_or_insert_with(Box::default);
+        let mut learned = self.rare().learned.borrow_mut();
         if let Some(set) = &learned.peer {
             return Err(Error::new(
                 ErrorKind::InvalidInput,
@@ -901,8 +949,7 @@ impl<S: Stream> TransportBackend for Conn<S> {
     }
 
     fn attach_extra(&self, value: Rc<dyn Any>) -> Result<(), Error> {
-        let mut learned = self.learned.borrow_mut();
-        let extras = &mut learned.get_or_insert_with(Box::default).extras;
+        let extras = &mut self.rare().learned.borrow_mut().extras;
         let kind = (*value).type_id();
         extras.retain(|e| (**e).type_id() != kind);
         extras.push(value);
@@ -910,13 +957,16 @@ impl<S: Stream> TransportBackend for Conn<S> {
     }
 
     fn extra(&self, what: TypeId) -> Option<Rc<dyn Any>> {
-        let learned = self.learned.borrow();
-        let extras = &learned.as_ref()?.extras;
-        extras.iter().find(|e| (***e).type_id() == what).cloned()
+        let learned = self.rare.get()?.learned.borrow();
+        learned
+            .extras
+            .iter()
+            .find(|e| (***e).type_id() == what)
+            .cloned()
     }
 
     fn local_addr(&self) -> Address {
-        self.local.clone()
+        Address::clone(&self.local)
     }
 
     fn is_closing(&self) -> bool {
@@ -1012,7 +1062,7 @@ impl<S: Stream> TransportBackend for Conn<S> {
         }
         if self.in_callback.get() {
             // Takes over when the running callback returns; the old one is dropped then.
-            self.replacement.set(Some(protocol));
+            self.rare().replacement.set(Some(protocol));
         } else {
             let old = self.protocol.replace(Some(protocol));
             drop(old);
@@ -1042,5 +1092,17 @@ impl<S: Stream> TransportBackend for Conn<S> {
                 format!("the function given to with_protocol panicked: {msg}"),
             )
         })
+    }
+}
+
+#[cfg(all(test, target_pointer_width = "64"))]
+mod size {
+    /// A server holding many idle connections pays for every byte of a connection: what
+    /// few connections need lives in `Rare`, the listener's address is shared. Grow this
+    /// deliberately (the `hold` benchmark measures it).
+    #[test]
+    fn an_idle_connection_stays_small() {
+        let size = std::mem::size_of::<super::Conn<std::net::TcpStream>>();
+        assert!(size <= 296, "Conn<TcpStream> is {size} bytes");
     }
 }
