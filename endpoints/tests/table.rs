@@ -273,6 +273,10 @@ const INVALID_CLIENTS: &[(&str, ErrorKind)] = &[
     ("tls:example.com:443:trustRoots=/nonexistent/ca.pem", ErrorKind::BadFile),
     ("tls:example.com:443:privateKey=k.pem", ErrorKind::ConflictingParameters),
     ("tls:example.com:443:certificate=/nonexistent/c.pem", ErrorKind::BadFile),
+    // Host and bindAddress of different families: one check for every host-and-port client.
+    (r"tls:127.0.0.1:443:bindAddress=\:\:1", ErrorKind::WrongFamily),
+    ("tls:example.com:443:bindAddress=localhost", ErrorKind::InvalidAddress),
+    ("tls:port=443:host=a b", ErrorKind::InvalidAddress),
     ("ssl:example.com:443", ErrorKind::Unsupported),
     ("tor:example.onion:80", ErrorKind::Unsupported),
     ("systemd:domain=INET:index=0", ErrorKind::UnknownType),

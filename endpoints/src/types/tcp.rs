@@ -14,7 +14,7 @@ use torsion_reactor::{
     TcpListenOptions, Transport,
 };
 
-use crate::args::{Args, ParamSpec, Value};
+use crate::args::{Args, Bound, ParamSpec, Value};
 use crate::error::{EndpointError, ErrorKind};
 use crate::grammar::quote;
 use crate::happy_eyeballs::{self, RaceOptions, target_name};
@@ -457,21 +457,96 @@ impl ServerType for TcpServerType {
     }
 }
 
-/// Twisted's order: `tcp:HOST:PORT`; `timeout` and `bindAddress` only by keyword.
-const CLIENT_PARAMS: &[ParamSpec] = &[
-    ParamSpec::positional("host"),
-    ParamSpec::positional("port"),
-    ParamSpec::keyword("timeout"),
-    ParamSpec::keyword("bindAddress"),
-];
+/// The parameters of a client string that names a host and a port, in Twisted's order:
+/// `HOST:PORT`, or the port alone when `host=` is given; `timeout` and `bindAddress` (and
+/// `extra`, a `tls` client's files) only by keyword.
+pub(crate) fn client_params(args: &Args<'_>, extra: &[&'static str]) -> Vec<ParamSpec> {
+    let mut params = if args.has_keyword("host") {
+        vec![ParamSpec::positional("port"), ParamSpec::keyword("host")]
+    } else {
+        vec![ParamSpec::positional("host"), ParamSpec::positional("port")]
+    };
+    let keywords = ["timeout", "bindAddress"].iter().chain(extra);
+    params.extend(keywords.map(|name| ParamSpec::keyword(name)));
+    params
+}
 
-/// With `host=` given, the one positional is the port (as in Twisted).
-const CLIENT_PARAMS_HOST_BY_KEYWORD: &[ParamSpec] = &[
-    ParamSpec::positional("port"),
-    ParamSpec::keyword("host"),
-    ParamSpec::keyword("timeout"),
-    ParamSpec::keyword("bindAddress"),
-];
+/// A client type that only speaks IPv6 (`tcp6`, `udp6`): how to say that an IPv4 address
+/// does not fit.
+pub(crate) struct V6Only {
+    /// The type's name (`tcp6`).
+    pub(crate) name: &'static str,
+    /// What its client does (`connects`, `sends`).
+    pub(crate) verb: &'static str,
+    /// The type to use instead (`tcp`).
+    pub(crate) instead: &'static str,
+}
+
+/// Where a client goes, as every host-and-port client string gives it.
+pub(crate) struct ClientTarget<'b> {
+    pub(crate) host: &'b str,
+    pub(crate) port: u16,
+    /// The port as given, to report a value a type refuses (`udp`: port 0).
+    pub(crate) port_value: Value<'b>,
+    pub(crate) timeout: Duration,
+    pub(crate) bind_address: Option<BindAddress>,
+}
+
+/// Reads and checks the host, the port, `timeout` and `bindAddress` of a client string
+/// bound with [`client_params`]: a host that is an address and a `bindAddress` must be of
+/// one family, IPv6 for a `v6_only` type.
+pub(crate) fn client_target<'b>(
+    b: &Bound<'b>,
+    v6_only: Option<&V6Only>,
+) -> Result<ClientTarget<'b>, EndpointError> {
+    let host_value = b.require("host")?;
+    let host = host_value.as_str();
+    let host_ip = values::host(host).map_err(|bad| host_value.error(bad.kind, bad.reason))?;
+    if let (Some(only), Some(IpAddr::V4(_))) = (v6_only, host_ip) {
+        return Err(host_value.error(
+            ErrorKind::WrongFamily,
+            format!(
+                "an IPv4 address, but a {} client {} over IPv6 only; use {}",
+                only.name, only.verb, only.instead
+            ),
+        ));
+    }
+    let port_value = b.require("port")?;
+    let port = port_value.port()?;
+    let timeout = b.parse_or("timeout", DEFAULT_TIMEOUT, |v| v.seconds())?;
+    let bind_address = b.parse_opt("bindAddress", |v| {
+        let bind = bind_address(v)?;
+        if let (Some(only), true) = (v6_only, bind.ip.is_ipv4()) {
+            return Err(v.error(
+                ErrorKind::WrongFamily,
+                format!(
+                    "an IPv4 address, but a {} client {} over IPv6",
+                    only.name, only.verb
+                ),
+            ));
+        }
+        if let Some(ip) = host_ip {
+            if ip.is_ipv4() != bind.ip.is_ipv4() {
+                return Err(v.error(
+                    ErrorKind::WrongFamily,
+                    format!(
+                        "an {} address, but the host is an {} address",
+                        family_name(&bind.ip),
+                        family_name(&ip)
+                    ),
+                ));
+            }
+        }
+        Ok(bind)
+    })?;
+    Ok(ClientTarget {
+        host,
+        port,
+        port_value,
+        timeout,
+        bind_address,
+    })
+}
 
 /// `tcp` or `tcp6` (IPv6 only) clients.
 pub(crate) struct TcpClientType {
@@ -488,50 +563,18 @@ impl ClientType for TcpClientType {
     }
 
     fn parse(&self, args: &Args<'_>) -> Result<Box<dyn ClientSpec>, EndpointError> {
-        let params = if args.has_keyword("host") {
-            CLIENT_PARAMS_HOST_BY_KEYWORD
-        } else {
-            CLIENT_PARAMS
+        let b = args.bind(&client_params(args, &[]))?;
+        let only = V6Only {
+            name: "tcp6",
+            verb: "connects",
+            instead: "tcp",
         };
-        let b = args.bind(params)?;
-        let host_value = b.require("host")?;
-        let host = host_value.as_str();
-        let host_ip = values::host(host).map_err(|bad| host_value.error(bad.kind, bad.reason))?;
-        if let (true, Some(IpAddr::V4(_))) = (self.v6, host_ip) {
-            return Err(host_value.error(
-                ErrorKind::WrongFamily,
-                "an IPv4 address, but a tcp6 client connects over IPv6 only; use tcp",
-            ));
-        }
-        let port = b.require("port")?.port()?;
-        let timeout = b.parse_or("timeout", DEFAULT_TIMEOUT, |v| v.seconds())?;
-        let bind_address = b.parse_opt("bindAddress", |v| {
-            let bind = bind_address(v)?;
-            if self.v6 && bind.ip.is_ipv4() {
-                return Err(v.error(
-                    ErrorKind::WrongFamily,
-                    "an IPv4 address, but a tcp6 client connects over IPv6",
-                ));
-            }
-            if let Some(ip) = host_ip {
-                if ip.is_ipv4() != bind.ip.is_ipv4() {
-                    return Err(v.error(
-                        ErrorKind::WrongFamily,
-                        format!(
-                            "an {} address, but the host is an {} address",
-                            family_name(&bind.ip),
-                            family_name(&ip)
-                        ),
-                    ));
-                }
-            }
-            Ok(bind)
-        })?;
+        let target = client_target(&b, self.v6.then_some(&only))?;
         Ok(Box::new(TcpClient {
-            host: host.to_owned(),
-            port,
-            timeout,
-            bind_address,
+            host: target.host.to_owned(),
+            port: target.port,
+            timeout: target.timeout,
+            bind_address: target.bind_address,
             family: if self.v6 {
                 ClientFamily::Ipv6
             } else {

@@ -24,11 +24,10 @@ use crate::error::{EndpointError, ErrorKind};
 use crate::grammar::quote;
 use crate::happy_eyeballs::target_name;
 use crate::spec::{
-    ClientSpec, ClientType, DEFAULT_BACKLOG, DEFAULT_TIMEOUT, MAX_BACKLOG, ParamValue, ServerSpec,
-    ServerType,
+    ClientSpec, ClientType, DEFAULT_BACKLOG, MAX_BACKLOG, ParamValue, ServerSpec, ServerType,
 };
-use crate::types::tcp::{TcpClient, TcpServer};
-use crate::values::{self, format_scoped};
+use crate::types::tcp::{TcpClient, TcpServer, client_params, client_target};
+use crate::values::format_scoped;
 
 /// A TLS server: TCP plus a certificate (`ssl`, Twisted's name, or its synonym `tls`).
 ///
@@ -564,29 +563,6 @@ impl ServerType for TlsServerType {
     }
 }
 
-/// Twisted's `tls` client order: host, port; the rest by keyword.
-const CLIENT_PARAMS: &[ParamSpec] = &[
-    ParamSpec::positional("host"),
-    ParamSpec::positional("port"),
-    ParamSpec::keyword("timeout"),
-    ParamSpec::keyword("bindAddress"),
-    ParamSpec::keyword("trustRoots"),
-    ParamSpec::keyword("certificate"),
-    ParamSpec::keyword("privateKey"),
-    ParamSpec::keyword("alpn"),
-];
-
-const CLIENT_PARAMS_HOST_BY_KEYWORD: &[ParamSpec] = &[
-    ParamSpec::positional("port"),
-    ParamSpec::keyword("host"),
-    ParamSpec::keyword("timeout"),
-    ParamSpec::keyword("bindAddress"),
-    ParamSpec::keyword("trustRoots"),
-    ParamSpec::keyword("certificate"),
-    ParamSpec::keyword("privateKey"),
-    ParamSpec::keyword("alpn"),
-];
-
 /// `tls` clients.
 pub(crate) struct TlsClientType;
 
@@ -596,19 +572,13 @@ impl ClientType for TlsClientType {
     }
 
     fn parse(&self, args: &Args<'_>) -> Result<Box<dyn ClientSpec>, EndpointError> {
-        let params = if args.has_keyword("host") {
-            CLIENT_PARAMS_HOST_BY_KEYWORD
-        } else {
-            CLIENT_PARAMS
-        };
-        let b = args.bind(params)?;
-        let host_value = b.require("host")?;
-        let host = host_value.as_str();
-        values::host(host).map_err(|bad| host_value.error(bad.kind, bad.reason))?;
-        let mut tcp = TcpClient::new(host, b.require("port")?.port()?);
-        tcp.timeout = b.parse_or("timeout", DEFAULT_TIMEOUT, |v| v.seconds())?;
-        tcp.bind_address = b.parse_opt("bindAddress", crate::types::tcp::bind_address)?;
-        let mut spec = TlsClient::new(host, tcp.port);
+        let extra = ["trustRoots", "certificate", "privateKey", "alpn"];
+        let b = args.bind(&client_params(args, &extra))?;
+        let target = client_target(&b, None)?;
+        let mut tcp = TcpClient::new(target.host, target.port);
+        tcp.timeout = target.timeout;
+        tcp.bind_address = target.bind_address;
+        let mut spec = TlsClient::new(target.host, tcp.port);
         spec.tcp = tcp;
         spec.trust_roots = b.parse_opt("trustRoots", path)?;
         spec.certificate = b.parse_opt("certificate", path)?;

@@ -12,7 +12,9 @@ use torsion_reactor::{
     Reactor, UdpOptions,
 };
 
-use super::tcp::{BindAddress, ClientFamily, bind_address, family_name, resolve_host, socket_addr};
+use super::tcp::{
+    BindAddress, ClientFamily, V6Only, client_params, client_target, resolve_host, socket_addr,
+};
 use crate::args::{Args, ParamSpec};
 use crate::error::{EndpointError, ErrorKind};
 use crate::grammar::quote;
@@ -368,21 +370,6 @@ impl ServerType for UdpServerType {
     }
 }
 
-const CLIENT_PARAMS: &[ParamSpec] = &[
-    ParamSpec::positional("host"),
-    ParamSpec::positional("port"),
-    ParamSpec::keyword("timeout"),
-    ParamSpec::keyword("bindAddress"),
-];
-
-/// With `host=` given, the one positional is the port (as for `tcp`).
-const CLIENT_PARAMS_HOST_BY_KEYWORD: &[ParamSpec] = &[
-    ParamSpec::positional("port"),
-    ParamSpec::keyword("host"),
-    ParamSpec::keyword("timeout"),
-    ParamSpec::keyword("bindAddress"),
-];
-
 /// `udp` or `udp6` (IPv6 only) clients.
 pub(crate) struct UdpClientType {
     pub(crate) v6: bool,
@@ -394,57 +381,24 @@ impl ClientType for UdpClientType {
     }
 
     fn parse(&self, args: &Args<'_>) -> Result<Box<dyn ClientSpec>, EndpointError> {
-        let params = if args.has_keyword("host") {
-            CLIENT_PARAMS_HOST_BY_KEYWORD
-        } else {
-            CLIENT_PARAMS
+        let b = args.bind(&client_params(args, &[]))?;
+        let only = V6Only {
+            name: "udp6",
+            verb: "sends",
+            instead: "udp",
         };
-        let b = args.bind(params)?;
-        let host_value = b.require("host")?;
-        let host = host_value.as_str();
-        let host_ip = values::host(host).map_err(|bad| host_value.error(bad.kind, bad.reason))?;
-        if let (true, Some(IpAddr::V4(_))) = (self.v6, host_ip) {
-            return Err(host_value.error(
-                ErrorKind::WrongFamily,
-                "an IPv4 address, but a udp6 client sends over IPv6 only; use udp",
-            ));
-        }
-        let port_value = b.require("port")?;
-        let port = port_value.port()?;
-        if port == 0 {
-            return Err(port_value.error(
+        let target = client_target(&b, self.v6.then_some(&only))?;
+        if target.port == 0 {
+            return Err(target.port_value.error(
                 ErrorKind::OutOfRange,
                 "port 0 is not a destination: expected a number from 1 to 65535",
             ));
         }
-        let timeout = b.parse_or("timeout", DEFAULT_TIMEOUT, |v| v.seconds())?;
-        let bind_address = b.parse_opt("bindAddress", |v| {
-            let bind = bind_address(v)?;
-            if self.v6 && bind.ip.is_ipv4() {
-                return Err(v.error(
-                    ErrorKind::WrongFamily,
-                    "an IPv4 address, but a udp6 client sends over IPv6",
-                ));
-            }
-            if let Some(ip) = host_ip {
-                if ip.is_ipv4() != bind.ip.is_ipv4() {
-                    return Err(v.error(
-                        ErrorKind::WrongFamily,
-                        format!(
-                            "an {} address, but the host is an {} address",
-                            family_name(&bind.ip),
-                            family_name(&ip)
-                        ),
-                    ));
-                }
-            }
-            Ok(bind)
-        })?;
         Ok(Box::new(UdpClient {
-            host: host.to_owned(),
-            port,
-            timeout,
-            bind_address,
+            host: target.host.to_owned(),
+            port: target.port,
+            timeout: target.timeout,
+            bind_address: target.bind_address,
             family: if self.v6 {
                 ClientFamily::Ipv6
             } else {
