@@ -7,16 +7,15 @@ mod common;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{Server, eventually, example, rss_kib, wait_timeout};
+use common::{
+    Server, eventually, example, flood_until_pushed_back, pattern, read_back_pattern, rss_kib,
+    wait_timeout,
+};
 
 const LONG: Duration = Duration::from_secs(30);
 const LOCAL: &str = "tcp:port=0:interface=127.0.0.1";
-
-fn pattern(offset: usize, len: usize) -> Vec<u8> {
-    (offset..offset + len).map(|i| (i % 253) as u8).collect()
-}
 
 #[test]
 fn echoes_everything_then_closes_after_the_client_half_closes() {
@@ -39,31 +38,16 @@ fn echoes_everything_then_closes_after_the_client_half_closes() {
 
 #[test]
 fn a_client_that_floods_without_reading_cannot_grow_the_server() {
-    let server = Server::start("async_echo", &[LOCAL]);
+    let server = Server::start_with(
+        Command::new(example("async_echo"))
+            .arg(LOCAL)
+            .env("RUST_LOG", "debug"),
+    );
     let c = TcpStream::connect(server.socket_addr()).unwrap();
-    c.set_nonblocking(true).unwrap();
     let before = rss_kib(server.pid());
-    let mut sent = 0usize;
-    let mut stuck_since = None;
-    let deadline = Instant::now() + LONG;
-    loop {
-        assert!(Instant::now() < deadline, "the server never pushed back");
-        match (&c).write(&pattern(sent, 64 * 1024)) {
-            Ok(n) => {
-                sent += n;
-                stuck_since = None;
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                // Blocked for a while: every buffer on the way is full.
-                let since = *stuck_since.get_or_insert_with(Instant::now);
-                if since.elapsed() > Duration::from_millis(300) {
-                    break;
-                }
-                std::thread::yield_now();
-            }
-            Err(e) => panic!("{e}"),
-        }
-    }
+    // The stream logs (at debug level) when its read buffer is full and it pauses reading;
+    // once it has, write until every buffer on the way is full.
+    let sent = flood_until_pushed_back(&server, &c, "pausing reading", LONG);
     let after = rss_kib(server.pid());
     assert!(sent > 1024 * 1024, "sent only {sent} bytes");
     // The server holds at most its read limit and its write buffer's high mark (64 KiB
@@ -73,16 +57,7 @@ fn a_client_that_floods_without_reading_cannot_grow_the_server() {
         "server RSS grew from {before} KiB to {after} KiB after {sent} bytes"
     );
     // Reading resumes the flow: every byte comes back, in order.
-    c.set_nonblocking(false).unwrap();
-    c.set_read_timeout(Some(LONG)).unwrap();
-    let mut got = 0usize;
-    let mut buf = vec![0u8; 64 * 1024];
-    while got < sent {
-        let n = (&c).read(&mut buf).unwrap();
-        assert!(n > 0);
-        assert!(buf[..n] == pattern(got, n)[..], "mismatch at {got}");
-        got += n;
-    }
+    read_back_pattern(&c, sent, LONG);
 }
 
 #[test]

@@ -8,14 +8,13 @@ use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Server, eventually, example, rss_kib, wait_timeout};
+use common::{
+    Server, eventually, example, flood_until_pushed_back, pattern, read_back_pattern, rss_kib,
+    wait_timeout,
+};
 
 const LONG: Duration = Duration::from_secs(30);
 const LOCAL: &str = "tcp:port=0:interface=127.0.0.1";
-
-fn pattern(offset: usize, len: usize) -> Vec<u8> {
-    (offset..offset + len).map(|i| (i % 253) as u8).collect()
-}
 
 /// Clock ticks per second, the unit of /proc's CPU times (`getconf CLK_TCK`).
 fn ticks_per_second() -> f64 {
@@ -60,26 +59,10 @@ fn a_client_that_does_not_read_is_paused_and_cannot_grow_the_server() {
             .env("RUST_LOG", "debug"),
     );
     let c = TcpStream::connect(server.socket_addr()).unwrap();
-    c.set_nonblocking(true).unwrap();
     let before = rss_kib(server.pid());
     // Send without reading. The server announces (on stderr, at debug level) when it pauses
     // reading this client; once it has, write until every buffer on the way is full.
-    let mut sent = 0usize;
-    let mut paused = false;
-    let deadline = Instant::now() + LONG;
-    loop {
-        assert!(Instant::now() < deadline, "the server never pushed back");
-        match (&c).write(&pattern(sent, 64 * 1024)) {
-            Ok(n) => sent += n,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                if paused {
-                    break; // paused, and nothing more fits: measure now
-                }
-                paused = server.wait_for_stderr("pausing reading", Duration::from_millis(50));
-            }
-            Err(e) => panic!("{e}"),
-        }
-    }
+    let sent = flood_until_pushed_back(&server, &c, "pausing reading", LONG);
     let after = rss_kib(server.pid());
     assert!(sent > 1024 * 1024, "sent only {sent} bytes");
     assert!(
@@ -87,16 +70,7 @@ fn a_client_that_does_not_read_is_paused_and_cannot_grow_the_server() {
         "server RSS grew from {before} KiB to {after} KiB after {sent} bytes"
     );
     // Now read: every byte comes back, in order, and the flow resumes.
-    c.set_nonblocking(false).unwrap();
-    c.set_read_timeout(Some(LONG)).unwrap();
-    let mut got = 0usize;
-    let mut buf = vec![0u8; 64 * 1024];
-    while got < sent {
-        let n = (&c).read(&mut buf).unwrap();
-        assert!(n > 0);
-        assert!(buf[..n] == pattern(got, n)[..], "mismatch at {got}");
-        got += n;
-    }
+    read_back_pattern(&c, sent, LONG);
 }
 
 #[test]

@@ -7,16 +7,12 @@ mod common;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{Server, example, rss_kib};
+use common::{Server, example, flood_until_pushed_back, pattern, read_back_pattern, rss_kib};
 
 const LONG: Duration = Duration::from_secs(30);
 const LOCAL: &str = "tcp:port=0:interface=127.0.0.1";
-
-fn pattern(offset: usize, len: usize) -> Vec<u8> {
-    (offset..offset + len).map(|i| (i % 251) as u8).collect()
-}
 
 fn upstream_of(server: &Server) -> String {
     format!("tcp:host=127.0.0.1:port={}", server.socket_addr().port())
@@ -83,26 +79,10 @@ fn forwards_several_megabytes_both_ways_and_passes_on_the_half_close() {
 fn a_client_that_does_not_read_is_paused_and_cannot_grow_the_proxy() {
     let (_echo, proxy) = echo_behind_proxy(&[("RUST_LOG", "debug")]);
     let c = connect(proxy.socket_addr());
-    c.set_nonblocking(true).unwrap();
     let before = rss_kib(proxy.pid());
     // Send without reading the echoes. The proxy logs (at debug level) when it pauses
     // reading from the client; once it has, write until every buffer on the way is full.
-    let mut sent = 0usize;
-    let mut paused = false;
-    let deadline = Instant::now() + LONG;
-    loop {
-        assert!(Instant::now() < deadline, "the proxy never pushed back");
-        match (&c).write(&pattern(sent, 64 * 1024)) {
-            Ok(n) => sent += n,
-            Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                if paused {
-                    break; // paused, and nothing more fits: measure now
-                }
-                paused = proxy.wait_for_stderr("pausing reading from", Duration::from_millis(50));
-            }
-            Err(e) => panic!("{e}"),
-        }
-    }
+    let sent = flood_until_pushed_back(&proxy, &c, "pausing reading from", LONG);
     let after = rss_kib(proxy.pid());
     assert!(sent > 1 << 20, "sent only {sent} bytes");
     assert!(
@@ -110,15 +90,7 @@ fn a_client_that_does_not_read_is_paused_and_cannot_grow_the_proxy() {
         "the proxy's RSS grew from {before} KiB to {after} KiB after {sent} bytes"
     );
     // Now read: every byte comes back, in order.
-    c.set_nonblocking(false).unwrap();
-    let mut got = 0usize;
-    let mut buf = vec![0u8; 64 * 1024];
-    while got < sent {
-        let n = (&c).read(&mut buf).unwrap();
-        assert!(n > 0, "the connection ended after {got} of {sent} bytes");
-        assert!(buf[..n] == pattern(got, n)[..], "mismatch at {got}");
-        got += n;
-    }
+    read_back_pattern(&c, sent, LONG);
     stops_cleanly_on_sigterm(proxy);
 }
 

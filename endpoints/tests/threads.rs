@@ -3,14 +3,14 @@
 //! a non-TCP endpoint is refused, and the workers stop with the accepting reactor.
 
 use std::cell::Cell;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use torsion_endpoints::listen_on_threads;
-use torsion_reactor::testing::{PATIENCE, test_reactor};
+use torsion_reactor::testing::{read_while_running, test_reactor};
 use torsion_reactor::{ErrorKind, Protocol, Reactor, Transport, factory_fn};
 
 /// Answers with the serving thread's name and the message.
@@ -27,18 +27,8 @@ impl Protocol for Named {
 fn ask(addr: SocketAddr, msg: &str, r: &Reactor) -> (TcpStream, String) {
     let mut c = TcpStream::connect(addr).expect("connects");
     c.write_all(msg.as_bytes()).expect("writes");
-    c.set_nonblocking(true).expect("non-blocking");
-    let mut got = Vec::new();
-    r.run_until(PATIENCE, || {
-        let mut buf = [0u8; 256];
-        match c.read(&mut buf) {
-            Ok(n) => got.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(e) => panic!("reading the answer: {e}"),
-        }
-        got.ends_with(msg.as_bytes())
-    })
-    .expect("the answer comes back");
+    let got = read_while_running(r, &mut c, |got| got.ends_with(msg.as_bytes()))
+        .expect("the answer comes back");
     (c, String::from_utf8(got).expect("text"))
 }
 

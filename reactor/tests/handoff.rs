@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,6 +13,7 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 
 use common::{PATIENCE, reactor};
+use torsion_reactor::testing::read_while_running;
 use torsion_reactor::{
     ErrorKind, Handoff, Protocol, Reactor, Remote, TcpListenOptions, Transport, factory_fn,
 };
@@ -84,18 +85,8 @@ fn stop(w: Worker) {
 fn ask(addr: SocketAddr, msg: &str, r: &Reactor) -> (TcpStream, String) {
     let mut c = TcpStream::connect(addr).expect("connects");
     c.write_all(msg.as_bytes()).expect("writes");
-    c.set_nonblocking(true).expect("non-blocking");
-    let mut got = Vec::new();
-    r.run_until(PATIENCE, || {
-        let mut buf = [0u8; 256];
-        match c.read(&mut buf) {
-            Ok(n) => got.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(e) => panic!("reading the answer: {e}"),
-        }
-        got.ends_with(msg.as_bytes())
-    })
-    .expect("the answer comes back");
+    let got = read_while_running(r, &mut c, |got| got.ends_with(msg.as_bytes()))
+        .expect("the answer comes back");
     (c, String::from_utf8(got).expect("text"))
 }
 

@@ -233,3 +233,58 @@ impl torsion::reactor::Protocol for Hello {
         self.0.borrow_mut().extend_from_slice(data);
     }
 }
+
+/// The bytes a test sends from `offset` on: a pattern that shows a lost, repeated or
+/// reordered byte.
+pub fn pattern(offset: usize, len: usize) -> Vec<u8> {
+    (offset..offset + len).map(|i| (i % 253) as u8).collect()
+}
+
+/// Writes the [`pattern`] on `c` (non-blocking) without reading anything back, until
+/// `server` has logged `pushback` (at debug level: it paused reading this client) and
+/// nothing more fits; returns how many bytes were sent. Fails after `deadline` if the
+/// server never pushes back.
+pub fn flood_until_pushed_back(
+    server: &Server,
+    c: &std::net::TcpStream,
+    pushback: &str,
+    deadline: Duration,
+) -> usize {
+    use std::io::Write;
+    c.set_nonblocking(true).expect("a non-blocking client");
+    let mut sent = 0usize;
+    let mut paused = false;
+    let give_up = Instant::now() + deadline;
+    loop {
+        assert!(
+            Instant::now() < give_up,
+            "the server never logged {pushback:?}"
+        );
+        match (&*c).write(&pattern(sent, 64 * 1024)) {
+            Ok(n) => sent += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if paused {
+                    return sent; // paused, and nothing more fits
+                }
+                paused = server.wait_for_stderr(pushback, Duration::from_millis(50));
+            }
+            Err(e) => panic!("writing to the server: {e}"),
+        }
+    }
+}
+
+/// Reads `sent` bytes from `c` (blocking, each read within `patience`) and checks that
+/// they are the [`pattern`], in order.
+pub fn read_back_pattern(c: &std::net::TcpStream, sent: usize, patience: Duration) {
+    use std::io::Read;
+    c.set_nonblocking(false).expect("a blocking client");
+    c.set_read_timeout(Some(patience)).expect("a read timeout");
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 64 * 1024];
+    while got < sent {
+        let n = (&*c).read(&mut buf).expect("the echo comes back");
+        assert!(n > 0, "the connection ended after {got} of {sent} bytes");
+        assert!(buf[..n] == pattern(got, n)[..], "mismatch at byte {got}");
+        got += n;
+    }
+}

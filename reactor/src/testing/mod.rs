@@ -20,7 +20,9 @@ mod support;
 
 pub use loopback::Loopback;
 pub use string_transport::StringTransport;
-pub use support::{CapturedLogs, PATIENCE, capture_logs, test_reactor, wait_for};
+pub use support::{
+    CapturedLogs, PATIENCE, capture_logs, read_while_running, test_reactor, wait_for,
+};
 
 use crate::net::protocol::Protocol;
 use crate::net::transport::Transport;

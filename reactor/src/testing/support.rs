@@ -69,6 +69,78 @@ pub fn wait_for<T: 'static, E: DeferredError>(
     result.unwrap_or_else(|| Err(E::from(Error::new(ErrorKind::Other, "no result"))))
 }
 
+/// Runs `reactor` (at most [`PATIENCE`]) while reading what a blocking-style client
+/// `stream` receives, until `done` holds for the bytes read so far, and returns them: how
+/// a test talks to its own server through a real socket on the reactor's thread. The
+/// stream is made non-blocking. An error reading, the end of the stream before `done`, or
+/// the deadline is returned as an error that says what was read.
+///
+/// ```
+/// use std::io::Write;
+/// use torsion_reactor::testing::{read_while_running, test_reactor};
+/// use torsion_reactor::{Protocol, Transport, factory_fn};
+///
+/// struct Echo;
+/// impl Protocol for Echo {
+///     fn data_received(&mut self, t: &Transport, data: &[u8]) {
+///         t.write(data);
+///     }
+/// }
+///
+/// let reactor = test_reactor();
+/// let port = reactor.listen_tcp("127.0.0.1:0".parse().unwrap(), factory_fn(|_| Echo)).unwrap();
+/// let mut client = std::net::TcpStream::connect(port.local_addr().socket_addr().unwrap()).unwrap();
+/// client.write_all(b"hello").unwrap();
+/// let got = read_while_running(&reactor, &mut client, |got| got.ends_with(b"hello")).unwrap();
+/// assert_eq!(got, b"hello");
+/// ```
+pub fn read_while_running(
+    reactor: &Reactor,
+    stream: &mut std::net::TcpStream,
+    mut done: impl FnMut(&[u8]) -> bool,
+) -> Result<Vec<u8>, Error> {
+    use std::io::Read;
+    let failed = |what: &str, got: &[u8]| {
+        format!(
+            "{what} after reading {} bytes: {:?}",
+            got.len(),
+            String::from_utf8_lossy(got)
+        )
+    };
+    stream.set_nonblocking(true).map_err(|e| {
+        Error::new(
+            ErrorKind::Io,
+            format!("cannot make the client non-blocking: {e}"),
+        )
+    })?;
+    let mut got = Vec::new();
+    let mut trouble: Option<String> = None;
+    let mut buf = [0u8; 4096];
+    let ran = reactor.run_until(PATIENCE, || {
+        loop {
+            match stream.read(&mut buf) {
+                Ok(0) => {
+                    trouble = Some(failed("the stream ended", &got));
+                    return true;
+                }
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    trouble = Some(failed(&format!("reading failed ({e})"), &got));
+                    return true;
+                }
+            }
+        }
+        done(&got)
+    });
+    if let Some(trouble) = trouble {
+        return Err(Error::new(ErrorKind::Io, trouble));
+    }
+    ran.map_err(|err| Error::new(err.kind(), failed(&err.to_string(), &got)))?;
+    Ok(got)
+}
+
 /// Every log record since the capture was installed (see [`capture_logs`]).
 pub struct CapturedLogs(Mutex<Vec<String>>);
 

@@ -77,7 +77,15 @@ pub(crate) fn lost_to_io(reason: &ConnectionLost) -> Option<io::Error> {
 pub(crate) fn apply(flow: Flow, transport: &Transport) {
     match flow {
         Flow::Keep => {}
-        Flow::Pause => transport.pause_reading(),
+        Flow::Pause => {
+            // Said once per pause, at debug level: what an operator looks for when a
+            // client does not read (and what the tests wait for instead of a duration).
+            log::debug!(
+                "{}: the stream's read buffer is full: pausing reading",
+                transport.peer_addr()
+            );
+            transport.pause_reading();
+        }
         Flow::Resume => transport.resume_reading(),
     }
 }
