@@ -13,7 +13,9 @@ SERVERS=(
   "chat_server:chat:100"
 )
 SECONDS_EACH="${CHAOS_SECONDS:-10}"
-SEED="${CHAOS_SEED:-$(date +%s)}"
+# From the commit, as the fault seed in .ci/run: the same commit draws the same clients.
+commit_hex="$(git rev-parse --short=8 HEAD 2>/dev/null || echo 7)"
+SEED="${CHAOS_SEED:-$((16#$commit_hex))}"
 # Generous: the runs use debug builds on a busy 2-core machine. The bound catches a server
 # that stops serving well-behaved clients, not one that is slow.
 MAX_LATENCY_MS="${CHAOS_MAX_LATENCY_MS:-10000}"
