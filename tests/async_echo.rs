@@ -134,55 +134,10 @@ fn it_serves_unix_sockets_too() {
 
 #[test]
 fn the_async_client_sends_stdin_and_prints_the_echo() {
-    let server = Server::start("async_echo", &[LOCAL]);
-    let mut child = Command::new(example("async_echo_client"))
-        .arg(format!(
-            "tcp:host=127.0.0.1:port={}",
-            server.socket_addr().port()
-        ))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let input = pattern(0, 1_000_000);
-    let mut stdin = child.stdin.take().unwrap();
-    let i = input.clone();
-    let feeder = std::thread::spawn(move || stdin.write_all(&i));
-    let mut out = Vec::new();
-    child.stdout.take().unwrap().read_to_end(&mut out).unwrap();
-    feeder.join().unwrap().unwrap();
-    let status = wait_timeout(&mut child, LONG).expect("exits");
-    assert_eq!(status.code(), Some(0));
-    assert!(
-        out == input,
-        "echoed {} of {} bytes",
-        out.len(),
-        input.len()
-    );
+    check_client_echoes_stdin("async_echo", "async_echo_client");
 }
 
 #[test]
 fn the_async_client_reports_bad_endpoints_and_refused_connections() {
-    let out = Command::new(example("async_echo_client"))
-        .arg("tcp:host=127.0.0.1:port=notaport")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let free = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let out = Command::new(example("async_echo_client"))
-        .arg(format!("tcp:host=127.0.0.1:port={}", free.port()))
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8(out.stderr).unwrap();
-    assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(
-        err.contains(&free.to_string()) && err.contains("connection refused"),
-        "{err}"
-    );
+    check_client_reports_bad_endpoints_and_refusals("async_echo_client");
 }

@@ -288,3 +288,62 @@ pub fn read_back_pattern(c: &std::net::TcpStream, sent: usize, patience: Duratio
         got += n;
     }
 }
+
+/// The contract every echo client example keeps: run against `server_example` (on
+/// loopback), `client_example` sends its standard input, prints every byte echoed, in
+/// order, and exits 0 once the input ends and the echo is complete.
+pub fn check_client_echoes_stdin(server_example: &str, client_example: &str) {
+    use std::io::{Read, Write};
+    let server = Server::start(server_example, &["tcp:port=0:interface=127.0.0.1"]);
+    let mut child = Command::new(example(client_example))
+        .arg(format!(
+            "tcp:host=127.0.0.1:port={}",
+            server.socket_addr().port()
+        ))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the client starts");
+    let input = pattern(0, 1_000_000);
+    let mut stdin = child.stdin.take().expect("its stdin");
+    let i = input.clone();
+    let feeder = std::thread::spawn(move || stdin.write_all(&i));
+    let mut out = Vec::new();
+    let mut stdout = child.stdout.take().expect("its stdout");
+    stdout.read_to_end(&mut out).expect("its output");
+    feeder.join().expect("the feeder").expect("the input is written");
+    let status = wait_timeout(&mut child, Duration::from_secs(30)).expect("exits");
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        out == input,
+        "echoed {} of {} bytes",
+        out.len(),
+        input.len()
+    );
+}
+
+/// The contract every client example keeps for a bad endpoint string (exit status 2) and
+/// a refused connection (status 1, one line on stderr naming the address).
+pub fn check_client_reports_bad_endpoints_and_refusals(client_example: &str) {
+    let out = Command::new(example(client_example))
+        .arg("tcp:host=127.0.0.1:port=notaport")
+        .output()
+        .expect("the client runs");
+    assert_eq!(out.status.code(), Some(2));
+    let free = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port");
+    let out = Command::new(example(client_example))
+        .arg(format!("tcp:host=127.0.0.1:port={}", free.port()))
+        .stdin(Stdio::null())
+        .output()
+        .expect("the client runs");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains(&free.to_string()) && err.contains("connection refused"),
+        "{err}"
+    );
+}

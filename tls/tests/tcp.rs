@@ -8,21 +8,43 @@ use std::rc::Rc;
 use support::pki::Pki;
 use support::*;
 use torsion_reactor::testing::{test_reactor, wait_for};
-use torsion_reactor::{ConnectionLost, ErrorKind, TlsFailureKind};
+use torsion_reactor::{
+    ConnectionLost, Error, ErrorKind, ListeningPort, Protocol, Reactor, TlsFailureKind,
+};
 use torsion_tls::rustls::version::{TLS12, TLS13};
-use torsion_tls::{ClientOptions, ServerOptions, TrustRoots};
+use torsion_tls::{ClientOptions, ServerOptions, TlsConnector, TrustRoots};
 
 fn trusting(pki: &Pki) -> ClientOptions {
     ClientOptions::new().trust_roots(TrustRoots::from_pem_file(&pki.ca).expect("the CA"))
+}
+
+/// Server options for an identity named `names`, issued by the PKI's CA.
+fn acceptor_for(pki: &Pki, names: &[&str]) -> ServerOptions {
+    let server = pki.server("server", names);
+    ServerOptions::from_pem_files(&server.cert, &server.key).expect("identity")
+}
+
+/// Connects to `port` as `host` with `protocol`, expects the handshake to fail with a TLS
+/// failure of `kind`, and returns the error (for what its message says).
+fn refused(
+    reactor: &Reactor,
+    connector: &TlsConnector,
+    port: &ListeningPort,
+    host: &str,
+    protocol: impl Protocol,
+    kind: TlsFailureKind,
+) -> Error {
+    let err = wait_for(reactor, connect(reactor, connector, port, host, protocol))
+        .expect_err("the handshake fails");
+    assert_eq!(err.tls_failure().map(|f| f.kind()), Some(kind), "{err}");
+    err
 }
 
 #[test]
 fn echo_over_tls13_and_tls12() {
     let reactor = test_reactor();
     let pki = Pki::new("echo");
-    let server = pki.server("server", &["localhost", "127.0.0.1"]);
-    let acceptor = ServerOptions::from_pem_files(&server.cert, &server.key)
-        .expect("identity")
+    let acceptor = acceptor_for(&pki, &["localhost", "127.0.0.1"])
         .build()
         .expect("acceptor");
     let server_side = seen();
@@ -76,29 +98,22 @@ fn echo_over_tls13_and_tls12() {
 fn a_wrong_host_name_is_rejected_as_a_certificate_failure() {
     let reactor = test_reactor();
     let pki = Pki::new("wrongname");
-    let server = pki.server("server", &["localhost"]);
-    let acceptor = ServerOptions::from_pem_files(&server.cert, &server.key)
-        .expect("identity")
+    let acceptor = acceptor_for(&pki, &["localhost"])
         .build()
         .expect("acceptor");
     let server_side = seen();
     let port = echo_server(&reactor, &acceptor, &server_side);
     let connector = trusting(&pki).build().expect("connector");
     let client = seen();
-    let err = wait_for(
+    let err = refused(
         &reactor,
-        connect(
-            &reactor,
-            &connector,
-            &port,
-            "other.example",
-            Recorder::new(&client, b"x"),
-        ),
-    )
-    .expect_err("a certificate for another name");
+        &connector,
+        &port,
+        "other.example",
+        Recorder::new(&client, b"x"),
+        TlsFailureKind::Certificate,
+    );
     assert_eq!(err.kind(), ErrorKind::Tls, "{err}");
-    let failure = err.tls_failure().expect("a TLS failure");
-    assert_eq!(failure.kind(), TlsFailureKind::Certificate, "{err}");
     assert!(err.to_string().contains("other.example"), "{err}");
     assert!(!client.borrow().made, "the client protocol saw nothing");
     assert!(
@@ -112,35 +127,20 @@ fn an_untrusted_ca_is_rejected() {
     let reactor = test_reactor();
     let pki = Pki::new("untrusted");
     let other = Pki::new("other");
-    let server = pki.server("server", &["localhost"]);
-    let acceptor = ServerOptions::from_pem_files(&server.cert, &server.key)
-        .expect("identity")
+    let acceptor = acceptor_for(&pki, &["localhost"])
         .build()
         .expect("acceptor");
     let port = echo_server(&reactor, &acceptor, &seen());
     let connector = trusting(&other).build().expect("connector");
-    let err = wait_for(
+    let err = refused(
         &reactor,
-        connect(
-            &reactor,
-            &connector,
-            &port,
-            "localhost",
-            Recorder::new(&seen(), b""),
-        ),
-    )
-    .expect_err("an unknown issuer");
-    assert_eq!(
-        err.tls_failure().map(|f| f.kind()),
-        Some(TlsFailureKind::Certificate),
-        "{err}"
+        &connector,
+        &port,
+        "localhost",
+        Recorder::new(&seen(), b""),
+        TlsFailureKind::Certificate,
     );
     assert!(err.to_string().to_lowercase().contains("issuer"), "{err}");
-}
-
-fn acceptor_for(pki: &Pki, names: &[&str]) -> ServerOptions {
-    let server = pki.server("server", names);
-    ServerOptions::from_pem_files(&server.cert, &server.key).expect("identity")
 }
 
 #[test]
@@ -183,21 +183,13 @@ fn alpn_is_negotiated_and_visible_on_both_sides() {
 
     // Nothing in common: the handshake fails, as a protocol failure.
     let connector = trusting(&pki).alpn(["spdy/1"]).build().expect("connector");
-    let err = wait_for(
+    let err = refused(
         &reactor,
-        connect(
-            &reactor,
-            &connector,
-            &port,
-            "localhost",
-            Recorder::new(&seen(), b""),
-        ),
-    )
-    .expect_err("no common protocol");
-    assert_eq!(
-        err.tls_failure().map(|f| f.kind()),
-        Some(TlsFailureKind::Protocol),
-        "{err}"
+        &connector,
+        &port,
+        "localhost",
+        Recorder::new(&seen(), b""),
+        TlsFailureKind::Protocol,
     );
 }
 
@@ -429,21 +421,13 @@ fn a_stalled_handshake_times_out_on_both_sides() {
         .build()
         .expect("connector");
     let client = seen();
-    let err = wait_for(
+    let err = refused(
         &reactor,
-        connect(
-            &reactor,
-            &connector,
-            &silent,
-            "localhost",
-            Recorder::new(&client, b""),
-        ),
-    )
-    .expect_err("a timeout");
-    assert_eq!(
-        err.tls_failure().map(|f| f.kind()),
-        Some(TlsFailureKind::HandshakeTimeout),
-        "{err}"
+        &connector,
+        &silent,
+        "localhost",
+        Recorder::new(&client, b""),
+        TlsFailureKind::HandshakeTimeout,
     );
     assert!(
         err.to_string().contains("did not finish within 0.2s"),

@@ -249,6 +249,13 @@ impl Reactor {
     /// `fut` completes, and returns its output: asyncio's `run_until_complete`, Twisted's
     /// `react`.
     ///
+    /// **It ends with the reactor's shutdown**, as `run` does once stopped: listening ports
+    /// close, open connections flush and close, child processes are asked to end, and the
+    /// shutdown triggers run, as Twisted's `react` stops its reactor (asyncio's
+    /// `run_until_complete` leaves them open). So it suits a program's main, or a test; a server
+    /// that keeps serving after some future completes spawns it
+    /// ([`spawn`](Reactor::spawn)) and calls `run`.
+    ///
     /// Errors: [`ErrorKind::AlreadyRunning`] when called while the reactor runs (from a
     /// callback or task: spawn the future and await or chain its Deferred instead);
     /// [`ErrorKind::Panicked`] if the future panicked; [`ErrorKind::Cancelled`] if the
