@@ -6,12 +6,12 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::{
-    Server, eventually, example, flood_until_pushed_back, pattern, read_back_pattern, rss_kib,
-    wait_timeout,
+    Server, check_client_echoes_stdin, check_client_reports_bad_endpoints_and_refusals, eventually,
+    example, flood_until_pushed_back, pattern, read_back_pattern, rss_kib,
 };
 
 const LONG: Duration = Duration::from_secs(30);

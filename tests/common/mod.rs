@@ -312,7 +312,10 @@ pub fn check_client_echoes_stdin(server_example: &str, client_example: &str) {
     let mut out = Vec::new();
     let mut stdout = child.stdout.take().expect("its stdout");
     stdout.read_to_end(&mut out).expect("its output");
-    feeder.join().expect("the feeder").expect("the input is written");
+    feeder
+        .join()
+        .expect("the feeder")
+        .expect("the input is written");
     let status = wait_timeout(&mut child, Duration::from_secs(30)).expect("exits");
     assert_eq!(status.code(), Some(0));
     assert!(

@@ -183,7 +183,7 @@ fn alpn_is_negotiated_and_visible_on_both_sides() {
 
     // Nothing in common: the handshake fails, as a protocol failure.
     let connector = trusting(&pki).alpn(["spdy/1"]).build().expect("connector");
-    let err = refused(
+    refused(
         &reactor,
         &connector,
         &port,
