@@ -322,28 +322,8 @@ fn haproxy_v2_tlvs_reach_the_protocol() {
     }
 
     // Through HAProxy's TLS frontend: the ALPN and SNI it negotiated come as TLVs.
-    let connector = ClientOptions::new()
-        .trust_roots(TrustRoots::from_pem_file(&pki.ca).expect("the CA"))
-        .alpn(["h2"])
-        .build()
-        .expect("a connector");
-    let answered = Rc::new(RefCell::new(Vec::new()));
-    let a = Rc::clone(&answered);
-    let tls = connector
-        .wrap(
-            "localhost",
-            factory_fn(move |_| common::Hello(Rc::clone(&a))),
-        )
-        .expect("a TLS factory");
-    let connector = reactor.connect_tcp(([127, 0, 0, 1], haproxy.ports[1]).into(), tls);
-    reactor
-        .run_until(PATIENCE, || answered.borrow().as_slice() == b"hello")
-        .expect("the echo comes back through HAProxy's TLS");
-    let me = connector
-        .transport()
-        .map(|t| t.local_addr())
-        .expect("connected");
-    connector.disconnect();
+    let options = ClientOptions::new().alpn(["h2"]);
+    let me = hello_over_tls(&reactor, &pki, options, haproxy.ports[1]);
     let seen = seen.borrow();
     let header = seen.from(&me).header.as_ref().expect("a header");
     assert_eq!(header.alpn(), Some(&b"h2"[..]));
@@ -374,7 +354,21 @@ fn haproxy_relays_tls_to_a_haproxy_ssl_server() {
             p[0]
         )
     });
-    let connector = ClientOptions::new()
+    let client = hello_over_tls(&reactor, &pki, ClientOptions::new(), haproxy.ports[0]);
+    // Found by the client's own address: the TLS server sees the client, not HAProxy.
+    assert!(seen.borrow().from(&client).tls);
+}
+
+/// Connects over TLS (trusting the PKI's CA, as `localhost`) to a local `port`, waits for
+/// the server's `hello`, hangs up, and returns the client's own address (what a server
+/// behind HAProxy should see as the peer).
+fn hello_over_tls(
+    reactor: &torsion_reactor::Reactor,
+    pki: &pki::Pki,
+    options: ClientOptions,
+    port: u16,
+) -> torsion_reactor::Address {
+    let connector = options
         .trust_roots(TrustRoots::from_pem_file(&pki.ca).expect("the CA"))
         .build()
         .expect("a connector");
@@ -386,15 +380,14 @@ fn haproxy_relays_tls_to_a_haproxy_ssl_server() {
             factory_fn(move |_| common::Hello(Rc::clone(&a))),
         )
         .expect("a TLS factory");
-    let connector = reactor.connect_tcp(([127, 0, 0, 1], haproxy.ports[0]).into(), tls);
+    let connector = reactor.connect_tcp(([127, 0, 0, 1], port).into(), tls);
     reactor
         .run_until(PATIENCE, || answered.borrow().as_slice() == b"hello")
-        .expect("TLS through HAProxy's TCP relay");
-    let client = connector
+        .expect("the hello comes back through HAProxy");
+    let me = connector
         .transport()
         .map(|t| t.local_addr())
         .expect("connected");
     connector.disconnect();
-    // Found by the client's own address: the TLS server sees the client, not HAProxy.
-    assert!(seen.borrow().from(&client).tls);
+    me
 }

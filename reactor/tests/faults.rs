@@ -187,6 +187,18 @@ fn client(addr: SocketAddr, seed: u64, len: usize) -> std::thread::JoinHandle<(V
     })
 }
 
+/// Runs `n` clients of `len` bytes each against `addr` until all are done (`what` says why
+/// they should be), and checks that every one got its whole echo.
+fn serve_whole_echoes(r: &Reactor, addr: SocketAddr, n: u64, len: usize, what: &str) {
+    let clients: Vec<_> = (0..n).map(|i| client(addr, i, len)).collect();
+    r.run_until(PATIENCE, || clients.iter().all(|c| c.is_finished()))
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    for c in clients {
+        let (sent, got) = c.join().expect("the client thread");
+        assert_eq!(sent, got, "a whole echo");
+    }
+}
+
 /// Errors the reactor reports instead of panicking (an accepted socket the poller would
 /// not take) are expected under hostile faults; a panic never is.
 fn collect_caught(r: &Reactor) -> Rc<RefCell<Vec<String>>> {
@@ -282,13 +294,13 @@ fn a_full_descriptor_table_pauses_accepting_then_every_client_is_served() {
             Step::Fail(Fault::Errno(libc::ENOBUFS)),
         ],
     );
-    let clients: Vec<_> = (0..5).map(|i| client(addr, i, 1000)).collect();
-    r.run_until(PATIENCE, || clients.iter().all(|c| c.is_finished()))
-        .expect("every client is served once the table has room again");
-    for c in clients {
-        let (sent, got) = c.join().unwrap();
-        assert_eq!(sent, got, "a whole echo");
-    }
+    serve_whole_echoes(
+        &r,
+        addr,
+        5,
+        1000,
+        "every client is served once the table has room again",
+    );
     assert_eq!(faults::injected().of(Op::Accept), 3);
     counts.settle(&r, 0);
 }
@@ -312,13 +324,13 @@ fn failed_accepts_reach_the_error_handler_with_their_errno() {
             Step::Fail(Fault::Errno(libc::EMFILE)),
         ],
     );
-    let clients: Vec<_> = (0..3).map(|i| client(addr, i, 100)).collect();
-    r.run_until(PATIENCE, || clients.iter().all(|c| c.is_finished()))
-        .expect("every client is served after the failed accepts");
-    for c in clients {
-        let (sent, got) = c.join().unwrap();
-        assert_eq!(sent, got, "a whole echo");
-    }
+    serve_whole_echoes(
+        &r,
+        addr,
+        3,
+        100,
+        "every client is served after the failed accepts",
+    );
     counts.settle(&r, 0);
     let seen = seen.borrow();
     let errnos: Vec<_> = seen
