@@ -9,7 +9,7 @@ use support::pki::Pki;
 use support::*;
 use torsion_reactor::testing::{test_reactor, wait_for};
 use torsion_reactor::{
-    ConnectionLost, Error, ErrorKind, ListeningPort, Protocol, Reactor, TlsFailureKind,
+    Address, ConnectionLost, Error, ErrorKind, ListeningPort, Protocol, Reactor, TlsFailureKind,
 };
 use torsion_tls::rustls::version::{TLS12, TLS13};
 use torsion_tls::{ClientOptions, ServerOptions, TlsConnector, TrustRoots};
@@ -92,6 +92,43 @@ fn echo_over_tls13_and_tls12() {
         );
     }
     port.stop_listening();
+}
+
+#[test]
+fn what_a_layer_learns_is_set_through_tls_on_the_connection_under_it() {
+    let reactor = test_reactor();
+    let pki = Pki::new("learned");
+    let acceptor = acceptor_for(&pki, &["localhost"])
+        .build()
+        .expect("acceptor");
+    let port = echo_server(&reactor, &acceptor, &seen());
+    let connector = trusting(&pki).build().expect("connector");
+    let t = wait_for(
+        &reactor,
+        connect(
+            &reactor,
+            &connector,
+            &port,
+            "localhost",
+            Recorder::new(&seen(), b""),
+        ),
+    )
+    .expect("handshake");
+    let real = Address::Other("203.0.113.7:4711 (from a PROXY header)".into());
+    t.set_peer_addr(real.clone())
+        .expect("set through the layer");
+    assert_eq!(t.peer_addr(), real);
+    let again = t.set_peer_addr(Address::Other("another".into()));
+    assert_eq!(again.map_err(|e| e.kind()), Err(ErrorKind::InvalidInput));
+    #[derive(Debug, PartialEq)]
+    struct Tag(u32);
+    t.attach_extra(Tag(7)).expect("attached through the layer");
+    assert_eq!(t.extra::<Tag>().as_deref(), Some(&Tag(7)));
+    assert!(
+        t.extra::<torsion_tls::TlsInfo>().is_some(),
+        "the layer still answers for its own"
+    );
+    t.abort_connection();
 }
 
 #[test]

@@ -388,8 +388,8 @@ impl Transport {
     /// and the socket itself keep the socket's peer.
     ///
     /// Errors: [`ErrorKind::InvalidInput`] if it was set already;
-    /// [`ErrorKind::Unsupported`] for a transport that cannot (a TLS transport: set it on
-    /// the connection under the layer).
+    /// [`ErrorKind::Unsupported`] for a transport that cannot. A layer (TLS) sets it on the
+    /// connection under it.
     pub fn set_peer_addr(&self, peer: Address) -> Result<(), Error> {
         self.0.set_peer_addr(peer)
     }
@@ -408,6 +408,12 @@ impl Transport {
     /// transport and passes the question on.
     pub fn extra_any(&self, what: TypeId) -> Option<Rc<dyn Any>> {
         self.0.extra(what)
+    }
+
+    /// [`attach_extra`](Transport::attach_extra) of a value already shared, for a
+    /// [`TransportBackend`] that wraps this transport and passes it on.
+    pub fn attach_extra_any(&self, value: Rc<dyn Any>) -> Result<(), Error> {
+        self.0.attach_extra(value)
     }
 
     /// Whether two handles refer to the same connection.

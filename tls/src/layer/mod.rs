@@ -1092,6 +1092,28 @@ impl TransportBackend for Session {
         }
         self.lower().and_then(|t| t.extra_any(what))
     }
+
+    /// On the connection under the layer (whose `peer_addr` this one reports).
+    fn set_peer_addr(&self, peer: Address) -> Result<(), Error> {
+        match self.lower() {
+            Some(lower) => lower.set_peer_addr(peer),
+            None => Err(Error::new(
+                ErrorKind::ConnectionClosed,
+                "cannot set the peer address: the TLS connection is closed",
+            )),
+        }
+    }
+
+    /// On the connection under the layer (which answers the questions this one does not).
+    fn attach_extra(&self, value: Rc<dyn Any>) -> Result<(), Error> {
+        match self.lower() {
+            Some(lower) => lower.attach_extra_any(value),
+            None => Err(Error::new(
+                ErrorKind::ConnectionClosed,
+                "cannot attach information: the TLS connection is closed",
+            )),
+        }
+    }
 }
 
 /// Installs `layer` on the live `transport` (STARTTLS); see
