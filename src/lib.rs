@@ -42,11 +42,12 @@
 //! # The guide
 //!
 //! The guide, from a first server to production, is in the repository's `docs/` directory;
-//! start at its table of contents,
-//! [`docs/README.md`](https://example.invalid/torsion/blob/main/docs/README.md) (first server, protocols and factories, clients, endpoints, scheduling, Deferreds and
-//! async, flow control, framing, policies, testing, and a chapter for readers coming from
-//! Twisted, asyncio or tokio). Every code block in it is compiled and run by `cargo test`,
-//! and each chapter's program is one of the examples in `examples/`.
+//! start at its table of contents, `docs/README.md` (first server, protocols and factories,
+//! clients, endpoints, scheduling, Deferreds and async, flow control, framing, policies,
+//! testing; then datagrams, processes, TLS, services, the PROXY protocol, several cores,
+//! observability and deploying; and a chapter for readers coming from Twisted, asyncio or
+//! tokio). Every code block in it is compiled and run by `cargo test`, and each chapter's
+//! program is one of the examples in `examples/`.
 #![deny(missing_docs)]
 
 #[doc(inline)]
@@ -55,6 +56,7 @@ pub use torsion_endpoints as endpoints;
 pub use torsion_protocols as protocols;
 #[doc(inline)]
 pub use torsion_reactor as reactor;
+#[doc(inline)]
 pub use torsion_tls as tls;
 
 mod probe;
