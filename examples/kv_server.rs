@@ -41,7 +41,7 @@ impl Client {
     fn store_value(&mut self, lines: &LineControl<'_>) {
         if let Some(Incoming { key, bytes, .. }) = self.incoming.take() {
             self.store.borrow_mut().insert(key, bytes);
-            let _ = lines.send_line(b"STORED");
+            lines.send_line(b"STORED");
         }
     }
 }
@@ -68,24 +68,24 @@ impl LineReceiver for Client {
                     }
                 }
                 _ => {
-                    let _ = lines.send_line(b"ERROR the length must be 0 to 1048576");
+                    lines.send_line(b"ERROR the length must be 0 to 1048576");
                 }
             },
             ["GET", key] => match self.store.borrow().get(*key) {
                 Some(value) => {
-                    let _ = lines.send_line(format!("VALUE {}", value.len()).as_bytes());
+                    lines.send_line(format!("VALUE {}", value.len()).as_bytes());
                     lines.transport().write_vectored(&[value, b"\r\n"]);
                 }
                 None => {
-                    let _ = lines.send_line(b"NOT FOUND");
+                    lines.send_line(b"NOT FOUND");
                 }
             },
             ["QUIT"] => {
-                let _ = lines.send_line(b"BYE");
+                lines.send_line(b"BYE");
                 lines.transport().lose_connection();
             }
             _ => {
-                let _ = lines.send_line(b"ERROR unknown command");
+                lines.send_line(b"ERROR unknown command");
             }
         }
     }

@@ -23,7 +23,7 @@ impl Room {
     fn broadcast(&self, from: &str, line: &str) {
         for (name, member) in &self.members {
             if name != from {
-                let _ = member.send_line(line.as_bytes());
+                member.send_line(line.as_bytes());
             }
         }
     }
@@ -37,7 +37,7 @@ struct Chatter {
 
 impl LineReceiver for Chatter {
     fn connection_made(&mut self, lines: &mut LineControl<'_>) {
-        let _ = lines.send_line(b"What is your name?");
+        lines.send_line(b"What is your name?");
     }
 
     fn line_received(&mut self, lines: &mut LineControl<'_>, line: &[u8]) {
@@ -45,12 +45,12 @@ impl LineReceiver for Chatter {
         let Some(name) = &self.name else {
             let mut room = self.room.borrow_mut();
             if line.is_empty() || room.members.contains_key(&line) {
-                let _ = lines.send_line(b"That name is taken, try another.");
+                lines.send_line(b"That name is taken, try another.");
                 return;
             }
             room.broadcast(&line, &format!("* {line} has joined"));
             room.members.insert(line.clone(), lines.sender());
-            let _ = lines.send_line(format!("Welcome, {line}!").as_bytes());
+            lines.send_line(format!("Welcome, {line}!").as_bytes());
             self.name = Some(line);
             return;
         };

@@ -47,7 +47,7 @@ use crate::send::SendError;
 ///
 /// impl LineReceiver for Count {
 ///     fn line_received(&mut self, lines: &mut LineControl<'_>, line: &[u8]) {
-///         let _ = lines.send_line(line.len().to_string().as_bytes());
+///         lines.send_line(line.len().to_string().as_bytes());
 ///     }
 /// }
 ///
@@ -135,14 +135,23 @@ impl LineControl<'_> {
         }
     }
 
-    /// Sends `line` followed by the delimiter (Twisted's `sendLine`).
+    /// Sends `line` followed by the delimiter (Twisted's `sendLine`). Like
+    /// [`Transport::write`], it never calls back into user code and is ignored once the
+    /// connection is closing. A line the encoder refuses (longer than the send limit, or
+    /// containing the delimiter) is not sent, and the refusal is logged as an error naming
+    /// the peer; [`try_send_line`](Self::try_send_line) returns it instead.
+    pub fn send_line(&self, line: &[u8]) {
+        send_line_or_log(self.transport, self.encoder, line);
+    }
+
+    /// [`send_line`](Self::send_line), saying what went wrong.
     ///
     /// # Errors
     ///
     /// [`SendError::Encode`] if the line is longer than the send limit or contains the
     /// delimiter (nothing is written); [`SendError::Transport`] if the connection is
     /// closing.
-    pub fn send_line(&self, line: &[u8]) -> Result<(), SendError> {
+    pub fn try_send_line(&self, line: &[u8]) -> Result<(), SendError> {
         send_line(self.transport, self.encoder, line)
     }
 
@@ -205,11 +214,16 @@ impl LineSender {
     }
 
     /// Sends `line` followed by the delimiter; see [`LineControl::send_line`].
+    pub fn send_line(&self, line: &[u8]) {
+        send_line_or_log(&self.transport, &self.encoder, line);
+    }
+
+    /// [`send_line`](Self::send_line), saying what went wrong.
     ///
     /// # Errors
     ///
-    /// As [`LineControl::send_line`].
-    pub fn send_line(&self, line: &[u8]) -> Result<(), SendError> {
+    /// As [`LineControl::try_send_line`].
+    pub fn try_send_line(&self, line: &[u8]) -> Result<(), SendError> {
         send_line(&self.transport, &self.encoder, line)
     }
 
@@ -230,6 +244,14 @@ impl std::fmt::Debug for LineSender {
 /// Lines up to this long (with their ending) are framed on the stack: a reply costs no
 /// allocation (the transport copies it into its write buffer, or sends it at once).
 const STACK_LINE: usize = 512;
+
+/// Sends a line; a line the encoder refuses is logged (a closing transport is not: writes
+/// to it are ignored, as [`Transport::write`] ignores them).
+fn send_line_or_log(transport: &Transport, encoder: &LineEncoder, line: &[u8]) {
+    if let Err(SendError::Encode(err)) = send_line(transport, encoder, line) {
+        log::error!("not sending a line to {}: {err}", transport.peer_addr());
+    }
+}
 
 fn send_line(transport: &Transport, encoder: &LineEncoder, line: &[u8]) -> Result<(), SendError> {
     if encoder.encoded_len(line) <= STACK_LINE {
@@ -310,7 +332,7 @@ fn send_line(transport: &Transport, encoder: &LineEncoder, line: &[u8]) -> Resul
 ///                 self.bodies.push(Vec::new());
 ///                 lines.set_raw_mode_for(n); // takes effect at the next byte
 ///             }
-///             None => { let _ = lines.send_line(b"ERR"); }
+///             None => { lines.send_line(b"ERR"); }
 ///         }
 ///     }
 ///     fn raw_data_received(&mut self, _: &mut LineControl<'_>, data: &[u8]) {

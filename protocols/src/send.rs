@@ -5,7 +5,7 @@ use std::fmt;
 
 use crate::error::EncodeError;
 
-/// Why `send_line` or `send_string` did not send a frame.
+/// Why `try_send_line` or `try_send_string` did not send a frame.
 ///
 /// Either way nothing was written: a frame is checked before any byte of it
 /// reaches the transport, so the outgoing stream is never left half-framed.

@@ -46,7 +46,7 @@ use crate::send::SendError;
 /// impl StringReceiver for Reverse {
 ///     fn string_received(&mut self, strings: &StringSender, s: &[u8]) {
 ///         let reversed: Vec<u8> = s.iter().rev().copied().collect();
-///         let _ = strings.send_string(&reversed);
+///         strings.send_string(&reversed);
 ///     }
 /// }
 ///
@@ -155,14 +155,28 @@ impl StringSender {
         }
     }
 
-    /// Frames `s` and writes it (Twisted's `sendString`).
+    /// Frames `s` and writes it (Twisted's `sendString`). Like [`Transport::write`], it
+    /// never calls back into user code and is ignored once the connection is closing. A
+    /// string longer than the framing's `max_length` is not sent (the stream stays
+    /// well-formed), and the refusal is logged as an error naming the peer;
+    /// [`try_send_string`](Self::try_send_string) returns it instead.
+    pub fn send_string(&self, s: &[u8]) {
+        if let Err(SendError::Encode(err)) = self.try_send_string(s) {
+            log::error!(
+                "not sending a string to {}: {err}",
+                self.transport.peer_addr()
+            );
+        }
+    }
+
+    /// [`send_string`](Self::send_string), saying what went wrong.
     ///
     /// # Errors
     ///
     /// [`SendError::Encode`] if `s` is longer than the framing's `max_length` (nothing is
     /// written: the stream stays well-formed); [`SendError::Transport`] if the connection
     /// is closing.
-    pub fn send_string(&self, s: &[u8]) -> Result<(), SendError> {
+    pub fn try_send_string(&self, s: &[u8]) -> Result<(), SendError> {
         let mut buf = BytesMut::new();
         self.encoder.encode(s, &mut buf)?;
         self.transport.try_write_bytes(buf.freeze())?;
@@ -402,11 +416,11 @@ pub type Netstrings<R> = Framed<NetstringDecoder, R>;
 /// struct Echo;
 /// impl StringReceiver for Echo {
 ///     fn string_received(&mut self, strings: &StringSender, s: &[u8]) {
-///         let _ = strings.send_string(s);
+///         strings.send_string(s);
 ///     }
 ///     fn connection_made(&mut self, strings: &StringSender) {
 ///         // 256 bytes do not fit an 8-bit prefix: refused, nothing written.
-///         let err = strings.send_string(&[0; 256]).unwrap_err();
+///         let err = strings.try_send_string(&[0; 256]).unwrap_err();
 ///         assert!(matches!(err, SendError::Encode(_)));
 ///     }
 /// }

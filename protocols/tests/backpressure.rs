@@ -593,7 +593,7 @@ impl StringReceiver for Strings {
     fn string_received(&mut self, strings: &StringSender, s: &[u8]) {
         self.got.push(s.to_vec());
         // A reply that fills the double's buffer.
-        strings.send_string(&[b'r'; 20]).unwrap();
+        strings.try_send_string(&[b'r'; 20]).unwrap();
         if s == b"PAUSE" {
             strings.transport().pause_reading();
         }

@@ -16,7 +16,7 @@ use torsion_protocols::{
     EncodeError, FramingError, LineControl, LineReceiver, LineSender, Lines, NetstringErrorKind,
     Netstrings, PrefixedStrings, SendError, StringReceiver, StringSender,
 };
-use torsion_reactor::testing::StringTransport;
+use torsion_reactor::testing::{StringTransport, capture_logs};
 use torsion_reactor::{ConnectionLost, Protocol, Reactor, factory_fn};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -255,11 +255,11 @@ struct Sender {
 
 impl LineReceiver for Sender {
     fn connection_made(&mut self, lines: &mut LineControl<'_>) {
-        lines.send_line(b"hello").unwrap();
+        lines.try_send_line(b"hello").unwrap();
         *self.kept.borrow_mut() = Some(lines.sender());
     }
     fn line_received(&mut self, lines: &mut LineControl<'_>, line: &[u8]) {
-        match lines.send_line(line) {
+        match lines.try_send_line(line) {
             Ok(()) => {}
             Err(SendError::Encode(e)) => {
                 lines
@@ -283,27 +283,40 @@ fn send_line_frames_and_refuses_what_the_peer_would_misread() {
     p.data_received(&t.transport(), b"abcde\n");
     assert_eq!(t.take_written(), b"abcde\n");
     let sender = kept.borrow().clone().unwrap();
-    sender.send_line(b"later").unwrap();
+    sender.try_send_line(b"later").unwrap();
     assert_eq!(t.take_written(), b"later\n");
     assert!(matches!(
-        sender.send_line(b"a\nb"),
+        sender.try_send_line(b"a\nb"),
         Err(SendError::Encode(EncodeError::ContainsDelimiter {
             offset: 1
         }))
     ));
     assert!(matches!(
-        sender.send_line(b"toolong"),
+        sender.try_send_line(b"toolong"),
         Err(SendError::Encode(EncodeError::TooLong {
             length: 7,
             max: 5
         }))
     ));
     assert_eq!(t.take_written(), b"");
+    // The plain call refuses the same, and says why in the log, naming the peer.
+    let logs = capture_logs();
+    sender.send_line(b"toolong");
+    assert_eq!(t.take_written(), b"");
+    let said = logs.lines_with("not sending a line to");
+    assert!(
+        said.iter().any(|l| l.contains("7") && l.contains("5")),
+        "{said:?}"
+    );
     t.transport().lose_connection();
     assert!(matches!(
-        sender.send_line(b"x"),
+        sender.try_send_line(b"x"),
         Err(SendError::Transport(_))
     ));
+    // Ignored once the connection is closing, as writes are: nothing logged for it.
+    let before = logs.lines_with("not sending").len();
+    sender.send_line(b"x");
+    assert_eq!(logs.lines_with("not sending").len(), before);
 
     // A separate encoder for what is sent: longer lines, `\r\n` endings.
     let t = StringTransport::new();
@@ -336,7 +349,7 @@ impl StringReceiver for Strings {
     fn string_received(&mut self, strings: &StringSender, s: &[u8]) {
         self.got.push(s.to_vec());
         if self.echo {
-            strings.send_string(s).unwrap();
+            strings.try_send_string(s).unwrap();
         }
     }
     fn framing_error(&mut self, strings: &StringSender, error: &FramingError) {
@@ -448,7 +461,7 @@ fn netstring_send_refuses_oversize_strings() {
         torsion_protocols::NetstringEncoder::new().with_max_length(3),
     );
     assert!(matches!(
-        sender.send_string(b"abcd"),
+        sender.try_send_string(b"abcd"),
         Err(SendError::Encode(EncodeError::TooLong {
             length: 4,
             max: 3
@@ -506,11 +519,11 @@ fn prefixed_send_checks_the_limit_of_each_width() {
         let mut p = PrefixedStrings::new(width, Keep(kept.clone())).with_max_length(1 << 20);
         p.connection_made(&t.transport());
         let sender = kept.borrow().clone().unwrap();
-        sender.send_string(&vec![7; limit]).unwrap();
+        sender.try_send_string(&vec![7; limit]).unwrap();
         assert_eq!(t.take_written().len(), width.size() + limit);
         assert!(
             matches!(
-                sender.send_string(&vec![7; limit + 1]),
+                sender.try_send_string(&vec![7; limit + 1]),
                 Err(SendError::Encode(EncodeError::TooLong { .. }))
             ),
             "{width:?}"
@@ -565,11 +578,11 @@ impl LineReceiver for Upper {
             let n = std::str::from_utf8(n).ok().and_then(|n| n.parse().ok());
             lines.set_raw_mode_for(n.unwrap_or(0));
         } else {
-            let _ = lines.send_line(&line.to_ascii_uppercase());
+            lines.send_line(&line.to_ascii_uppercase());
         }
     }
     fn raw_data_received(&mut self, lines: &mut LineControl<'_>, data: &[u8]) {
-        let _ = lines.send_line(format!("raw {}", data.len()).as_bytes());
+        lines.send_line(format!("raw {}", data.len()).as_bytes());
     }
 }
 
@@ -604,7 +617,7 @@ struct Echo;
 
 impl StringReceiver for Echo {
     fn string_received(&mut self, strings: &StringSender, s: &[u8]) {
-        let _ = strings.send_string(s);
+        strings.send_string(s);
     }
 }
 
