@@ -58,7 +58,7 @@ fn main() {
         ));
     }
     let reactor = Reactor::current();
-    let scheduler: Rc<dyn Scheduler> = Rc::new(reactor.clone());
+    let scheduler: Rc<dyn Scheduler> = reactor.scheduler();
 
     // Check every argument before listening on any.
     let mut plan = Vec::new();

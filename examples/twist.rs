@@ -165,7 +165,7 @@ fn main() {
     }
     let plan = parse(&args);
     let reactor = Reactor::current();
-    let scheduler: Rc<dyn Scheduler> = Rc::new(reactor.clone());
+    let scheduler: Rc<dyn Scheduler> = reactor.scheduler();
     let Some(factory) = service_factory(&plan.service, &scheduler) else {
         program::usage_error(&format!(
             "unknown service {:?}: expected echo, discard, chargen, daytime, time or qotd",

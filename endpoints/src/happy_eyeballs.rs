@@ -691,7 +691,7 @@ pub(crate) fn race_tcp<C: ClientFactory>(
             move |f| r.connect_tcp_with(address, f, &options),
         )
     };
-    let scheduler: Rc<dyn Scheduler> = Rc::new(reactor.clone());
+    let scheduler: Rc<dyn Scheduler> = reactor.scheduler();
     race(scheduler, options, addresses, start, |late: Transport| {
         late.lose_connection()
     })

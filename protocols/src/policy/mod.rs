@@ -35,7 +35,7 @@
 //!     }
 //! }
 //!
-//! let reactor: Rc<dyn Scheduler> = Rc::new(Reactor::current());
+//! let reactor: Rc<dyn Scheduler> = Reactor::current().scheduler();
 //! let factory = factory_fn(|_| Echo)
 //!     .with_policy(TimeoutPolicy::new(reactor, Duration::from_secs(300)))
 //!     .with_policy(LimitConnectionsByPeer::new(10));
@@ -207,7 +207,7 @@ where
 /// use torsion_protocols::policy::{ConnectionLimit, RateLimit, ThrottlingFactory};
 /// use torsion_reactor::{Reactor, Scheduler, factory_fn, testing::Sink};
 ///
-/// let reactor: Rc<dyn Scheduler> = Rc::new(Reactor::current());
+/// let reactor: Rc<dyn Scheduler> = Reactor::current().scheduler();
 /// let factory: ThrottlingFactory<_> = ThrottlingFactory::new(
 ///     factory_fn(|_| Sink),
 ///     (
