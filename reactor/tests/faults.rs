@@ -581,3 +581,114 @@ fn connects_that_fail_at_random_each_end_exactly_once() {
     r.run_until(PATIENCE, || r.registered_sources() == sources)
         .unwrap_or_else(|e| panic!("seed {seed}: no registration leaked: {e}"));
 }
+
+/// Edge triggering: a read the kernel did not cut short (an injected `EAGAIN`, a read of
+/// one byte) looks to the connection like a socket run dry, and no new edge will come for
+/// the bytes still there. The fault layer owes it a readiness event so that the fault stays
+/// transparent; without that, the rest would never be read and the echo would hang.
+#[test]
+fn reads_cut_short_are_followed_by_the_rest() {
+    faults::reset(); // only the scripted faults
+    let r = reactor();
+    let counts: Rc<Counts> = Rc::default();
+    let c = counts.clone();
+    let (_port, addr) = listen(&r, factory_fn(move |_| Probe::new(&c)));
+    r.iterate(Duration::ZERO).unwrap();
+    faults::script(
+        Op::Read,
+        [
+            Step::Fail(Fault::Errno(libc::EAGAIN)),
+            Step::Fail(Fault::Short),
+            Step::Fail(Fault::Short),
+            Step::Fail(Fault::Errno(libc::EINTR)),
+            Step::Fail(Fault::Short),
+        ],
+    );
+    // All at once, and no end of file: no later byte brings a new edge.
+    let sent = pattern(7, 10_000);
+    let s = sent.clone();
+    let client = std::thread::spawn(move || {
+        let mut c = TcpStream::connect(addr).expect("connects");
+        c.set_read_timeout(Some(PATIENCE)).expect("a read timeout");
+        c.write_all(&s).expect("sends");
+        let mut got = vec![0u8; s.len()];
+        c.read_exact(&mut got).map(|()| got)
+    });
+    r.run_until(PATIENCE, || client.is_finished())
+        .expect("the echo after reads cut short");
+    let got = client.join().expect("the client thread");
+    assert!(got.is_ok_and(|got| got == sent), "a whole echo");
+    assert_eq!(faults::injected().of(Op::Read), 5);
+    counts.settle(&r, 0);
+}
+
+/// The same for writes: an injected `EAGAIN` or a one-byte write leaves the rest queued,
+/// and it goes out when the socket is writable (the connection asks for write interest,
+/// and the fault layer owes the event too).
+#[test]
+fn writes_cut_short_are_followed_by_the_rest() {
+    faults::reset(); // only the scripted faults
+    let r = reactor();
+    let counts: Rc<Counts> = Rc::default();
+    let c = counts.clone();
+    let (_port, addr) = listen(&r, factory_fn(move |_| Probe::new(&c)));
+    r.iterate(Duration::ZERO).unwrap();
+    faults::script(
+        Op::Write,
+        [
+            Step::Fail(Fault::Short),
+            Step::Fail(Fault::Errno(libc::EAGAIN)),
+            Step::Fail(Fault::Short),
+            Step::Fail(Fault::Errno(libc::EINTR)),
+        ],
+    );
+    serve_whole_echoes(&r, addr, 1, 10_000, "the echo after writes cut short");
+    assert_eq!(faults::injected().of(Op::Write), 4);
+    counts.settle(&r, 0);
+}
+
+/// A pipe's write end learns that its reader went away from a readable event (a pipe's
+/// write end is never read). A spurious event is no proof: the connection checks with
+/// `poll` before it gives up, so spurious events leave it open and writing.
+#[test]
+fn spurious_events_on_a_pipe_write_end_are_not_taken_for_a_hang_up() {
+    faults::reset(); // only the scripted faults
+    let r = reactor();
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two descriptors `pipe2` returns.
+    let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
+    assert_eq!(rc, 0, "pipe2: {}", std::io::Error::last_os_error());
+    // SAFETY: `pipe2` returned two new descriptors nothing else owns.
+    let (mut read, write) = unsafe {
+        use std::os::fd::FromRawFd;
+        (
+            std::fs::File::from_raw_fd(fds[0]),
+            std::os::fd::OwnedFd::from_raw_fd(fds[1]),
+        )
+    };
+    let counts: Rc<Counts> = Rc::default();
+    let transport = r
+        .connect_write_pipe(Probe::new(&counts), write)
+        .expect("a write end");
+    r.run_until(PATIENCE, || counts.made.get() == 1)
+        .expect("connection_made");
+    // Every wait adds an event for a live registration (the write end is the only one),
+    // readable most of the time.
+    faults::script(Op::Wait, (0..40).map(|_| Step::Fail(Fault::Spurious)));
+    let mut waits = 0;
+    r.run_until(PATIENCE, || {
+        waits += 1;
+        waits > 40
+    })
+    .expect("forty iterations");
+    assert!(faults::injected().of(Op::Wait) >= 40);
+    assert_eq!(counts.lost.get(), 0, "the reader is still there");
+    transport.write(b"still open\n");
+    let mut got = vec![0u8; 11];
+    r.run_until(PATIENCE, || transport.buffer_size() == 0)
+        .expect("the write goes out");
+    read.read_exact(&mut got).expect("the reader gets it");
+    assert_eq!(got, b"still open\n");
+    drop(read);
+    counts.settle(&r, 0);
+}
