@@ -1,13 +1,21 @@
-//! connect_stream and serve_streams over endpoint strings (tcp, unix): the same streams
-//! whatever the endpoint, and errors that name the description or the address.
+//! connect_stream and serve_streams over endpoint strings (tcp, unix, TLS): the same
+//! streams whatever the endpoint, flow control through the TLS layer, and errors that name
+//! the description or the address.
 
 mod common;
+#[path = "../tls/tests/support/pki.rs"]
+mod pki;
 
 use std::time::Duration;
 
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
 use common::{reactor, wait};
-use torsion::endpoints::{client_from_string, connect_stream, serve_streams};
-use torsion::reactor::{AsyncStream, Deferred, ErrorKind, Reactor};
+use torsion::endpoints::{client_from_string, connect_stream, quote, serve_streams};
+use torsion::reactor::{
+    AsyncStream, Deferred, ErrorKind, Protocol, Reactor, Transport, factory_fn,
+};
 
 /// Answers each line with its length, until end of file.
 async fn lengths(mut stream: AsyncStream) -> std::io::Result<()> {
@@ -102,5 +110,119 @@ fn cancelling_connect_stream_stops_the_attempt() {
     assert_eq!(outcome.unwrap_err().kind(), ErrorKind::Cancelled);
     r.run_until(Duration::from_secs(10), || r.open_connections() == 0)
         .expect("nothing left open");
+    port.stop_listening();
+}
+
+/// `ssl:` and `tls:` descriptions for a server with a fresh certificate for `localhost`,
+/// and a client trusting its CA (port filled in later).
+fn tls_descriptions(pki: &pki::Pki) -> (String, impl Fn(u16) -> String) {
+    let issued = pki.server("server", &["localhost"]);
+    let path = |p: &std::path::Path| quote(p.to_str().expect("a UTF-8 path"));
+    let server = format!(
+        "ssl:0:interface=127.0.0.1:privateKey={}:certKey={}",
+        path(&issued.key),
+        path(&issued.cert)
+    );
+    let ca = path(&pki.ca);
+    (server, move |port| {
+        format!("tls:host=localhost:port={port}:trustRoots={ca}")
+    })
+}
+
+#[test]
+fn over_tls() {
+    let r = reactor();
+    let pki = pki::Pki::new("streams-tls");
+    let (server, client) = tls_descriptions(&pki);
+    let port = serve_streams(&server, lengths).unwrap();
+    let addr = port.local_addr().socket_addr().unwrap();
+    let answers = ask(&r, client(addr.port()));
+    assert_eq!(answers, b"6\n7\n");
+    port.stop_listening();
+}
+
+/// Echoes with `drain`, as examples/async_echo.rs does: its task stops reading while the
+/// client does not read its echoes.
+async fn echo(mut stream: AsyncStream) -> std::io::Result<()> {
+    loop {
+        let chunk = stream.read_chunk(64 * 1024).await?;
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        stream.write_bytes(chunk)?;
+        stream.drain().await?;
+    }
+}
+
+/// Sends all its bytes at once, reads nothing until told, then checks the echo.
+struct Flood {
+    sent: Vec<u8>,
+    got: Rc<RefCell<Vec<u8>>>,
+    paused: Rc<Cell<bool>>,
+}
+
+impl Protocol for Flood {
+    fn connection_made(&mut self, t: &Transport) {
+        t.pause_reading();
+        self.paused.set(true);
+        t.write(&self.sent);
+    }
+    fn data_received(&mut self, _t: &Transport, data: &[u8]) {
+        self.got.borrow_mut().extend_from_slice(data);
+    }
+}
+
+/// A stream server behind TLS, against a client that sends 4 MiB without reading: the
+/// server's stream fills to its limit and pauses reading the TLS transport, its writes
+/// wait in `drain`, and everything comes back in order once the client reads. Flow control
+/// goes through the TLS layer both ways; if a pause or a resume were lost on the way, the
+/// echo would stop short.
+#[test]
+fn flow_control_goes_through_tls() {
+    let r = reactor();
+    let pki = pki::Pki::new("streams-tls-flow");
+    let (server, client) = tls_descriptions(&pki);
+    let port = serve_streams(&server, echo).unwrap();
+    let addr = port.local_addr().socket_addr().unwrap();
+    let sent: Vec<u8> = (0..4 << 20).map(|i: usize| (i % 251) as u8).collect();
+    let got = Rc::new(RefCell::new(Vec::new()));
+    let paused = Rc::new(Cell::new(false));
+    let (g, p, s) = (got.clone(), paused.clone(), sent.clone());
+    let endpoint = client_from_string(&r, &client(addr.port())).unwrap();
+    let transport = wait(
+        &r,
+        endpoint.connect(factory_fn(move |_| Flood {
+            sent: s.clone(),
+            got: g.clone(),
+            paused: p.clone(),
+        })),
+    )
+    .expect("connects over TLS");
+    assert!(paused.get());
+    // Until the client's own buffer stops shrinking, the server has taken what it can: its
+    // stream buffer is full, its echo waits in drain, and TCP holds back the rest.
+    let mut last = usize::MAX;
+    r.run_until(Duration::from_secs(30), || {
+        let now = transport.buffer_size();
+        let stuck = now == last && now > 0;
+        last = now;
+        stuck
+    })
+    .expect("the server stops taking bytes while its echo is not read");
+    assert!(got.borrow().is_empty());
+    transport.resume_reading();
+    r.run_until(Duration::from_secs(60), || got.borrow().len() >= sent.len())
+        .unwrap_or_else(|e| {
+            panic!(
+                "{} of {} bytes came back: {e}",
+                got.borrow().len(),
+                sent.len()
+            )
+        });
+    assert!(
+        *got.borrow() == sent,
+        "the echo is the bytes sent, in order"
+    );
+    transport.lose_connection();
     port.stop_listening();
 }
