@@ -10,6 +10,7 @@ use support::*;
 use torsion_reactor::testing::{test_reactor, wait_for};
 use torsion_reactor::{
     Address, ConnectionLost, Error, ErrorKind, ListeningPort, Protocol, Reactor, TlsFailureKind,
+    Transport,
 };
 use torsion_tls::rustls::version::{TLS12, TLS13};
 use torsion_tls::{ClientOptions, ServerOptions, TlsConnector, TrustRoots};
@@ -129,6 +130,132 @@ fn what_a_layer_learns_is_set_through_tls_on_the_connection_under_it() {
         "the layer still answers for its own"
     );
     t.abort_connection();
+}
+
+#[test]
+fn turning_verification_off_connects_to_anyone_and_says_so() {
+    let logs = torsion_reactor::testing::capture_logs();
+    let reactor = test_reactor();
+    let pki = Pki::new("noverify");
+    let acceptor = acceptor_for(&pki, &["localhost"])
+        .build()
+        .expect("acceptor");
+    let port = echo_server(&reactor, &acceptor, &seen());
+    // No trust roots, and a name the certificate does not carry: still connected.
+    let connector = ClientOptions::new()
+        .danger_accept_invalid_certificates()
+        .build()
+        .expect("connector");
+    let warned = logs.lines_with("certificate verification OFF");
+    assert_eq!(warned.len(), 1, "one warning per connector: {warned:?}");
+    let client = seen();
+    let mut rec = Recorder::new(&client, b"ping");
+    rec.close_after = Some(4);
+    wait_for(
+        &reactor,
+        connect(&reactor, &connector, &port, "not-the-name.example", rec),
+    )
+    .expect("connected without checking the certificate");
+    run_until(&reactor, "the echo", || client.borrow().lost.is_some());
+    assert_eq!(client.borrow().data, b"ping");
+}
+
+/// Connects `client` to a TLS echo server that, once the handshake is done, does `then`
+/// with the raw TCP transport under its TLS layer (where a broken or hostile peer acts).
+fn after_the_handshake(
+    reactor: &Reactor,
+    pki: &Pki,
+    client: &Shared,
+    then: impl Fn(&Transport) + 'static,
+) {
+    struct Switch {
+        acceptor: torsion_tls::TlsAcceptor,
+        then: Rc<dyn Fn(&Transport)>,
+    }
+    impl Protocol for Switch {
+        fn connection_made(&mut self, t: &Transport) {
+            let raw = t.clone();
+            let then = Rc::clone(&self.then);
+            self.acceptor
+                .start_tls(t, RecordingEcho(seen()), b"")
+                .expect("start_tls")
+                .on_result(move |done| {
+                    if done.is_ok() {
+                        then(&raw);
+                    }
+                });
+        }
+        fn data_received(&mut self, _t: &Transport, _data: &[u8]) {}
+    }
+    let acceptor = acceptor_for(pki, &["localhost"]).build().expect("acceptor");
+    let then: Rc<dyn Fn(&Transport)> = Rc::new(then);
+    let port = reactor
+        .listen_tcp(
+            localhost(),
+            torsion_reactor::factory_fn(move |_| Switch {
+                acceptor: acceptor.clone(),
+                then: Rc::clone(&then),
+            }),
+        )
+        .expect("listen");
+    let connector = trusting(pki).build().expect("connector");
+    wait_for(
+        reactor,
+        connect(
+            reactor,
+            &connector,
+            &port,
+            "localhost",
+            Recorder::new(client, b""),
+        ),
+    )
+    .expect("handshake");
+    run_until(reactor, "the connection's end", || {
+        client.borrow().lost.is_some()
+    });
+    port.stop_listening();
+}
+
+fn tls_failure(lost: &Option<ConnectionLost>) -> Option<TlsFailureKind> {
+    match lost {
+        Some(ConnectionLost::Tls(failure)) => Some(failure.kind()),
+        _ => None,
+    }
+}
+
+#[test]
+fn a_peer_that_closes_without_close_notify_is_a_truncation() {
+    let reactor = test_reactor();
+    let pki = Pki::new("truncated");
+    let client = seen();
+    // The server's socket closes under its TLS layer: a FIN with no close_notify before it.
+    after_the_handshake(&reactor, &pki, &client, |raw| raw.abort_connection());
+    let c = client.borrow();
+    assert_eq!(
+        tls_failure(&c.lost),
+        Some(TlsFailureKind::Truncated),
+        "{:?}",
+        c.lost
+    );
+    assert!(!c.lost.as_ref().is_some_and(ConnectionLost::is_clean));
+}
+
+#[test]
+fn garbage_after_the_handshake_fails_the_connection_as_a_protocol_error() {
+    let reactor = test_reactor();
+    let pki = Pki::new("garbage");
+    let client = seen();
+    // Bytes that are no TLS record, written under the server's layer.
+    after_the_handshake(&reactor, &pki, &client, |raw| {
+        raw.write(b"this is not a TLS record\r\n")
+    });
+    let c = client.borrow();
+    assert_eq!(
+        tls_failure(&c.lost),
+        Some(TlsFailureKind::Protocol),
+        "{:?}",
+        c.lost
+    );
 }
 
 #[test]
