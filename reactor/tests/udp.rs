@@ -807,3 +807,50 @@ fn an_adopted_socket_keeps_its_connection() {
     wait(&r, "the echo", || !seen.borrow().datagrams.is_empty());
     assert_eq!(seen.borrow().datagrams[0].0, b"adopted");
 }
+
+/// A port flooded without a pause cannot starve the others: each readiness event reads a
+/// bounded number of batches, then the loop serves the other ports. Two threads flood
+/// one port until a datagram sent to another port arrives (or the deadline passes).
+#[test]
+fn a_flooded_port_does_not_starve_the_others() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let r = test_reactor();
+    let (flooded, flood_seen) = recorder(&r, false);
+    let (quiet, quiet_seen) = recorder(&r, false);
+    let target = addr_of(&flooded);
+    let stop = Arc::new(AtomicBool::new(false));
+    let flooders: Vec<_> = (0..2)
+        .map(|_| {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                let s = UdpSocket::bind("127.0.0.1:0").expect("a socket");
+                let deadline = std::time::Instant::now() + PATIENCE;
+                let mut sent = 0u64;
+                while !stop.load(Ordering::Relaxed) && std::time::Instant::now() < deadline {
+                    if s.send_to(&[7u8; 64], target).is_ok() {
+                        sent += 1;
+                    }
+                }
+                sent
+            })
+        })
+        .collect();
+    // Once the flood is under way, one datagram for the quiet port.
+    wait(&r, "the flood to arrive", || {
+        flood_seen.borrow().datagrams.len() > 1000
+    });
+    let sender = UdpSocket::bind("127.0.0.1:0").expect("a socket");
+    sender.send_to(b"heard", addr_of(&quiet)).expect("sends");
+    let served = r.run_until(PATIENCE, || !quiet_seen.borrow().datagrams.is_empty());
+    stop.store(true, Ordering::Relaxed);
+    let sent: u64 = flooders
+        .into_iter()
+        .map(|t| t.join().expect("a flooder"))
+        .sum();
+    served.expect("the quiet port's datagram arrives while the other port is flooded");
+    assert_eq!(quiet_seen.borrow().datagrams[0].0, b"heard");
+    assert!(sent > 1000, "the flood was real: {sent} datagrams sent");
+    flooded.close();
+    quiet.close();
+}
