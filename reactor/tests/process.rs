@@ -3,7 +3,7 @@
 //! extra descriptors, process groups and sessions, users, both ways of reaping, the
 //! reactor's shutdown, and the async convenience.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Read;
@@ -510,6 +510,38 @@ fn many_children_are_each_reaped_by_either_watcher() {
         }
         assert_eq!(reactor.running_children(), 0);
     }
+}
+
+/// A user's SIGCHLD handler and the SIGCHLD child watcher share the signal: the children
+/// are reaped with their status, and the user's handler runs too.
+#[test]
+fn a_user_sigchld_handler_runs_beside_the_reaper() {
+    let reactor = test_reactor();
+    reactor.set_child_watcher(ChildWatcher::Sigchld);
+    let heard = Rc::new(Cell::new(0u32));
+    let h = Rc::clone(&heard);
+    reactor
+        .add_signal_handler(libc::SIGCHLD, move || h.set(h.get() + 1))
+        .expect("a SIGCHLD handler");
+    let children: Vec<(Process, Shared)> = (0..5)
+        .map(|i| sh(&reactor, &format!("exit {i}"), &ProcessOptions::new()))
+        .collect();
+    reactor
+        .run_until(PATIENCE, || {
+            children.iter().all(|(p, _)| p.has_ended()) && heard.get() > 0
+        })
+        .expect("every child reaped, and the user's handler ran");
+    for (i, (p, _)) in children.iter().enumerate() {
+        assert_eq!(p.status(), Some(ProcessStatus::Exited(i as i32)));
+        assert!(gone(p.pid()));
+    }
+    assert!(reactor.remove_signal_handler(libc::SIGCHLD));
+    // The reaper keeps the signal: a child started after the user's handler left is reaped.
+    let (later, _log) = sh(&reactor, "exit 9", &ProcessOptions::new());
+    reactor
+        .run_until(PATIENCE, || later.has_ended())
+        .expect("reaped without the user's handler");
+    assert_eq!(later.status(), Some(ProcessStatus::Exited(9)));
 }
 
 #[test]
