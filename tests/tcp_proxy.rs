@@ -184,3 +184,48 @@ fn bad_arguments_exit_2_and_a_listen_failure_exits_1() {
         "names the port: {stderr}"
     );
 }
+
+/// With `--send-proxy` or `--send-proxy-v2`, a server behind the proxy listening on
+/// `haproxy:` sees each client's own address, not the proxy's.
+#[test]
+fn with_send_proxy_the_server_behind_sees_the_client() {
+    for flag in ["--send-proxy", "--send-proxy-v2"] {
+        let echo = Server::start_with(
+            Command::new(example("echo_server"))
+                .arg("haproxy:tcp:port=0:interface=127.0.0.1")
+                .env("RUST_LOG", "info"),
+        );
+        let proxy = Server::start_with(Command::new(example("tcp_proxy")).args([
+            LOCAL,
+            &upstream_of(&echo),
+            flag,
+        ]));
+        let mut c = connect(proxy.socket_addr());
+        let me = c.local_addr().expect("the client's address");
+        c.write_all(b"who am I?").unwrap();
+        let mut back = [0u8; 9];
+        c.read_exact(&mut back).expect("the echo through the proxy");
+        assert_eq!(&back, b"who am I?");
+        let line = format!("connection from {me}");
+        if !echo.wait_for_stderr(&line, LONG) {
+            let mut echo = echo;
+            panic!(
+                "{flag}: the server logs the client ({line}); it said:\n{}",
+                echo.stderr()
+            );
+        }
+        drop(c);
+        stops_cleanly_on_sigterm(proxy);
+        stops_cleanly_on_sigterm(echo);
+    }
+}
+
+#[test]
+fn an_unknown_option_is_a_usage_error() {
+    let out = Command::new(example("tcp_proxy"))
+        .args([LOCAL, "tcp:host=127.0.0.1:port=9", "--send-proxy-v3"])
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("usage"));
+}
