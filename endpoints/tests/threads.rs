@@ -13,13 +13,19 @@ use torsion_endpoints::listen_on_threads;
 use torsion_reactor::testing::{read_while_running, test_reactor};
 use torsion_reactor::{ErrorKind, Protocol, Reactor, Transport, factory_fn};
 
-/// Answers with the serving thread's name and the message.
-struct Named;
+/// Answers with the serving thread's name and the message (the name once: the message may
+/// arrive in several reads, as it does under injected faults).
+#[derive(Default)]
+struct Named {
+    named: bool,
+}
 
 impl Protocol for Named {
     fn data_received(&mut self, t: &Transport, data: &[u8]) {
-        let name = std::thread::current().name().unwrap_or("?").to_string();
-        t.write(format!("{name}|").as_bytes());
+        if !std::mem::replace(&mut self.named, true) {
+            let name = std::thread::current().name().unwrap_or("?").to_string();
+            t.write(format!("{name}|").as_bytes());
+        }
         t.write(data);
     }
 }
@@ -39,7 +45,7 @@ fn three_reactors_share_the_connections_evenly_and_stop_together() {
     let b = built.clone();
     let port = listen_on_threads(&r, "tcp:0:interface=127.0.0.1", 3, move || {
         b.fetch_add(1, Ordering::Relaxed);
-        factory_fn(|_| Named)
+        factory_fn(|_| Named::default())
     })
     .expect("listens");
     assert_eq!(built.load(Ordering::Relaxed), 3, "one factory per thread");
@@ -73,14 +79,15 @@ fn only_tcp_endpoints_and_at_least_one_thread() {
     let r = test_reactor();
     let sock = std::env::temp_dir().join(format!("torsion-threads-{}.sock", std::process::id()));
     let err = listen_on_threads(&r, &format!("unix:{}", sock.display()), 2, || {
-        factory_fn(|_| Named)
+        factory_fn(|_| Named::default())
     })
     .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
     assert!(err.to_string().contains("tcp"), "{err}");
-    let err = listen_on_threads(&r, "tcp:0", 0, || factory_fn(|_| Named)).unwrap_err();
+    let err = listen_on_threads(&r, "tcp:0", 0, || factory_fn(|_| Named::default())).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
-    let err = listen_on_threads(&r, "tcp:port=x", 2, || factory_fn(|_| Named)).unwrap_err();
+    let err =
+        listen_on_threads(&r, "tcp:port=x", 2, || factory_fn(|_| Named::default())).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
 }
 
@@ -88,7 +95,7 @@ fn only_tcp_endpoints_and_at_least_one_thread() {
 fn with_reuseport_every_reactor_listens_for_itself() {
     let r = test_reactor();
     let port = listen_on_threads(&r, "tcp:0:interface=127.0.0.1:reuseport=1", 3, || {
-        factory_fn(|_| Named)
+        factory_fn(|_| Named::default())
     })
     .expect("listens");
     let addr = port.local_addr().socket_addr().expect("TCP");
