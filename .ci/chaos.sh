@@ -6,11 +6,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# name:kind:clients. A new server (TLS, PROXY) is one more entry here, plus its kind of
-# clients in chaos/src (see the Kind enum in chaos/src/main.rs).
+# name:kind:clients[:upstream]. A new server is one more entry here, plus its kind of
+# clients in chaos/src (see the Kind enum in chaos/src/main.rs). With an upstream, that
+# example runs first (same backend), and the server is given its address as a second
+# argument: the proxy in front of an echo server.
 SERVERS=(
   "echo_server:echo:200"
   "chat_server:chat:100"
+  "tcp_proxy:proxy:200:echo_server"
 )
 SECONDS_EACH="${CHAOS_SECONDS:-10}"
 # From the commit, as the fault seed in .ci/run: the same commit draws the same clients.
@@ -27,6 +30,7 @@ rm -rf "$out"
 mkdir -p "$out/epoll" "$out/portable"
 names=()
 for entry in "${SERVERS[@]}"; do names+=("--example" "${entry%%:*}"); done
+# (every upstream is itself one of the servers above, so it is built and copied too)
 cargo build --quiet "${names[@]}"
 for entry in "${SERVERS[@]}"; do cp "target/debug/examples/${entry%%:*}" "$out/epoll/"; done
 # The portable backend's servers also carry the fault layer: with TORSION_FAULT_SEED set,
@@ -40,10 +44,30 @@ for backend in epoll portable; do
   label="$backend"
   [ "$backend" = portable ] && label="portable poller, faults injected"
   for entry in "${SERVERS[@]}"; do
-    IFS=: read -r name kind clients <<<"$entry"
+    IFS=: read -r name kind clients upstream <<<"$entry"
+    extra=()
+    upstream_pid=
+    if [ -n "${upstream:-}" ]; then
+      fifo="$out/$backend/$upstream.out"
+      rm -f "$fifo"
+      mkfifo "$fifo"
+      TORSION_FAULT_SEED="$SEED" RUST_LOG=error "$out/$backend/$upstream" \
+        tcp:0:interface=127.0.0.1 >"$fifo" &
+      upstream_pid=$!
+      exec 3<"$fifo"
+      read -r -t 60 line <&3 || { echo "chaos: $upstream did not start"; exit 1; }
+      cat <&3 >/dev/null &
+      exec 3<&-
+      addr="${line#listening on }"
+      extra=(--server-arg "tcp:host=127.0.0.1:port=${addr##*:}")
+    fi
     TORSION_FAULT_SEED="$SEED" target/debug/torsion-chaos --server "$out/$backend/$name" \
-      --kind "$kind" --label "$name ($label)" --clients "$clients" \
+      "${extra[@]}" --kind "$kind" --label "$name ($label)" --clients "$clients" \
       --seconds "$SECONDS_EACH" --seed "$SEED" --max-latency-ms "$MAX_LATENCY_MS" || failed=1
+    if [ -n "$upstream_pid" ]; then
+      kill -TERM "$upstream_pid" 2>/dev/null || true
+      wait "$upstream_pid" 2>/dev/null || true
+    fi
   done
 done
 # Leave the examples built for the default backend, as the tests expect them.

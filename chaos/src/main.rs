@@ -42,6 +42,9 @@ use server::{Probe, Server};
 enum Kind {
     Echo,
     Chat,
+    /// A TCP proxy in front of an echo server (`--server-arg` names the upstream): echo
+    /// clients, and a proxy holding two connections per client.
+    Proxy,
 }
 
 impl Kind {
@@ -49,6 +52,7 @@ impl Kind {
         match self {
             Kind::Echo => "echo",
             Kind::Chat => "chat",
+            Kind::Proxy => "proxy",
         }
     }
 
@@ -56,12 +60,14 @@ impl Kind {
         match self {
             Kind::Echo => echo::PER_CONNECTION_BOUND,
             Kind::Chat => chat::PER_CONNECTION_BOUND,
+            // Each direction is bounded as an echo server's connection is.
+            Kind::Proxy => 2 * echo::PER_CONNECTION_BOUND,
         }
     }
 
     fn client(self, run: &Run, id: u64) {
         match self {
-            Kind::Echo => echo::client(run, id),
+            Kind::Echo | Kind::Proxy => echo::client(run, id),
             Kind::Chat => chat::client(run, id),
         }
     }
@@ -71,6 +77,8 @@ struct Options {
     server: PathBuf,
     kind: Kind,
     endpoint: String,
+    /// Arguments after the endpoint (a proxy's upstream).
+    server_args: Vec<String>,
     seconds: u64,
     clients: u64,
     seed: u64,
@@ -79,8 +87,8 @@ struct Options {
     without: Vec<String>,
 }
 
-const USAGE: &str = "usage: torsion-chaos --server PATH [--kind echo|chat] [--endpoint DESC] \
-[--seconds N] [--clients N] [--seed N] [--max-latency-ms N] [--label TEXT] [--without BEHAVIOUR]...";
+const USAGE: &str = "usage: torsion-chaos --server PATH [--server-arg ARG]... \
+[--kind echo|chat|proxy] [--endpoint DESC] [--seconds N] [--clients N] [--seed N] [--max-latency-ms N] [--label TEXT] [--without BEHAVIOUR]...";
 
 fn usage(msg: &str) -> ! {
     eprintln!("torsion-chaos: {msg}\n{USAGE}");
@@ -96,6 +104,7 @@ fn parse() -> Options {
     let mut seed = None;
     let mut label = None;
     let mut without = Vec::new();
+    let mut server_args = Vec::new();
     while let Some(arg) = args.next() {
         let mut value = || {
             args.next()
@@ -108,10 +117,12 @@ fn parse() -> Options {
         };
         match arg.as_str() {
             "--server" => server = Some(PathBuf::from(value())),
+            "--server-arg" => server_args.push(value()),
             "--kind" => {
                 kind = Some(match value().as_str() {
                     "echo" => Kind::Echo,
                     "chat" => Kind::Chat,
+                    "proxy" => Kind::Proxy,
                     other => usage(&format!("unknown kind {other:?}")),
                 })
             }
@@ -150,6 +161,7 @@ fn parse() -> Options {
         server,
         kind,
         endpoint,
+        server_args,
         seconds: seconds.max(1),
         clients: clients.max(1),
         seed,
@@ -209,8 +221,13 @@ fn main() {
         o.clients,
         o.seconds
     );
-    let server = Server::start(&o.server, &o.endpoint, Duration::from_secs(60))
-        .unwrap_or_else(|e| usage(&e));
+    let server = Server::start(
+        &o.server,
+        &o.endpoint,
+        &o.server_args,
+        Duration::from_secs(60),
+    )
+    .unwrap_or_else(|e| usage(&e));
     let mut failures: Vec<String> = Vec::new();
 
     // Baseline: a probe line printed after the server started listening.

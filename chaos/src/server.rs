@@ -47,10 +47,17 @@ fn parse_probe(line: &str) -> Option<Probe> {
 }
 
 impl Server {
-    /// Starts `program ENDPOINT` and waits (up to `patience`) for `listening on ADDRESS`.
-    pub fn start(program: &Path, endpoint: &str, patience: Duration) -> Result<Server, String> {
+    /// Starts `program ENDPOINT ARGS...` and waits (up to `patience`) for `listening on
+    /// ADDRESS`.
+    pub fn start(
+        program: &Path,
+        endpoint: &str,
+        args: &[String],
+        patience: Duration,
+    ) -> Result<Server, String> {
         let mut child = Command::new(program)
             .arg(endpoint)
+            .args(args)
             .env("TORSION_PROBE", "100")
             .env(
                 "RUST_LOG",
