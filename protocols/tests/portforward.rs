@@ -364,6 +364,75 @@ fn a_client_reset_closes_upstream_after_what_was_sent() {
         .expect("the upstream connection is closed");
 }
 
+/// The client resets while the proxy holds bytes it read from it for an upstream that is
+/// not reading: those bytes still reach upstream, in order, and then upstream's connection
+/// is closed cleanly (the proxy flushes before it closes the other side).
+#[test]
+fn a_client_reset_while_the_proxy_holds_its_bytes_still_delivers_them() {
+    const TOTAL: usize = 32 << 20;
+    let r = reactor();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let (up_addr, up) = upstream(move |mut s| {
+        go_rx.recv().expect("the test says when to read");
+        let mut got = Vec::new();
+        let end = s.read_to_end(&mut got);
+        (got, end.map(drop).map_err(|e| e.kind()))
+    });
+    let (_port, addr, seen) = proxy_to(&r, up_addr);
+    let (reset_tx, reset_rx) = mpsc::channel::<()>();
+    let c = client(addr, move |mut s| {
+        // Writes until told to reset; a write that cannot go on times out and looks again.
+        s.set_write_timeout(Some(Duration::from_millis(20)))
+            .expect("a write timeout");
+        let data = pattern(9, TOTAL);
+        let mut sent = 0;
+        loop {
+            if reset_rx.try_recv().is_ok() {
+                reset(s);
+                return sent;
+            }
+            if sent == TOTAL {
+                // Everything is in: wait for the word.
+                reset_rx.recv().expect("the word comes");
+                reset(s);
+                return sent;
+            }
+            match s.write(&data[sent..(sent + 64 * 1024).min(TOTAL)]) {
+                Ok(n) => sent += n,
+                Err(e) if matches!(e.kind(), IoErrorKind::WouldBlock | IoErrorKind::TimedOut) => {}
+                Err(e) => panic!("writing to the proxy: {e}"),
+            }
+        }
+    });
+    // The proxy holds bytes for upstream and has stopped reading the client.
+    r.run_until(PATIENCE, || {
+        let s = seen.borrow();
+        s.upstreams.first().is_some_and(|up| up.is_writing_paused()) && !s.clients[0].is_reading()
+    })
+    .expect("the proxy pushes back on the client");
+    let held = seen.borrow().upstreams[0].buffer_size();
+    assert!(held > 0);
+    reset_tx.send(()).expect("the client waits for the word");
+    let sent = run_until_done(&r, "the client's reset", vec![c]).remove(0);
+    go_tx.send(()).expect("upstream waits for the word");
+    let (got, end) = run_until_done(&r, "upstream reads to the end", vec![up]).remove(0);
+    assert_eq!(
+        end,
+        Ok(()),
+        "upstream's connection ends cleanly, not with a reset"
+    );
+    assert!(
+        got.len() >= held,
+        "{} bytes arrived, the proxy held {held}",
+        got.len()
+    );
+    assert!(got.len() <= sent);
+    assert!(
+        got == pattern(9, TOTAL)[..got.len()],
+        "what arrives is what was sent, in order"
+    );
+}
+
 #[test]
 fn an_upstream_reset_closes_the_client_after_what_was_sent() {
     let r = reactor();
