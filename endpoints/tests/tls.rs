@@ -234,3 +234,56 @@ fn an_ssl_server_and_a_tls_client_talk() {
         "{err}"
     );
 }
+
+/// A certificate issued by an intermediate CA: with `extraCertChain` naming the
+/// intermediate, the server sends the whole chain and a client trusting only the root
+/// connects; without it, the client cannot build the chain and refuses the server.
+#[test]
+fn extra_cert_chain_sends_the_intermediate() {
+    let reactor = test_reactor();
+    let root = Pki::new("ep-chain-root");
+    let intermediate = root.intermediate("ep-chain-intermediate");
+    let s = intermediate.server("server", &["localhost"]);
+    let connect = |server: &str| {
+        let port = server_from_string(&reactor, server)
+            .expect("parses")
+            .listen(factory_fn(|_| Echo))
+            .expect("listens");
+        let addr = port.local_addr().socket_addr().expect("addr");
+        let d = format!("tls:localhost:{}:trustRoots={}", addr.port(), q(&root.ca));
+        let got = Rc::new(RefCell::new(Vec::new()));
+        let outcome = wait_for(
+            &reactor,
+            client_from_string(&reactor, &d)
+                .expect("parses")
+                .connect_protocol(Ask(Rc::clone(&got))),
+        );
+        port.stop_listening();
+        outcome
+    };
+    let chained = format!(
+        "ssl:0:interface=127.0.0.1:privateKey={}:certKey={}:extraCertChain={}",
+        q(&s.key),
+        q(&s.cert),
+        q(&intermediate.ca)
+    );
+    let t = connect(&chained).expect("the chain reaches the root the client trusts");
+    let info = TlsInfo::of(&t).expect("a TLS transport");
+    assert_eq!(
+        info.peer_certificates().len(),
+        2,
+        "the leaf and the intermediate"
+    );
+    t.abort_connection();
+    let alone = format!(
+        "ssl:0:interface=127.0.0.1:privateKey={}:certKey={}",
+        q(&s.key),
+        q(&s.cert)
+    );
+    let err = connect(&alone).expect_err("no way from the leaf to the root");
+    assert_eq!(
+        err.tls_failure().map(|f| f.kind()),
+        Some(torsion_reactor::TlsFailureKind::Certificate),
+        "{err}"
+    );
+}

@@ -112,6 +112,30 @@ impl Pki {
         self.issue(file, names, ExtendedKeyUsagePurpose::ServerAuth, true)
     }
 
+    /// An intermediate CA signed by this one, with a directory of its own: what it issues
+    /// chains up to this CA only through the intermediate's certificate (its `ca` file),
+    /// which a server must send along (`extraCertChain`).
+    pub fn intermediate(&self, name: &str) -> Pki {
+        let dir = fresh_dir(name);
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.distinguished_name.push(
+            DnType::CommonName,
+            format!("torsion test intermediate {name}"),
+        );
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let key = KeyPair::generate().expect("an intermediate key");
+        let issuer =
+            CertifiedIssuer::signed_by(params, key, &self.issuer).expect("an intermediate");
+        let ca = dir.join("intermediate.pem");
+        std::fs::write(&ca, issuer.pem()).expect("write the intermediate");
+        Pki { dir, issuer, ca }
+    }
+
     /// A file `name` in the directory.
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.join(name)
