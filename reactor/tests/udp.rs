@@ -335,9 +335,28 @@ fn multicast_on_the_loopback_interface() {
         !seen.borrow().datagrams.is_empty()
     });
     assert_eq!(seen.borrow().datagrams[0].0, b"to the group");
+    // Left, the group is not heard: a datagram to it, then one straight to the port.
     listener
         .leave_group(group.into(), &Interface::Name("lo".into()))
         .unwrap();
+    sender.send_to(b"after leaving", &to).unwrap();
+    sender
+        .send_to(
+            b"direct",
+            &Address::Udp(SocketAddr::new(
+                Ipv4Addr::LOCALHOST.into(),
+                addr_of(&listener).port(),
+            )),
+        )
+        .unwrap();
+    wait(&r, "the direct datagram", || {
+        seen.borrow().datagrams.len() >= 2
+    });
+    assert_eq!(
+        seen.borrow().datagrams[1].0,
+        b"direct",
+        "the group's datagram was not heard once left"
+    );
     // By index too, and IPv6 on an IPv6 port (joining works on lo even where the
     // container routes no IPv6 multicast).
     let (p6, _) = Recorder::new(false);
