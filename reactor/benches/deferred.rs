@@ -17,10 +17,8 @@
 //!
 //! `cargo bench -p torsion-reactor --bench deferred`
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::hint::black_box;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
@@ -30,28 +28,10 @@ const LINKS: u64 = 10;
 /// 0 + 1 + 2 + ... + 10.
 const RESULT: u64 = LINKS * (LINKS + 1) / 2;
 
-/// The system allocator, counting allocations (relaxed: only this thread's count matters).
-struct Counting;
+#[path = "../tests/support/counting_alloc.rs"]
+mod counting_alloc;
 
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-// SAFETY: every call is forwarded unchanged to the system allocator.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as ours.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as ours.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as ours.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+use counting_alloc::{Counting, allocations};
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
@@ -60,9 +40,9 @@ static GLOBAL: Counting = Counting;
 /// warm-up round, so the reactor's queues have their capacity).
 fn allocations_per_chain(reactor: &Reactor) -> u64 {
     torsion_round(reactor, 64);
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    let before = allocations();
     torsion_round(reactor, 64);
-    (ALLOCATIONS.load(Ordering::Relaxed) - before) / 64
+    (allocations() - before) / 64
 }
 
 thread_local! {

@@ -4,35 +4,15 @@
 //! Performance II brought down from five. `reactor/benches/deferred.rs` times the same
 //! chain; this keeps the count from creeping back up in CI.
 
-use std::alloc::{GlobalAlloc, Layout, System};
+#[path = "support/counting_alloc.rs"]
+mod counting_alloc;
+
 use std::cell::Cell;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
+use counting_alloc::{Counting, allocations};
 use torsion_reactor::Deferred;
 use torsion_reactor::testing::{PATIENCE, test_reactor};
-
-struct Counting;
-
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-// SAFETY: every call is forwarded unchanged to the system allocator.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: the caller keeps `GlobalAlloc::alloc`'s contract, which is `System`'s.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: as above, for `dealloc`.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: as above, for `realloc`.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
@@ -64,9 +44,9 @@ fn round(reactor: &torsion_reactor::Reactor) {
 fn a_map_costs_one_allocation() {
     let reactor = test_reactor();
     round(&reactor); // the queues grow to their size once
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    let before = allocations();
     round(&reactor);
-    let per_chain = (ALLOCATIONS.load(Ordering::Relaxed) - before) / CHAINS;
+    let per_chain = (allocations() - before) / CHAINS;
     // The first Deferred, one per map and the `on_result` closure; the rest (the loop's
     // own iterations) is shared by the 64 chains.
     assert!(

@@ -21,8 +21,8 @@ use std::time::Duration;
 use common::{PATIENCE, listen, reactor};
 use torsion_reactor::testing::faults::{self, Fault, Op, Profile, Step};
 use torsion_reactor::{
-    CaughtKind, ClientFactory, ConnectionLost, Connector, Factory, Protocol, Reactor,
-    TcpConnectOptions, Transport, factory_fn,
+    CaughtKind, ClientFactory, ConnectionLost, Connector, Factory, ListeningPort, Protocol,
+    Reactor, TcpConnectOptions, Transport, factory_fn,
 };
 
 fn seed() -> u64 {
@@ -187,6 +187,18 @@ fn client(addr: SocketAddr, seed: u64, len: usize) -> std::thread::JoinHandle<(V
     })
 }
 
+/// A reactor with only the scripted faults (not those `TORSION_FAULT_SEED` turns on),
+/// serving `Probe` echoes on a loopback port that is already listening.
+fn probed_echo_server() -> (Reactor, ListeningPort, SocketAddr, Rc<Counts>) {
+    faults::reset();
+    let r = reactor();
+    let counts: Rc<Counts> = Rc::default();
+    let c = counts.clone();
+    let (port, addr) = listen(&r, factory_fn(move |_| Probe::new(&c)));
+    r.iterate(Duration::ZERO).unwrap();
+    (r, port, addr, counts)
+}
+
 /// Runs `n` clients of `len` bytes each against `addr` until all are done (`what` says why
 /// they should be), and checks that every one got its whole echo.
 fn serve_whole_echoes(r: &Reactor, addr: SocketAddr, n: u64, len: usize, what: &str) {
@@ -280,12 +292,7 @@ fn echo_under_hostile_faults_keeps_every_rule_and_leaks_nothing() {
 
 #[test]
 fn a_full_descriptor_table_pauses_accepting_then_every_client_is_served() {
-    faults::reset(); // only the scripted faults (not those TORSION_FAULT_SEED turns on)
-    let r = reactor();
-    let counts: Rc<Counts> = Rc::default();
-    let c = counts.clone();
-    let (_port, addr) = listen(&r, factory_fn(move |_| Probe::new(&c)));
-    r.iterate(Duration::ZERO).unwrap();
+    let (r, _port, addr, counts) = probed_echo_server();
     faults::script(
         Op::Accept,
         [
@@ -588,12 +595,7 @@ fn connects_that_fail_at_random_each_end_exactly_once() {
 /// transparent; without that, the rest would never be read and the echo would hang.
 #[test]
 fn reads_cut_short_are_followed_by_the_rest() {
-    faults::reset(); // only the scripted faults
-    let r = reactor();
-    let counts: Rc<Counts> = Rc::default();
-    let c = counts.clone();
-    let (_port, addr) = listen(&r, factory_fn(move |_| Probe::new(&c)));
-    r.iterate(Duration::ZERO).unwrap();
+    let (r, _port, addr, counts) = probed_echo_server();
     faults::script(
         Op::Read,
         [
@@ -627,12 +629,7 @@ fn reads_cut_short_are_followed_by_the_rest() {
 /// and the fault layer owes the event too).
 #[test]
 fn writes_cut_short_are_followed_by_the_rest() {
-    faults::reset(); // only the scripted faults
-    let r = reactor();
-    let counts: Rc<Counts> = Rc::default();
-    let c = counts.clone();
-    let (_port, addr) = listen(&r, factory_fn(move |_| Probe::new(&c)));
-    r.iterate(Duration::ZERO).unwrap();
+    let (r, _port, addr, counts) = probed_echo_server();
     faults::script(
         Op::Write,
         [
