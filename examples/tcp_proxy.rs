@@ -1,7 +1,7 @@
 //! A TCP proxy (Twisted's port forwarder): every connection it accepts on
 //! LISTEN_ENDPOINT gets a connection of its own to UPSTREAM_ENDPOINT, and bytes flow both
 //! ways, each side read only as fast as the other side takes what is written to it.
-//! Half-closes pass through; when either connection ends, the other is closed once what
+//! Half-closes pass through; when either connection ends, the other is finished once what
 //! is buffered for it is sent (the guide's chapters on flow control and on the proxy).
 //! With `--send-proxy` (or `--send-proxy-v2`), each upstream connection starts with a
 //! PROXY protocol header naming the client, as HAProxy's `send-proxy` does, for a server

@@ -21,7 +21,13 @@
 //!   client can send its request, half-close, and still read the whole answer). When both
 //!   directions have ended, both connections close.
 //! - **Close and reset.** When either connection is lost (closed, reset, aborted, timed
-//!   out), the other one is closed after what is buffered for it has been sent.
+//!   out), the other one is finished: what is buffered for it is sent, then its writing
+//!   side is shut (its peer sees the end of file), and it closes when its peer closes. Until
+//!   then it is read, and what it sends is dropped: a peer that writes before it reads (an
+//!   echo server whose answers the proxy had stopped reading, for a client that did not
+//!   read them) could otherwise never take those last bytes, and both would wait forever.
+//!   A peer that neither reads nor closes is cut off after the linger time
+//!   ([`DEFAULT_LINGER`], [`ProxyFactory::with_linger`]).
 //!
 //! The upstream connection is made by a closure, so any client endpoint (or a reactor
 //! connector, or a choice made per client) can serve: with an endpoint string,
@@ -48,10 +54,16 @@
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::rc::{Rc, Weak};
+use std::time::Duration;
 
 use torsion_reactor::{
-    Address, ConnectionLost, Deferred, Error, ErrorKind, Factory, Protocol, Transport,
+    Address, ConnectionLost, Deferred, DelayedCall, Error, ErrorKind, Factory, Protocol, Reactor,
+    Transport,
 };
+
+/// How long a connection whose other side is gone may take to send what is buffered for
+/// it and see its peer close, before it is aborted.
+pub const DEFAULT_LINGER: Duration = Duration::from_secs(10);
 
 /// How a [`ProxyFactory`] connects upstream: hands the protocol to a connect call and
 /// returns its Deferred.
@@ -66,6 +78,7 @@ type Connect = dyn Fn(ProxyClient) -> Deferred<Transport>;
 /// Deferred closes the client's connection, logging the error at `warn` level.
 pub struct ProxyFactory {
     connect: Rc<Connect>,
+    linger: Duration,
 }
 
 impl ProxyFactory {
@@ -86,7 +99,16 @@ impl ProxyFactory {
     pub fn new(connect: impl Fn(ProxyClient) -> Deferred<Transport> + 'static) -> ProxyFactory {
         ProxyFactory {
             connect: Rc::new(connect),
+            linger: DEFAULT_LINGER,
         }
+    }
+
+    /// Sets how long a connection whose other side is gone may take to finish (send what
+    /// is buffered for it, see its peer close) before it is aborted (default
+    /// [`DEFAULT_LINGER`]).
+    pub fn with_linger(mut self, linger: Duration) -> ProxyFactory {
+        self.linger = linger;
+        self
     }
 }
 
@@ -102,6 +124,7 @@ impl Factory for ProxyFactory {
     fn build_protocol(&self, _peer: &Address) -> Option<ProxyServer> {
         Some(ProxyServer {
             connect: Rc::clone(&self.connect),
+            linger: self.linger,
             link: None,
         })
     }
@@ -118,6 +141,20 @@ struct Link {
     /// The client half-closed before upstream was there (its reading is paused until
     /// then, so this is a safeguard): passed on once upstream connects.
     client_eof: Cell<bool>,
+    /// See [`ProxyFactory::with_linger`].
+    linger: Duration,
+    /// The abort waiting for the side being finished (see [`finish`]); cancelled when it
+    /// closes by itself.
+    lingering: RefCell<Option<DelayedCall>>,
+}
+
+impl Link {
+    /// The side being finished closed (or never needed it): no abort is waiting for it.
+    fn stop_lingering(&self) {
+        if let Some(call) = self.lingering.borrow_mut().take() {
+            let _ = call.cancel();
+        }
+    }
 }
 
 impl Link {
@@ -137,10 +174,26 @@ fn pass_eof(to: &Transport) {
     }
 }
 
+/// The other side of a link is gone: `to` sends what is buffered for it, then shuts its
+/// writing side; it is read (and what it sends dropped, as the other side is closed) until
+/// its peer closes, so that a peer blocked writing to us can take our last bytes. After
+/// `linger`, whatever is left is aborted.
+fn finish(to: &Transport, link: &Link) {
+    if to.is_closing() {
+        return;
+    }
+    to.resume_reading();
+    pass_eof(to);
+    let to = to.clone();
+    let call = Reactor::current().call_later(link.linger, move || to.abort_connection());
+    *link.lingering.borrow_mut() = Some(call);
+}
+
 /// The protocol of the connection a client made to the proxy (Twisted's `ProxyServer`):
 /// connects upstream, then forwards what the client sends.
 pub struct ProxyServer {
     connect: Rc<Connect>,
+    linger: Duration,
     link: Option<Rc<Link>>,
 }
 
@@ -168,6 +221,8 @@ impl Protocol for ProxyServer {
             upstream: RefCell::new(None),
             attempt: RefCell::new(None),
             client_eof: Cell::new(false),
+            linger: self.linger,
+            lingering: RefCell::new(None),
         });
         let side = ProxyClient {
             link: Rc::clone(&link),
@@ -239,7 +294,8 @@ impl Protocol for ProxyServer {
             attempt.cancel();
             attempt.on_result(drop);
         }
-        link.with_upstream(Transport::lose_connection);
+        link.stop_lingering(); // the client was the side being finished
+        link.with_upstream(|upstream| finish(upstream, &link));
     }
 }
 
@@ -313,6 +369,7 @@ impl Protocol for ProxyClient {
             "upstream connection of {} gone: {reason}",
             self.link.client.peer_addr()
         );
-        self.link.client.lose_connection();
+        self.link.stop_lingering(); // upstream was the side being finished
+        finish(&self.link.client, &self.link);
     }
 }

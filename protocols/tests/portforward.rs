@@ -433,6 +433,88 @@ fn a_client_reset_while_the_proxy_holds_its_bytes_still_delivers_them() {
     );
 }
 
+/// A proxy whose connections linger `linger` once their other side is gone.
+fn proxy_lingering(r: &Reactor, upstream: SocketAddr, linger: Duration) -> SocketAddr {
+    let endpoint = ClientEndpoint::new(r, TcpClient::new("127.0.0.1", upstream.port()));
+    let factory = ProxyFactory::new(move |side: ProxyClient| endpoint.connect_protocol(side))
+        .with_linger(linger);
+    listen(r, factory).1
+}
+
+/// An echo server upstream and a client that sends without reading the echoes, then
+/// leaves: the proxy had stopped reading upstream (the client was not reading), so the
+/// echo server is blocked writing and has stopped reading too. The proxy must read (and
+/// drop) what upstream still sends, so that upstream takes the proxy's last bytes, sees
+/// the end of file and closes; otherwise both wait forever. (The linger is longer than the
+/// test's patience: the connection must close by itself.)
+#[test]
+fn when_a_client_leaves_an_upstream_blocked_writing_to_the_proxy_still_finishes() {
+    let r = reactor();
+    let (up_addr, up) = upstream(|mut s| {
+        // A blocking echo: it reads only while its writes go through.
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut echoed = 0usize;
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) => return Ok(echoed),
+                Ok(n) => {
+                    s.write_all(&buf[..n]).map_err(|e| e.kind())?;
+                    echoed += n;
+                }
+                Err(e) => return Err(e.kind()),
+            }
+        }
+    });
+    let addr = proxy_lingering(&r, up_addr, Duration::from_secs(3600));
+    let c = client(addr, |s| {
+        // Never reads; stops when nothing more fits, then closes.
+        s.set_write_timeout(Some(Duration::from_millis(200)))
+            .expect("a write timeout");
+        let data = pattern(3, 1 << 20);
+        let mut sent = 0usize;
+        let mut stuck = 0;
+        while stuck < 5 && sent < 64 << 20 {
+            match (&s).write(&data) {
+                Ok(n) => {
+                    sent += n;
+                    stuck = 0;
+                }
+                Err(_) => stuck += 1,
+            }
+        }
+        sent
+    });
+    let sent = run_until_done(&r, "the client fills every buffer and leaves", vec![c]).remove(0);
+    assert!(sent > 1 << 20, "the client sent {sent} bytes");
+    let echoed = run_until_done(&r, "upstream sees the end and closes", vec![up]).remove(0);
+    assert!(echoed.is_ok(), "upstream ended cleanly: {echoed:?}");
+    r.run_until(PATIENCE, || r.open_connections() == 0)
+        .expect("both of the proxy's connections close");
+}
+
+/// A client that neither reads nor closes: once upstream is gone, the proxy's connection
+/// to the client is shut for writing and kept for what the client may still send, but
+/// only for the linger time; then it is aborted, not held forever.
+#[test]
+fn a_client_that_never_closes_is_aborted_after_the_linger() {
+    let r = reactor();
+    let (up_addr, up) = upstream(|mut s| {
+        s.write_all(b"bye").expect("writes");
+        reset(s);
+    });
+    let addr = proxy_lingering(&r, up_addr, Duration::from_millis(200));
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    let c = client(addr, move |s| {
+        release_rx.recv().expect("held until the test is done");
+        drop(s);
+    });
+    run_until_done(&r, "upstream says bye and resets", vec![up]);
+    r.run_until(PATIENCE, || r.open_connections() == 0)
+        .expect("the client's connection is aborted after the linger");
+    release_tx.send(()).expect("the client waits");
+    run_until_done(&r, "the client", vec![c]);
+}
+
 #[test]
 fn an_upstream_reset_closes_the_client_after_what_was_sent() {
     let r = reactor();

@@ -127,9 +127,10 @@ pub(crate) struct Conn<S: Stream> {
     /// will not come again).
     peer_closed: Cell<bool>,
     peer: Address,
-    /// Shared with the other connections of its listening port.
+    /// Shared with the other connections of its listening port, if it has one.
     local: Rc<Address>,
-    /// Run after `connection_lost` (a client connector's `client_connection_lost`).
+    /// Run after `connection_lost`: take it off its port's count, or a client connector's
+    /// `client_connection_lost`.
     on_lost: Cell<Option<OnLost>>,
 }
 
