@@ -14,11 +14,20 @@ use std::net::{Shutdown, TcpStream};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use common::{PATIENCE, listen, logged, logs, reactor};
+use common::{PATIENCE, listen, logged, logs};
 use torsion_reactor::{
     Caught, CaughtKind, ConnectionLost, Deferred, ErrorKind, Protocol, Reactor, Transport,
     factory_fn,
 };
+
+/// The test reactor, with no random faults on this test's thread: these tests check the
+/// counters exactly (bytes, accept errors, time spent waiting), and an injected fault is
+/// counted too (an accept error, a write cut short, a wait that returns at once).
+fn reactor() -> torsion_reactor::Reactor {
+    #[cfg(feature = "fault-injection")]
+    torsion_reactor::testing::faults::reset();
+    common::reactor()
+}
 
 /// Keeps the loop busy for `d` (the thing under test: a callback that blocks the loop).
 fn spin(d: Duration) {
