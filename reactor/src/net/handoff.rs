@@ -374,7 +374,15 @@ impl Route<TcpStream> for Balanced {
 
     fn stopped(&self) {}
 
-    fn accepted(&self, inner: &Rc<Inner>, stream: TcpStream, peer: Address, _local: &Rc<Address>) {
+    /// Handed over: another reactor counts it (this port's `track` does not).
+    fn accepted(
+        &self,
+        inner: &Rc<Inner>,
+        stream: TcpStream,
+        peer: Address,
+        _local: &Rc<Address>,
+        _track: &Rc<super::accepted::Accepted>,
+    ) {
         let Address::Tcp(peer) = peer else {
             return; // a TCP listener only accepts TCP peers
         };

@@ -41,21 +41,16 @@ pub(crate) trait Route<S> {
     fn started(&self);
     /// The listener stopped (from the loop).
     fn stopped(&self);
-    /// A connection was accepted.
-    fn accepted(&self, inner: &Rc<Inner>, stream: S, peer: Address, local: &Rc<Address>);
     /// A connection was accepted: a route that serves it on this reactor counts it in
     /// `track` while it is open (a listening port drains those on a server's stop).
-    fn accepted_tracked(
+    fn accepted(
         &self,
         inner: &Rc<Inner>,
         stream: S,
         peer: Address,
         local: &Rc<Address>,
         track: &Rc<Accepted>,
-    ) {
-        let _ = track;
-        self.accepted(inner, stream, peer, local)
-    }
+    );
 }
 
 impl<S: Stream> Route<S> for BoxedFactory {
@@ -67,21 +62,7 @@ impl<S: Stream> Route<S> for BoxedFactory {
         BoxedFactory::stopped(self)
     }
 
-    fn accepted(&self, inner: &Rc<Inner>, stream: S, peer: Address, local: &Rc<Address>) {
-        let Some(protocol) = self.build(&peer) else {
-            log::debug!("factory refused the connection from {peer}");
-            return; // dropping `stream` closes it
-        };
-        if let Err(err) = Conn::start(inner, stream, protocol, peer, Rc::clone(local), None) {
-            report(Caught::new(
-                CaughtKind::IoError,
-                format!("accepting on {local}"),
-                err.to_string(),
-            ));
-        }
-    }
-
-    fn accepted_tracked(
+    fn accepted(
         &self,
         inner: &Rc<Inner>,
         stream: S,
@@ -196,7 +177,7 @@ impl<A: Acceptor> Listener<A> {
                 Ok((stream, peer)) => {
                     inner.stats.accepted();
                     self.route
-                        .accepted_tracked(inner, stream, peer, &self.local, &self.accepted)
+                        .accepted(inner, stream, peer, &self.local, &self.accepted)
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
