@@ -29,23 +29,8 @@ use std::time::Duration;
 
 use torsion::endpoints::server_from_string;
 use torsion::program;
+use torsion::protocols::services::Echo;
 use torsion::reactor::{LoopStats, LoopingCall, Protocol, Reactor, Transport, factory_fn};
-
-struct Echo;
-
-impl Protocol for Echo {
-    fn data_received(&mut self, transport: &Transport, data: &[u8]) {
-        transport.write(data);
-    }
-
-    fn pause_writing(&mut self, transport: &Transport) {
-        transport.pause_reading();
-    }
-
-    fn resume_writing(&mut self, transport: &Transport) {
-        transport.resume_reading();
-    }
-}
 
 /// Writes one snapshot of the reactor's counters and closes.
 struct StatsPage;

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::{
     Server, check_client_echoes_stdin, check_client_reports_bad_endpoints_and_refusals, eventually,
-    example, flood_until_pushed_back, pattern, read_back_pattern, rss_kib,
+    example, flood_until_pushed_back, pattern, read_back_pattern, rss_kib, sigterm_mid_echo,
 };
 
 const LONG: Duration = Duration::from_secs(30);
@@ -76,20 +76,11 @@ fn a_client_that_does_not_read_is_paused_and_cannot_grow_the_server() {
 #[test]
 fn sigterm_flushes_what_is_buffered_for_clients_that_read() {
     let mut server = Server::start("echo_server", &[LOCAL]);
-    let mut c = TcpStream::connect(server.socket_addr()).unwrap();
+    let c = TcpStream::connect(server.socket_addr()).unwrap();
     c.set_read_timeout(Some(LONG)).unwrap();
     let data = pattern(0, 4 * 1024 * 1024);
-    let mut w = c.try_clone().unwrap();
-    let d = data.clone();
-    let writer = std::thread::spawn(move || w.write_all(&d));
     // Read a little, then ask the server to stop while most of the echo is still to come.
-    let mut got = vec![0u8; 1024];
-    c.read_exact(&mut got).unwrap();
-    server.signal(libc::SIGTERM);
-    let mut rest = Vec::new();
-    let _ = c.read_to_end(&mut rest);
-    got.extend_from_slice(&rest);
-    let _ = writer.join();
+    let got = sigterm_mid_echo(&server, &c, data.len());
     let status = server.wait_exit(LONG).expect("exits");
     assert_eq!(status.code(), Some(0));
     // Everything the server had read before stopping came back, in order.

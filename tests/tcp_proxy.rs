@@ -9,7 +9,9 @@ use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Server, example, flood_until_pushed_back, pattern, read_back_pattern, rss_kib};
+use common::{
+    Server, example, flood_until_pushed_back, pattern, read_back_pattern, rss_kib, sigterm_mid_echo,
+};
 
 const LONG: Duration = Duration::from_secs(30);
 const LOCAL: &str = "tcp:port=0:interface=127.0.0.1";
@@ -128,19 +130,10 @@ fn an_unreachable_upstream_closes_the_client_with_a_logged_reason() {
 #[test]
 fn sigterm_drains_a_transfer_in_flight_and_exits_0() {
     let (echo, mut proxy) = echo_behind_proxy(&[]);
-    let mut c = connect(proxy.socket_addr());
+    let c = connect(proxy.socket_addr());
     let data = pattern(0, 2 << 20);
-    let mut w = c.try_clone().unwrap();
-    let d = data.clone();
-    let writer = std::thread::spawn(move || w.write_all(&d));
     // Read a little, then ask the proxy to stop while most of the echo is still to come.
-    let mut got = vec![0u8; 1024];
-    c.read_exact(&mut got).unwrap();
-    proxy.signal(libc::SIGTERM);
-    let mut rest = Vec::new();
-    let _ = c.read_to_end(&mut rest);
-    got.extend_from_slice(&rest);
-    let _ = writer.join();
+    let got = sigterm_mid_echo(&proxy, &c, data.len());
     let status = proxy.wait_exit(LONG).expect("exits after SIGTERM");
     assert_eq!(status.code(), Some(0), "stderr: {}", proxy.stderr());
     // What came back before the stop is a prefix of what was sent, in order.

@@ -350,3 +350,24 @@ pub fn check_client_reports_bad_endpoints_and_refusals(client_example: &str) {
         "{err}"
     );
 }
+
+/// Sends `len` bytes of the [`pattern`] to `server` (an echo, or a proxy in front of one) on
+/// `c` from another thread, reads the first KiB of the echo, then sends the server SIGTERM
+/// while most of the echo is still to come; returns every byte that came back before the
+/// connection ended.
+pub fn sigterm_mid_echo(server: &Server, c: &std::net::TcpStream, len: usize) -> Vec<u8> {
+    use std::io::{Read, Write};
+    let mut w = c.try_clone().expect("a second handle on the socket");
+    let data = pattern(0, len);
+    let writer = std::thread::spawn(move || w.write_all(&data));
+    let mut got = vec![0u8; 1024];
+    (&*c)
+        .read_exact(&mut got)
+        .expect("the first KiB of the echo");
+    server.signal(libc::SIGTERM);
+    let mut rest = Vec::new();
+    let _ = (&*c).read_to_end(&mut rest);
+    got.extend_from_slice(&rest);
+    let _ = writer.join();
+    got
+}
