@@ -290,13 +290,16 @@ fn stalled_reader_pushes_back(upstream_stalls: bool) {
         !from.is_reading() && to.is_writing_paused()
     })
     .expect("the proxy stops reading the sender while the other peer reads nothing");
-    // More turns of the loop change nothing: the sender stays unread.
+    // More turns of the loop change nothing: the sender stays unread. (Under injected
+    // faults, whose extra wake-ups flush again, the kernel may find more room in the
+    // socket's send buffer and the proxy rightly reads on; what it holds stays bounded.)
+    let exact = std::env::var_os("TORSION_FAULT_SEED").is_none();
     let (from, to) = pick(&seen.borrow());
     for _ in 0..50 {
         r.iterate(Duration::from_millis(1)).expect("a loop turn");
         most = most.max(to.buffer_size());
         assert!(
-            !from.is_reading(),
+            !exact || !from.is_reading(),
             "the proxy resumed reading the sender too early"
         );
     }
