@@ -7,13 +7,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # name:kind:clients[:upstream]. A new server is one more entry here, plus its kind of
-# clients in chaos/src (see the Kind enum in chaos/src/main.rs). With an upstream, that
+# clients in chaos/src (see the Kind enum in chaos/src/main.rs). Kind tls runs the example
+# on an ssl: endpoint with a certificate the suite makes. With an upstream, that
 # example runs first (same backend), and the server is given its address as a second
 # argument: the proxy in front of an echo server.
 SERVERS=(
   "echo_server:echo:200"
   "chat_server:chat:100"
   "tcp_proxy:proxy:200:echo_server"
+  "echo_server:tls:100"
 )
 SECONDS_EACH="${CHAOS_SECONDS:-10}"
 # From the commit, as the fault seed in .ci/run: the same commit draws the same clients.
@@ -29,7 +31,9 @@ out=target/chaos
 rm -rf "$out"
 mkdir -p "$out/epoll" "$out/portable"
 names=()
-for entry in "${SERVERS[@]}"; do names+=("--example" "${entry%%:*}"); done
+for entry in "${SERVERS[@]}"; do
+  case " ${names[*]} " in *" ${entry%%:*} "*) ;; *) names+=("--example" "${entry%%:*}") ;; esac
+done
 # (every upstream is itself one of the servers above, so it is built and copied too)
 cargo build --quiet "${names[@]}"
 for entry in "${SERVERS[@]}"; do cp "target/debug/examples/${entry%%:*}" "$out/epoll/"; done
@@ -46,6 +50,8 @@ for backend in epoll portable; do
   for entry in "${SERVERS[@]}"; do
     IFS=: read -r name kind clients upstream <<<"$entry"
     extra=()
+    title="$name"
+    [ "$kind" = tls ] && title="$name on ssl:"
     upstream_pid=
     if [ -n "${upstream:-}" ]; then
       fifo="$out/$backend/$upstream.out"
@@ -62,7 +68,7 @@ for backend in epoll portable; do
       extra=(--server-arg "tcp:host=127.0.0.1:port=${addr##*:}")
     fi
     TORSION_FAULT_SEED="$SEED" target/debug/torsion-chaos --server "$out/$backend/$name" \
-      "${extra[@]}" --kind "$kind" --label "$name ($label)" --clients "$clients" \
+      "${extra[@]}" --kind "$kind" --label "$title ($label)" --clients "$clients" \
       --seconds "$SECONDS_EACH" --seed "$SEED" --max-latency-ms "$MAX_LATENCY_MS" || failed=1
     if [ -n "$upstream_pid" ]; then
       kill -TERM "$upstream_pid" 2>/dev/null || true

@@ -2,7 +2,8 @@
 //! a seed. Each client picks behaviours at random, well-behaved (echo of random sizes,
 //! half-close, one-byte reads, pauses; chat talkers, names, `/nick`) and hostile (never
 //! reading, resets mid-write, connect-and-vanish, floods, reconnect storms; garbage and
-//! over-long lines). It checks, from outside, and fails loudly with the seed:
+//! over-long lines; for a TLS server, stalled and reset handshakes and plain text to the
+//! TLS port). It checks, from outside, and fails loudly with the seed:
 //!
 //! - every byte a well-behaved client gets back is right and in order (every talker's
 //!   messages reach every other talker in order, with no gap);
@@ -27,6 +28,7 @@ mod echo;
 mod rng;
 mod run;
 mod server;
+mod tls;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -36,8 +38,8 @@ use std::time::{Duration, Instant};
 use run::Run;
 use server::{Probe, Server};
 
-/// What kind of server is under test (which clients to run). A new server (TLS, PROXY)
-/// gets its kind here and its clients in a module beside echo.rs and chat.rs.
+/// What kind of server is under test (which clients to run). A new server gets its kind
+/// here and its clients in a module beside echo.rs, chat.rs and tls.rs.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Echo,
@@ -45,6 +47,9 @@ enum Kind {
     /// A TCP proxy in front of an echo server (`--server-arg` names the upstream): echo
     /// clients, and a proxy holding two connections per client.
     Proxy,
+    /// An echo server on an `ssl:` endpoint the suite makes, with a certificate made for
+    /// the run that its clients trust: TLS clients.
+    Tls,
 }
 
 impl Kind {
@@ -53,6 +58,7 @@ impl Kind {
             Kind::Echo => "echo",
             Kind::Chat => "chat",
             Kind::Proxy => "proxy",
+            Kind::Tls => "tls",
         }
     }
 
@@ -62,6 +68,7 @@ impl Kind {
             Kind::Chat => chat::PER_CONNECTION_BOUND,
             // Each direction is bounded as an echo server's connection is.
             Kind::Proxy => 2 * echo::PER_CONNECTION_BOUND,
+            Kind::Tls => tls::PER_CONNECTION_BOUND,
         }
     }
 
@@ -69,6 +76,7 @@ impl Kind {
         match self {
             Kind::Echo | Kind::Proxy => echo::client(run, id),
             Kind::Chat => chat::client(run, id),
+            Kind::Tls => tls::client(run, id),
         }
     }
 }
@@ -76,7 +84,8 @@ impl Kind {
 struct Options {
     server: PathBuf,
     kind: Kind,
-    endpoint: String,
+    /// The server's endpoint; `None`: the kind's default.
+    endpoint: Option<String>,
     /// Arguments after the endpoint (a proxy's upstream).
     server_args: Vec<String>,
     seconds: u64,
@@ -88,7 +97,7 @@ struct Options {
 }
 
 const USAGE: &str = "usage: torsion-chaos --server PATH [--server-arg ARG]... \
-[--kind echo|chat|proxy] [--endpoint DESC] [--seconds N] [--clients N] [--seed N] [--max-latency-ms N] [--label TEXT] [--without BEHAVIOUR]...";
+[--kind echo|chat|proxy|tls] [--endpoint DESC] [--seconds N] [--clients N] [--seed N] [--max-latency-ms N] [--label TEXT] [--without BEHAVIOUR]...";
 
 fn usage(msg: &str) -> ! {
     eprintln!("torsion-chaos: {msg}\n{USAGE}");
@@ -99,7 +108,7 @@ fn parse() -> Options {
     let mut args = std::env::args().skip(1);
     let mut server = None;
     let mut kind = None;
-    let mut endpoint = "tcp:0:interface=127.0.0.1".to_string();
+    let mut endpoint = None;
     let (mut seconds, mut clients, mut latency_ms) = (10, 200, 5000);
     let mut seed = None;
     let mut label = None;
@@ -123,10 +132,11 @@ fn parse() -> Options {
                     "echo" => Kind::Echo,
                     "chat" => Kind::Chat,
                     "proxy" => Kind::Proxy,
+                    "tls" => Kind::Tls,
                     other => usage(&format!("unknown kind {other:?}")),
                 })
             }
-            "--endpoint" => endpoint = value(),
+            "--endpoint" => endpoint = Some(value()),
             "--seconds" => seconds = number("--seconds"),
             "--clients" => clients = number("--clients"),
             "--seed" => seed = Some(number("--seed")),
@@ -221,9 +231,19 @@ fn main() {
         o.clients,
         o.seconds
     );
+    // A TLS server gets a certificate made for this run, in a directory removed at the end.
+    let tls_dir = std::env::temp_dir().join(format!("torsion-chaos-tls-{}", std::process::id()));
+    let endpoint = match (&o.endpoint, o.kind) {
+        (Some(_), Kind::Tls) => usage(
+            "--kind tls makes its own ssl: endpoint, with a certificate its clients trust: leave out --endpoint",
+        ),
+        (Some(endpoint), _) => endpoint.clone(),
+        (None, Kind::Tls) => tls::setup(&tls_dir).unwrap_or_else(|e| usage(&e)),
+        (None, _) => "tcp:0:interface=127.0.0.1".to_string(),
+    };
     let server = Server::start(
         &o.server,
-        &o.endpoint,
+        &endpoint,
         &o.server_args,
         Duration::from_secs(60),
     )
@@ -364,6 +384,7 @@ fn main() {
     if let Err(e) = server.stop(Duration::from_secs(30)) {
         failures.push(e);
     }
+    let _ = std::fs::remove_dir_all(&tls_dir);
 
     let behaviours: Vec<String> = run
         .behaviours()
