@@ -250,7 +250,9 @@ fn echo_stops_reading_a_peer_that_does_not_read_its_echoes() {
     stop.store(true, Ordering::SeqCst);
     let sent = writer.join().unwrap();
     assert!(
-        most <= DEFAULT_HIGH_WATER + 256 * 1024,
+        // The mark plus the echo of the one read that crossed it: after that, nothing is
+        // read until the protocol has heard `pause_writing`.
+        most <= DEFAULT_HIGH_WATER + 64 * 1024,
         "{most} bytes buffered (the client sent {sent})"
     );
     server_side.abort_connection();

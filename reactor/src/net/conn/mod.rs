@@ -555,6 +555,16 @@ impl<S: Stream> Conn<S> {
                 Ok(n) => {
                     self.stats.read(n);
                     self.call("data_received", |p, t| p.data_received(t, &buf[..n]));
+                    if self.core.borrow().state.pause_pending() {
+                        // Its answers crossed the high mark: no more data until it has
+                        // heard `pause_writing` (already scheduled, so it runs before the
+                        // read queued here). Without this, a second event in the same
+                        // iteration read another budget before the pause arrived.
+                        self.unread.set(true);
+                        drop(buf);
+                        self.queue_read();
+                        return;
+                    }
                     if n < buf.len() && !to_the_end {
                         // The kernel had no more: what arrives later is a new event.
                         break;

@@ -361,6 +361,13 @@ impl ConnState {
         self.queue_changed(queued)
     }
 
+    /// The buffer went above the high mark and the protocol has not been told yet: it must
+    /// hear `pause_writing` before any more data (Twisted tells it inside the `write` that
+    /// crossed the mark; here the notice is a callback of its own, so reading waits for it).
+    pub(crate) fn pause_pending(&self) -> bool {
+        self.flow.paused && !self.flow.told_paused
+    }
+
     /// `is_writing_paused`: the state now; if paused, the protocol is sure to hear
     /// `pause_writing` and later `resume_writing`.
     pub(crate) fn observe_paused(&mut self) -> bool {
