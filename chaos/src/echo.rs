@@ -23,8 +23,9 @@ const BEHAVIOURS: &[(&str, u64)] = &[
 ];
 
 /// Bytes the server may hold for one connection: the write buffer's high mark (64 KiB)
-/// plus what it reads in one readiness event before it hears the pause (4 reads of the
-/// 64 KiB shared buffer): the bound DESIGN.md gives for memory per connection.
+/// plus a loop iteration's read budget (256 KiB), what a connection feeding another may
+/// read before the pause is heard: the bound DESIGN.md gives for memory per connection.
+/// (An echo connection holds less: it reads nothing more once its own answers cross.)
 pub const PER_CONNECTION_BOUND: u64 = 64 * 1024 + 4 * 64 * 1024;
 
 /// One client: behaviours at random until the run ends.

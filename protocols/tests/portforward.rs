@@ -20,8 +20,8 @@ use torsion_reactor::testing::capture_logs;
 use torsion_reactor::{DEFAULT_HIGH_WATER, Deferred, ListeningPort, Reactor, Transport};
 
 /// The most one direction may hold in the proxy: the write buffer's high mark, plus what
-/// the reactor reads from the other side in one event before `pause_writing` stops it
-/// (four reads of its 64 KiB buffer).
+/// the reactor reads from the other side in one loop iteration before `pause_writing`
+/// stops it (its read budget: 256 KiB).
 const BOUND: usize = DEFAULT_HIGH_WATER + 4 * 64 * 1024;
 
 /// Byte `i` of stream `seed`: a different, position-dependent pattern per stream, so a

@@ -89,6 +89,8 @@ pub(crate) struct Inner {
     pub(crate) fd_watches: RefCell<Watches>,
     /// One read buffer for every connection on this reactor.
     pub(crate) read_buf: RefCell<Box<[u8]>>,
+    /// Counts iterations (wrapping): a connection's read budget is per iteration.
+    pub(crate) turn: Cell<u16>,
     /// The receive slots every datagram port on this reactor reads batches into (empty
     /// until the first port reads; see `net/datagram`).
     pub(crate) datagram_buf: RefCell<Vec<u8>>,
@@ -243,6 +245,7 @@ impl Reactor {
             threads: Rc::default(),
             fd_watches: RefCell::default(),
             read_buf: RefCell::new(vec![0; READ_BUF_SIZE].into_boxed_slice()),
+            turn: Cell::new(0),
             datagram_buf: RefCell::new(Vec::new()),
             connections: Cell::new(0),
             stats: Rc::new(Counters::new()),

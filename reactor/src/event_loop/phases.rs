@@ -14,6 +14,7 @@ impl Inner {
     pub(crate) fn iterate(self: &Rc<Self>) -> Result<(), Error> {
         let entered = self.enter()?;
         let began = Instant::now();
+        self.turn.set(self.turn.get().wrapping_add(1));
         self.run_ready_callbacks();
         self.run_remote_calls();
         self.run_deferred_callbacks();

@@ -12,10 +12,14 @@
 //! ([`Registration::new_edge`]: stream connections, which read until the kernel has
 //! nothing more). Interest changes are recorded and applied once,
 //! just before the next wait, and only if they differ from what the kernel has: a write
-//! queue that fills and drains within one iteration costs no `epoll_ctl` at all. A
-//! registration that wants nothing is taken out of the poller altogether, because epoll
-//! reports hang-ups and errors even to an empty interest set, and level-triggered, that
-//! would wake the loop forever for a connection whose reading is paused.
+//! queue that fills and drains within one iteration costs no `epoll_ctl` at all.
+//!
+//! Epoll reports hang-ups and errors even to a registration that wants nothing. A
+//! level-triggered one would report them on every wait (a paused connection whose peer
+//! left would spin the loop), so it is taken out of the poller while it wants nothing. An
+//! edge-triggered one stays in with an empty interest set and hears a failure once: a
+//! connection whose reading is paused, with nothing to write, still learns that its peer
+//! reset (see `Poller::keeps_idle`).
 //!
 //! A descriptor the poller refuses because it is always ready (epoll says `EPERM` for a
 //! regular file, and for `/dev/null`: standard input redirected from a file) is watched by
@@ -95,6 +99,8 @@ struct Entry {
     fd: RawFd,
     wanted: Interest,
     registered: Interest,
+    /// The poller has the descriptor (an idle edge-triggered one stays, wanting nothing).
+    in_poller: bool,
     dirty: bool,
     /// The poller refused the descriptor as always ready: readiness is emulated.
     emulated: bool,
@@ -154,27 +160,32 @@ impl Registry {
             };
             entry.dirty = false;
             let (want, have) = (entry.wanted, entry.registered);
-            if want == have || entry.emulated {
+            let belongs_in = want != Interest::NONE || self.poller.keeps_idle(entry.trigger);
+            if (want == have && entry.in_poller == belongs_in) || entry.emulated {
                 entry.registered = want;
                 continue;
             }
             let token = key.to_usize();
-            let result = if have == Interest::NONE {
+            let adding = !entry.in_poller;
+            let result = if adding {
                 // SAFETY: an entry's descriptor is owned by its `Registration`, which
                 // removes the entry before the descriptor closes.
                 unsafe {
                     self.poller
                         .add(entry.fd, token, want.read, want.write, entry.trigger)
                 }
-            } else if want == Interest::NONE {
+            } else if want == Interest::NONE && !self.poller.keeps_idle(entry.trigger) {
                 self.poller.delete(entry.fd)
             } else {
                 self.poller
                     .modify(entry.fd, token, want.read, want.write, entry.trigger)
             };
             match result {
-                Ok(()) => entry.registered = want,
-                Err(err) if have == Interest::NONE && always_ready(&err) => {
+                Ok(()) => {
+                    entry.registered = want;
+                    entry.in_poller = belongs_in;
+                }
+                Err(err) if adding && always_ready(&err) => {
                     entry.emulated = true;
                     entry.registered = want;
                     self.emulated.borrow_mut().push(key);
@@ -204,7 +215,7 @@ impl Registry {
             self.emulated.borrow_mut().retain(|&k| k != key);
             return Some(entry.source);
         }
-        if entry.registered != Interest::NONE && !(closing && self.poller.forget_on_close()) {
+        if entry.in_poller && !(closing && self.poller.forget_on_close()) {
             if let Err(err) = self.poller.delete(entry.fd) {
                 log::debug!("cannot remove fd {} from the poller: {err}", entry.fd);
             }
@@ -329,12 +340,20 @@ impl<T: AsRawFd> Registration<T> {
             fd,
             wanted: interest,
             registered: interest,
+            in_poller: interest != Interest::NONE,
             dirty: false,
             emulated: false,
             trigger,
             source,
         });
-        if interest != Interest::NONE {
+        if interest == Interest::NONE && registry.poller.keeps_idle(trigger) {
+            // Into the poller before the next wait (with whatever interest it wants by
+            // then), so that even a connection paused from its first callback hears a reset.
+            if let Some(entry) = registry.entries.borrow_mut().get_mut(key) {
+                entry.dirty = true;
+            }
+            registry.dirty.borrow_mut().push(key);
+        } else if interest != Interest::NONE {
             // SAFETY: `io` owns `fd` and moves into the registration, whose `Drop` removes
             // the entry (and the descriptor from the poller) before `io` is dropped.
             let added = unsafe {
@@ -347,6 +366,7 @@ impl<T: AsRawFd> Registration<T> {
                 Err(err) if always_ready(&err) => {
                     if let Some(entry) = registry.entries.borrow_mut().get_mut(key) {
                         entry.emulated = true;
+                        entry.in_poller = false;
                     }
                     registry.emulated.borrow_mut().push(key);
                 }

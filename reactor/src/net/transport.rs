@@ -236,6 +236,12 @@ impl Transport {
 
     /// Stops reading from the peer until [`resume_reading`](Transport::resume_reading); the
     /// kernel's buffers then push back on the peer.
+    ///
+    /// A paused socket connection still hears a reset (on Linux's epoll; the portable
+    /// poller hears it at the resume): it is lost at once with the reset as the reason, and
+    /// what the kernel held unread goes with it, since nothing could be answered. A peer
+    /// that merely closes waits for the resume, which delivers everything it sent, then
+    /// `eof_received`.
     pub fn pause_reading(&self) {
         self.0.pause_reading()
     }

@@ -15,6 +15,11 @@ const NOTIFY_KEY: usize = usize::MAX;
 
 pub(super) const FORGETS_ON_CLOSE: bool = true;
 
+/// An edge-triggered registration that wants nothing (`EPOLLET` alone) still hears
+/// `EPOLLHUP` and `EPOLLERR`, once each: kept in the poller, a paused connection learns
+/// that its peer reset without being woken by the data it is not reading.
+pub(super) const EMPTY_EDGE_HEARS_FAILURE: bool = true;
+
 fn check(rc: libc::c_int) -> io::Result<libc::c_int> {
     if rc < 0 {
         Err(io::Error::last_os_error())

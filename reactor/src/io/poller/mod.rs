@@ -126,6 +126,13 @@ impl Poller {
         backend::FORGETS_ON_CLOSE
     }
 
+    /// Whether a registration with `trigger` that wants nothing can stay in the poller and
+    /// hear only that its descriptor failed or hung up, once (epoll's edges): otherwise
+    /// it is deleted, because a level-triggered hang-up would be reported on every wait.
+    pub(crate) fn keeps_idle(&self, trigger: Trigger) -> bool {
+        trigger == Trigger::Edge && backend::EMPTY_EDGE_HEARS_FAILURE
+    }
+
     /// Waits for readiness, up to `timeout` (`None`: until something happens).
     pub(crate) fn wait(&self, events: &mut Events, timeout: Option<Duration>) -> io::Result<()> {
         #[cfg(feature = "fault-injection")]

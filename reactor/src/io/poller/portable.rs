@@ -12,6 +12,9 @@ use super::{Ready, Trigger};
 
 pub(super) const FORGETS_ON_CLOSE: bool = false;
 
+/// Every registration here is level-triggered: one that wants nothing is taken out.
+pub(super) const EMPTY_EDGE_HEARS_FAILURE: bool = false;
+
 pub(super) struct Events(polling::Events);
 
 impl Events {

@@ -57,9 +57,11 @@ use crate::io::{Interest, Readiness, Registration, Sharing, Source, Wind};
 use queue::{COPY_MAX, MAX_IOVECS, WriteQueue};
 use state::{Actions, ConnState};
 
-/// Reads per readiness event while each read fills the whole buffer: enough to stream
-/// quickly, bounded so one fast peer cannot starve the others.
-const READS_PER_EVENT: usize = 4;
+/// What a connection reads per loop iteration, in KiB (four of the reactor's 64 KiB read
+/// buffers): enough to stream quickly, bounded so that one fast peer cannot starve the
+/// others, and so that what one iteration's reads make a protocol write (before it hears
+/// `pause_writing` in the next) is bounded too.
+const READ_BUDGET_KIB: u16 = 4 * (crate::event_loop::READ_BUF_SIZE / 1024) as u16;
 
 pub(crate) type LostHook = Box<dyn FnOnce(&ConnectionLost)>;
 
@@ -123,6 +125,9 @@ pub(crate) struct Conn<S: Stream> {
     unread: Cell<bool>,
     /// A read is queued for the next iteration.
     read_queued: Cell<bool>,
+    /// The iteration (`Inner::turn`) this connection last read in, and the KiB it read
+    /// then (see `READ_BUDGET_KIB`).
+    budget: Cell<(u16, u16)>,
     /// An event said the peer closed: every read goes on to the end of file (that event
     /// will not come again).
     peer_closed: Cell<bool>,
@@ -281,6 +286,7 @@ impl<S: Stream> Conn<S> {
             unread: Cell::new(false),
             read_queued: Cell::new(false),
             peer_closed: Cell::new(false),
+            budget: Cell::new((0, 0)),
             peer,
             local,
             on_lost: Cell::new(on_lost),
@@ -536,15 +542,32 @@ impl<S: Stream> Conn<S> {
         let to_the_end = self.peer_closed.get();
         // No loop runs inside a callback, so the shared buffer is never in use here.
         let mut buf = inner.read_buf.borrow_mut();
-        let mut full_reads = 0;
+        // The budget is per iteration, not per call: a queued read and a fresh event in
+        // the same iteration share it, so nothing read before the next iteration (when the
+        // flow notices it caused are delivered) exceeds it.
+        let turn = inner.turn.get();
+        let mut used = match self.budget.get() {
+            (seen, used) if seen == turn => used,
+            _ => 0,
+        };
         loop {
             if !self.core.borrow().state.is_reading() {
                 // Paused (or closing): the rest waits for `resume_reading`.
                 self.unread.set(true);
                 break;
             }
+            let room = usize::from(READ_BUDGET_KIB - used) * 1024;
+            if room == 0 {
+                // Budget spent: let the other connections go first, and come back next
+                // iteration (no event will say the socket still has bytes).
+                self.unread.set(true);
+                drop(buf);
+                self.queue_read();
+                return;
+            }
+            let want = room.min(buf.len());
             let result = match &*self.io.borrow() {
-                Some(io) => io.get().read(&mut buf),
+                Some(io) => io.get().read(&mut buf[..want]),
                 None => break,
             };
             match result {
@@ -553,30 +576,23 @@ impl<S: Stream> Conn<S> {
                     break;
                 }
                 Ok(n) => {
+                    // (n <= room, so this stays within the budget)
+                    used += n.div_ceil(1024) as u16;
+                    self.budget.set((turn, used));
                     self.stats.read(n);
                     self.call("data_received", |p, t| p.data_received(t, &buf[..n]));
                     if self.core.borrow().state.pause_pending() {
                         // Its answers crossed the high mark: no more data until it has
                         // heard `pause_writing` (already scheduled, so it runs before the
-                        // read queued here). Without this, a second event in the same
-                        // iteration read another budget before the pause arrived.
+                        // read queued here).
                         self.unread.set(true);
                         drop(buf);
                         self.queue_read();
                         return;
                     }
-                    if n < buf.len() && !to_the_end {
+                    if n < want && !to_the_end {
                         // The kernel had no more: what arrives later is a new event.
                         break;
-                    }
-                    full_reads += 1;
-                    if full_reads == READS_PER_EVENT {
-                        // Budget spent: let the other connections go first, and come back
-                        // next iteration (no event will say the socket still has bytes).
-                        self.unread.set(true);
-                        drop(buf);
-                        self.queue_read();
-                        return;
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -587,6 +603,22 @@ impl<S: Stream> Conn<S> {
                     break;
                 }
             }
+        }
+    }
+
+    /// The poller said the socket failed or hung up while the protocol was not reading. A
+    /// reset (the socket holds an error) ends the connection now, with that error as the
+    /// reason: the peer is gone, and nothing read from it later could be answered (what
+    /// the kernel held unread goes with it). Anything else (a clean close by the peer) waits
+    /// for `resume_reading`, which reads on to the end of file.
+    fn on_failure_while_not_reading(self: &Rc<Self>) {
+        if self.core.borrow().state.is_closed() || !self.core.borrow().state.has_read_side() {
+            return;
+        }
+        let fd = self.io.borrow().as_ref().map(|io| io.get().as_raw_fd());
+        if let Some(err) = fd.and_then(crate::io::sys::take_socket_error) {
+            let failed = self.core.borrow_mut().state.fail(err);
+            self.apply(failed);
         }
     }
 
@@ -829,6 +861,11 @@ impl<S: Stream> Source for Conn<S> {
     fn ready(self: Rc<Self>, inner: &Rc<Inner>, readiness: Readiness) {
         if readiness.writable {
             self.flush();
+        }
+        if readiness.closed && !self.core.borrow().state.is_reading() {
+            // Not reading, and maybe wanting nothing: the event can only be the socket
+            // failing (see `io::registry`).
+            self.on_failure_while_not_reading();
         }
         if readiness.readable {
             if self.read_queued.get() {
