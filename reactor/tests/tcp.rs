@@ -902,25 +902,25 @@ fn a_paused_connection_whose_peer_resets_is_lost_without_spinning_the_loop() {
     assert_eq!(r.open_connections(), 0);
 }
 
-/// Keeps the connection after the peer's end of file (to answer later), and records.
-struct KeepsWriting(Log);
-
-impl Protocol for KeepsWriting {
-    fn data_received(&mut self, _t: &Transport, data: &[u8]) {
-        self.0.borrow_mut().push(Ev::Data(data.to_vec()));
-    }
-    fn eof_received(&mut self, _t: &Transport) -> bool {
-        self.0.borrow_mut().push(Ev::Eof);
-        true
-    }
-    fn connection_lost(&mut self, reason: &ConnectionLost) {
-        self.0.borrow_mut().push(Ev::Lost(lost_kind(reason)));
-    }
-}
-
 #[test]
 #[cfg(not(feature = "portable-poller"))]
 fn a_half_closed_connection_waiting_to_answer_is_lost_when_its_peer_resets() {
+    /// Keeps the connection after the peer's end of file (to answer later), and records.
+    struct KeepsWriting(Log);
+
+    impl Protocol for KeepsWriting {
+        fn data_received(&mut self, _t: &Transport, data: &[u8]) {
+            self.0.borrow_mut().push(Ev::Data(data.to_vec()));
+        }
+        fn eof_received(&mut self, _t: &Transport) -> bool {
+            self.0.borrow_mut().push(Ev::Eof);
+            true
+        }
+        fn connection_lost(&mut self, reason: &ConnectionLost) {
+            self.0.borrow_mut().push(Ev::Lost(lost_kind(reason)));
+        }
+    }
+
     let r = reactor();
     let log: Log = Rc::default();
     let l = log.clone();

@@ -18,7 +18,9 @@ mod wake;
 
 pub(crate) use mailbox::Mailbox;
 pub(crate) use pool_queue::PoolQueue;
-pub(crate) use wake::{TaskFlag, WakeFlag};
+pub(crate) use wake::TaskFlag;
+#[cfg_attr(all(feature = "portable-poller", not(loom)), allow(unused_imports))]
+pub(crate) use wake::WakeFlag;
 
 #[cfg(all(loom, test))]
 use loom::sync::{

@@ -14,8 +14,11 @@ use super::{AtomicBool, Ordering};
 /// coming. (x86 and ARMv8 do not reorder this in practice, and loom, which lets every
 /// read-modify-write read the newest store, cannot show it either; the swap costs nothing
 /// next to the `epoll_wait` it follows.)
+// (The portable backend's own poller does this itself: only epoll and loom use it.)
+#[cfg_attr(all(feature = "portable-poller", not(loom)), allow(dead_code))]
 pub(crate) struct WakeFlag(AtomicBool);
 
+#[cfg_attr(all(feature = "portable-poller", not(loom)), allow(dead_code))]
 impl WakeFlag {
     pub(crate) fn new() -> WakeFlag {
         WakeFlag(AtomicBool::new(false))
