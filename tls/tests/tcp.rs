@@ -1061,3 +1061,86 @@ fn a_panic_under_tls_aborts_that_connection_only() {
         "{caught:?}"
     );
 }
+
+#[test]
+fn a_peer_gone_right_after_its_close_notify_is_a_clean_end() {
+    // The peer sends data and close_notify, then resets its socket before our answer and
+    // our own close_notify reach it. It said it was done, and the application let the
+    // connection close: the end is clean (Twisted's rule), though writing to the reset
+    // socket fails.
+    use std::io::Write;
+    use std::sync::Arc;
+    use torsion_tls::rustls::pki_types::ServerName;
+    use torsion_tls::rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
+
+    let reactor = test_reactor();
+    let pki = Pki::new("notifyreset");
+    let acceptor = acceptor_for(&pki, &["localhost"])
+        .build()
+        .expect("acceptor");
+    let server_side = seen();
+    let port = echo_server(&reactor, &acceptor, &server_side);
+    let addr = port.local_addr().socket_addr().expect("addr");
+
+    let ca = std::fs::read(&pki.ca).expect("the CA file");
+    let mut roots = RootCertStore::empty();
+    for cert in rustls_pemfile_certs(&ca) {
+        roots.add(cert).expect("a root");
+    }
+    let config = Arc::new(
+        ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    );
+    let (handshaken_tx, handshaken_rx) = std::sync::mpsc::channel::<()>();
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let client = std::thread::spawn(move || {
+        let sock = std::net::TcpStream::connect(addr).expect("connects");
+        sock.set_nodelay(true).expect("TCP_NODELAY");
+        let name = ServerName::try_from("localhost").expect("a name");
+        let conn = ClientConnection::new(config, name).expect("a session");
+        let mut tls = StreamOwned::new(conn, sock);
+        while tls.conn.is_handshaking() {
+            tls.conn.complete_io(&mut tls.sock).expect("the handshake");
+        }
+        handshaken_tx.send(()).expect("the test waits");
+        // While the server's reactor is not running: data, close_notify, and a reset.
+        go_rx.recv().expect("the test says when");
+        // Both records in one segment (Nagle would hold back a second small one, and the
+        // reset would discard it).
+        tls.conn.writer().write_all(b"last words").expect("writes");
+        tls.conn.send_close_notify();
+        while tls.conn.wants_write() {
+            tls.conn.write_tls(&mut tls.sock).expect("sends");
+        }
+        socket2::SockRef::from(&tls.sock)
+            .set_linger(Some(std::time::Duration::ZERO))
+            .expect("SO_LINGER 0");
+    });
+    run_until(&reactor, "the handshake", || {
+        server_side.borrow().made && handshaken_rx.try_recv().is_ok()
+    });
+    go_tx.send(()).expect("the client waits");
+    client.join().expect("the client");
+    run_until(&reactor, "the server side's end", || {
+        server_side.borrow().lost.is_some()
+    });
+    let s = server_side.borrow();
+    assert_eq!(s.data, b"last words");
+    assert!(
+        s.lost.as_ref().is_some_and(ConnectionLost::is_clean),
+        "{:?}",
+        s.lost
+    );
+    port.stop_listening();
+}
+
+/// The certificates in a PEM file.
+fn rustls_pemfile_certs(
+    pem: &[u8],
+) -> Vec<torsion_tls::rustls::pki_types::CertificateDer<'static>> {
+    use torsion_tls::rustls::pki_types::pem::PemObject;
+    torsion_tls::rustls::pki_types::CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<_, _>>()
+        .expect("PEM certificates")
+}

@@ -633,6 +633,13 @@ impl Session {
         let keep = self.call_user(|p, t| p.eof_received(t)).unwrap_or(false);
         self.st.borrow_mut().keep_open = keep;
         if !keep {
+            // The peer said it is done and so are we: the end is clean, even if the peer
+            // closes its socket before our close_notify reaches it (a broken pipe or a
+            // reset on that last record is no loss). Twisted reports this the same way.
+            self.st
+                .borrow_mut()
+                .reason
+                .get_or_insert(ConnectionLost::Done);
             self.lose_connection();
         }
     }
