@@ -7,7 +7,7 @@ use std::net::Shutdown;
 use std::time::Instant;
 
 use crate::rng::Rng;
-use crate::run::{Run, pause, receive, receive_some, reset, send, send_some};
+use crate::run::{Run, check, pause, receive, receive_some, reset, send, send_some};
 
 /// The behaviours and their weights (well-behaved first).
 const BEHAVIOURS: &[(&str, u64)] = &[
@@ -58,23 +58,6 @@ fn connect_served(run: &Run, id: u64) -> Option<std::net::TcpStream> {
             None
         }
     }
-}
-
-/// Compares an echo with what was sent, naming the first difference.
-fn check(run: &Run, id: u64, what: &str, sent: &[u8], got: &[u8]) -> bool {
-    if sent == got {
-        return true;
-    }
-    let at = sent.iter().zip(got).position(|(a, b)| a != b);
-    run.fail(
-        id,
-        format!(
-            "{what}: {} bytes came back for {} sent; first difference at {at:?}",
-            got.len(),
-            sent.len()
-        ),
-    );
-    false
 }
 
 /// Several messages of random sizes, each read back whole and timed; then a clean close.

@@ -190,3 +190,20 @@ pub fn pause(run: &Run, ms: u64) {
         std::thread::sleep(Duration::from_millis(ms.min(50)));
     }
 }
+
+/// Compares an echo with what was sent, naming the first difference.
+pub fn check(run: &Run, id: u64, what: &str, sent: &[u8], got: &[u8]) -> bool {
+    if sent == got {
+        return true;
+    }
+    let at = sent.iter().zip(got).position(|(a, b)| a != b);
+    run.fail(
+        id,
+        format!(
+            "{what}: {} bytes came back for {} sent; first difference at {at:?}",
+            got.len(),
+            sent.len()
+        ),
+    );
+    false
+}

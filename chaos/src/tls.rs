@@ -18,7 +18,7 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 
 use crate::rng::Rng;
-use crate::run::{Run, pause, reset};
+use crate::run::{Run, check, pause, reset};
 
 const BEHAVIOURS: &[(&str, u64)] = &[
     ("echo", 30),
@@ -166,23 +166,6 @@ fn round_trip<S: Read + Write>(run: &Run, id: u64, tls: &mut Tls<S>, msg: &[u8])
             false
         }
     }
-}
-
-/// Compares an echo with what was sent, naming the first difference.
-fn check(run: &Run, id: u64, what: &str, sent: &[u8], got: &[u8]) -> bool {
-    if sent == got {
-        return true;
-    }
-    let at = sent.iter().zip(got).position(|(a, b)| a != b);
-    run.fail(
-        id,
-        format!(
-            "{what}: {} bytes came back for {} sent; first difference at {at:?}",
-            got.len(),
-            sent.len()
-        ),
-    );
-    false
 }
 
 /// Several messages of random sizes, each read back whole and timed; then `close_notify`

@@ -837,6 +837,34 @@ fn reconnecting_factory_retries_until_the_server_appears_and_resets_its_backoff(
     port.stop_listening();
 }
 
+/// A server whose connections pause reading as soon as they are made: its log, the last
+/// connection's transport once made, the port and its address.
+fn listen_paused(
+    r: &Reactor,
+) -> (
+    Log,
+    Rc<RefCell<Option<Transport>>>,
+    torsion_reactor::ListeningPort,
+    SocketAddr,
+) {
+    let log: Log = Rc::default();
+    let paused: Rc<RefCell<Option<Transport>>> = Rc::default();
+    let (l, p) = (log.clone(), paused.clone());
+    let (port, addr) = listen(
+        r,
+        factory_fn(move |_| {
+            let mut rec = Recorder::new(&l);
+            let p = p.clone();
+            rec.on_made = Some(Box::new(move |t: &Transport| {
+                t.pause_reading();
+                *p.borrow_mut() = Some(t.clone());
+            }));
+            Some(rec)
+        }),
+    );
+    (log, paused, port, addr)
+}
+
 /// Resets `c` (SO_LINGER 0) with bytes the server never read still in its socket.
 fn reset_with_unread_bytes(c: TcpStream) {
     socket2::SockRef::from(&c)
@@ -849,21 +877,7 @@ fn reset_with_unread_bytes(c: TcpStream) {
 #[test]
 fn a_paused_connection_whose_peer_resets_is_lost_without_spinning_the_loop() {
     let r = reactor();
-    let log: Log = Rc::default();
-    let paused: Rc<RefCell<Option<Transport>>> = Rc::default();
-    let (l, p) = (log.clone(), paused.clone());
-    let (_port, addr) = listen(
-        &r,
-        factory_fn(move |_| {
-            let mut rec = Recorder::new(&l);
-            let p = p.clone();
-            rec.on_made = Some(Box::new(move |t: &Transport| {
-                t.pause_reading();
-                *p.borrow_mut() = Some(t.clone());
-            }));
-            Some(rec)
-        }),
-    );
+    let (log, paused, _port, addr) = listen_paused(&r);
     let c = TcpStream::connect(addr).unwrap();
     r.run_until(LONG, || paused.borrow().is_some()).unwrap();
     // The reset comes while the connection wants nothing from the poller: epoll's edge
@@ -956,21 +970,7 @@ fn received(log: &Log) -> Vec<u8> {
 #[test]
 fn a_paused_connection_whose_peer_only_closes_keeps_what_it_sent_for_the_resume() {
     let r = reactor();
-    let log: Log = Rc::default();
-    let paused: Rc<RefCell<Option<Transport>>> = Rc::default();
-    let (l, p) = (log.clone(), paused.clone());
-    let (_port, addr) = listen(
-        &r,
-        factory_fn(move |_| {
-            let mut rec = Recorder::new(&l);
-            let p = p.clone();
-            rec.on_made = Some(Box::new(move |t: &Transport| {
-                t.pause_reading();
-                *p.borrow_mut() = Some(t.clone());
-            }));
-            Some(rec)
-        }),
-    );
+    let (log, paused, _port, addr) = listen_paused(&r);
     let mut c = TcpStream::connect(addr).unwrap();
     r.run_until(LONG, || paused.borrow().is_some()).unwrap();
     c.write_all(b"kept").unwrap();
