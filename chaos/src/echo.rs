@@ -7,19 +7,21 @@ use std::net::Shutdown;
 use std::time::Instant;
 
 use crate::rng::Rng;
-use crate::run::{Run, check, pause, receive, receive_some, reset, send, send_some};
+use crate::run::{
+    Behaviour, Run, behave, check, pause, receive, receive_some, reset, send, send_some,
+};
 
 /// The behaviours and their weights (well-behaved first).
-const BEHAVIOURS: &[(&str, u64)] = &[
-    ("echo", 30),
-    ("half-close", 8),
-    ("one-byte-reads", 4),
-    ("pause", 6),
-    ("flood", 6),
-    ("never-read", 8),
-    ("reset-mid-write", 10),
-    ("connect-and-vanish", 10),
-    ("reconnect-storm", 6),
+const BEHAVIOURS: &[Behaviour] = &[
+    ("echo", 30, echo),
+    ("half-close", 8, half_close),
+    ("one-byte-reads", 4, one_byte_reads),
+    ("pause", 6, pausing),
+    ("flood", 6, flood),
+    ("never-read", 8, never_read),
+    ("reset-mid-write", 10, reset_mid_write),
+    ("connect-and-vanish", 10, vanish),
+    ("reconnect-storm", 6, storm),
 ];
 
 /// Bytes the server may hold for one connection: the write buffer's high mark (64 KiB)
@@ -30,23 +32,7 @@ pub const PER_CONNECTION_BOUND: u64 = 64 * 1024 + 4 * 64 * 1024;
 
 /// One client: behaviours at random until the run ends.
 pub fn client(run: &Run, id: u64) {
-    let mut rng = Rng::new(run.seed, id);
-    let weights = run.weights(BEHAVIOURS);
-    while !run.over() {
-        let (name, _) = BEHAVIOURS[rng.pick(&weights)];
-        run.count(name);
-        match name {
-            "echo" => echo(run, id, &mut rng),
-            "half-close" => half_close(run, id, &mut rng),
-            "one-byte-reads" => one_byte_reads(run, id, &mut rng),
-            "pause" => pausing(run, id, &mut rng),
-            "flood" => flood(run, id, &mut rng),
-            "never-read" => never_read(run, id, &mut rng),
-            "reset-mid-write" => reset_mid_write(run, id, &mut rng),
-            "connect-and-vanish" => vanish(run, id, &mut rng),
-            _ => storm(run, id, &mut rng),
-        }
-    }
+    behave(run, id, BEHAVIOURS);
 }
 
 /// Connects a client that must be served; a refusal is a failure.

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use socket2::{Domain, SockAddr, Socket, Type};
 
+use crate::rng::Rng;
+
 /// How long a well-behaved client waits for an answer before it calls the server stalled.
 pub const STALL: Duration = Duration::from_secs(20);
 
@@ -120,6 +122,22 @@ impl Run {
         stream.set_read_timeout(Some(STALL))?;
         stream.set_write_timeout(Some(STALL))?;
         Ok(stream)
+    }
+}
+
+/// A behaviour: its name (counted in the report, and what `--without` names), its weight,
+/// and what one run of it does.
+pub type Behaviour = (&'static str, u64, fn(&Run, u64, &mut Rng));
+
+/// Client `id`: behaviours from `table`, picked at random by weight, until the run ends.
+pub fn behave(run: &Run, id: u64, table: &[Behaviour]) {
+    let mut rng = Rng::new(run.seed, id);
+    let names: Vec<(&str, u64)> = table.iter().map(|&(name, w, _)| (name, w)).collect();
+    let weights = run.weights(&names);
+    while !run.over() {
+        let (name, _, behaviour) = table[rng.pick(&weights)];
+        run.count(name);
+        behaviour(run, id, &mut rng);
     }
 }
 

@@ -18,20 +18,20 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 
 use crate::rng::Rng;
-use crate::run::{Run, check, pause, reset};
+use crate::run::{Behaviour, Run, behave, check, pause, reset};
 
-const BEHAVIOURS: &[(&str, u64)] = &[
-    ("echo", 30),
-    ("close-notify", 8),
-    ("byte-per-segment", 4),
-    ("pause", 6),
-    ("never-read", 8),
-    ("stall-handshake", 6),
-    ("plain-text", 8),
-    ("reset-mid-handshake", 8),
-    ("reset-mid-write", 8),
-    ("connect-and-vanish", 8),
-    ("handshake-storm", 4),
+const BEHAVIOURS: &[Behaviour] = &[
+    ("echo", 30, echo),
+    ("close-notify", 8, close_notify),
+    ("byte-per-segment", 4, byte_per_segment),
+    ("pause", 6, pausing),
+    ("never-read", 8, never_read),
+    ("stall-handshake", 6, stall_handshake),
+    ("plain-text", 8, plain_text),
+    ("reset-mid-handshake", 8, reset_mid_handshake),
+    ("reset-mid-write", 8, reset_mid_write),
+    ("connect-and-vanish", 8, vanish),
+    ("handshake-storm", 4, storm),
 ];
 
 /// Bytes the server may hold for one client: an echo connection's bound (in plaintext),
@@ -90,25 +90,7 @@ pub fn setup(dir: &Path) -> Result<String, String> {
 
 /// One client: behaviours at random until the run ends.
 pub fn client(run: &Run, id: u64) {
-    let mut rng = Rng::new(run.seed, id);
-    let weights = run.weights(BEHAVIOURS);
-    while !run.over() {
-        let (name, _) = BEHAVIOURS[rng.pick(&weights)];
-        run.count(name);
-        match name {
-            "echo" => echo(run, id, &mut rng),
-            "close-notify" => close_notify(run, id, &mut rng),
-            "byte-per-segment" => byte_per_segment(run, id, &mut rng),
-            "pause" => pausing(run, id, &mut rng),
-            "never-read" => never_read(run, id, &mut rng),
-            "stall-handshake" => stall_handshake(run, id, &mut rng),
-            "plain-text" => plain_text(run, id, &mut rng),
-            "reset-mid-handshake" => reset_mid_handshake(run, id, &mut rng),
-            "reset-mid-write" => reset_mid_write(run, id, &mut rng),
-            "connect-and-vanish" => vanish(run, id, &mut rng),
-            _ => storm(run, id, &mut rng),
-        }
-    }
+    behave(run, id, BEHAVIOURS);
 }
 
 type Tls<S> = StreamOwned<ClientConnection, S>;

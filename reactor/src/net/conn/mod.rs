@@ -24,6 +24,12 @@
 //! consumed until a short read, `WouldBlock` or the end of file; a connection that stops
 //! earlier (its reading paused, or its read budget spent) comes back to its socket by
 //! itself: at once on the next iteration for the budget, on `resume_reading` for a pause.
+//! While it wants nothing, its registration stays in epoll with an empty interest set, so
+//! a paused or idle connection still hears a reset (see `on_failure_while_not_reading`).
+//!
+//! The read budget (`READ_BUDGET_KIB`) is per loop iteration, and once a protocol's own
+//! writes cross its high mark nothing more is read until it has heard `pause_writing`:
+//! what one peer makes the server buffer is bounded by the mark plus one iteration's reads.
 
 mod queue;
 mod state;
