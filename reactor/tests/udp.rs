@@ -873,3 +873,36 @@ fn a_flooded_port_does_not_starve_the_others() {
     flooded.close();
     quiet.close();
 }
+
+#[cfg(target_os = "linux")]
+#[test]
+fn an_unconnected_ipv6_port_hears_port_unreachable_with_the_address_on_linux() {
+    // The IPv6 twin of the test above (`IPV6_RECVERR`): ICMPv6 over ::1.
+    let Ok(closed) = UdpSocket::bind("[::1]:0") else {
+        eprintln!("SKIPPED: this machine has no IPv6 loopback");
+        return;
+    };
+    let gone = closed.local_addr().unwrap();
+    drop(closed);
+    let r = test_reactor();
+    let (p, seen) = Recorder::new(false);
+    let port = r
+        .listen_udp("[::1]:0".parse().unwrap(), p)
+        .expect("listens on ::1");
+    port.send_to(b"hello?", &Address::Udp(gone)).unwrap();
+    wait(&r, "port unreachable over IPv6", || {
+        !seen.borrow().errors.is_empty()
+    });
+    match &seen.borrow().errors[0] {
+        DatagramError::Network { error, address } => {
+            assert_eq!(error.kind(), std::io::ErrorKind::ConnectionRefused);
+            assert_eq!(
+                address.as_ref(),
+                Some(&Address::Udp(gone)),
+                "the address it concerns"
+            );
+        }
+        other => panic!("unexpected {other}"),
+    }
+    assert!(!port.is_closing(), "the port goes on");
+}
