@@ -458,6 +458,35 @@ impl<'b> Value<'b> {
         self.check(values::scoped_ip(self.given.value))
     }
 
+    /// The `interface` of an IP server of type `name` (`tcp`, `udp6`, ...): an IP literal of
+    /// the family it listens on (IPv6 when `v6`), else [`ErrorKind::WrongFamily`] naming the
+    /// type to use instead.
+    pub fn interface(
+        &self,
+        name: &str,
+        v6: bool,
+    ) -> Result<(IpAddr, Option<String>), EndpointError> {
+        let (ip, scope) = self.ip()?;
+        let base = name.trim_end_matches('6');
+        let what = if base == "tcp" { "server" } else { "port" };
+        match (v6, ip) {
+            (false, IpAddr::V6(_)) => Err(self.error(
+                ErrorKind::WrongFamily,
+                format!(
+                    "an IPv6 address, but a {base} {what} listens on IPv4; use {base}6 for IPv6"
+                ),
+            )),
+            (true, IpAddr::V4(_)) => Err(self.error(
+                ErrorKind::WrongFamily,
+                format!(
+                    "an IPv4 address, but a {base}6 {what} listens on IPv6; use {base} for \
+                     IPv4, or an IPv4-mapped address such as \\:\\:ffff\\:127.0.0.1"
+                ),
+            )),
+            _ => Ok((ip, scope)),
+        }
+    }
+
     /// The index in `choices` of the one that equals the value, ignoring ASCII case
     /// ([`ErrorKind::InvalidValue`], listing the choices, if none does).
     pub fn choice(&self, choices: &[&str]) -> Result<usize, EndpointError> {

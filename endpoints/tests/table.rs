@@ -1120,3 +1120,31 @@ fn the_table_check_finds_a_wrong_row() {
         );
     }
 }
+
+#[test]
+fn a_wrong_family_interface_names_the_type_to_use() {
+    let cases = [
+        (
+            r"tcp:80:interface=\:\:1",
+            "a tcp server listens on IPv4; use tcp6 for IPv6",
+        ),
+        (
+            "tcp6:80:interface=127.0.0.1",
+            "a tcp6 server listens on IPv6; use tcp for IPv4",
+        ),
+        (
+            r"udp:53:\:\:1",
+            "a udp port listens on IPv4; use udp6 for IPv6",
+        ),
+        (
+            "udp6:53:127.0.0.1",
+            "a udp6 port listens on IPv6; use udp for IPv4",
+        ),
+    ];
+    for (description, says) in cases {
+        let err = torsion_endpoints::parse_server(description)
+            .err()
+            .unwrap_or_else(|| panic!("{description} parsed"));
+        assert!(err.to_string().contains(says), "{description}: {err}");
+    }
+}

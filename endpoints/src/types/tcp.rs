@@ -371,18 +371,14 @@ impl ClientSpec for TcpClient {
 impl fmt::Display for TcpClient {
     /// The canonical description, every parameter by keyword; it parses back to `self`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
+        fmt_client(
             f,
-            "{}:host={}:port={}:timeout={}",
             self.type_name(),
-            quote(&self.host),
+            &self.host,
             self.port,
-            format_seconds(self.timeout)
-        )?;
-        if let Some(b) = &self.bind_address {
-            write!(f, ":bindAddress={}", quote(&b.to_string()))?;
-        }
-        Ok(())
+            self.timeout,
+            self.bind_address.as_ref(),
+        )
     }
 }
 
@@ -428,23 +424,7 @@ impl ServerType for TcpServerType {
             TcpServer::new(port)
         };
         if let Some(v) = b.get("interface") {
-            let (ip, scope) = v.ip()?;
-            match (self.v6, ip) {
-                (false, IpAddr::V6(_)) => {
-                    return Err(v.error(
-                        ErrorKind::WrongFamily,
-                        "an IPv6 address, but a tcp server listens on IPv4; use tcp6 for IPv6",
-                    ));
-                }
-                (true, IpAddr::V4(_)) => {
-                    return Err(v.error(
-                        ErrorKind::WrongFamily,
-                        "an IPv4 address, but a tcp6 server listens on IPv6; use tcp for \
-                         IPv4, or an IPv4-mapped address such as \\:\\:ffff\\:127.0.0.1",
-                    ));
-                }
-                _ => {}
-            }
+            let (ip, scope) = v.interface(self.name(), self.v6)?;
             spec.interface = ip;
             spec.scope = scope;
         }
@@ -546,6 +526,28 @@ pub(crate) fn client_target<'b>(
         timeout,
         bind_address,
     })
+}
+
+/// A host-and-port client's canonical description (`tcp`, `udp`, ...), every parameter by
+/// keyword.
+pub(crate) fn fmt_client(
+    f: &mut fmt::Formatter<'_>,
+    type_name: &str,
+    host: &str,
+    port: u16,
+    timeout: Duration,
+    bind_address: Option<&BindAddress>,
+) -> fmt::Result {
+    write!(
+        f,
+        "{type_name}:host={}:port={port}:timeout={}",
+        quote(host),
+        format_seconds(timeout)
+    )?;
+    if let Some(b) = bind_address {
+        write!(f, ":bindAddress={}", quote(&b.to_string()))?;
+    }
+    Ok(())
 }
 
 /// `tcp` or `tcp6` (IPv6 only) clients.

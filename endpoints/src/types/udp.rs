@@ -20,7 +20,7 @@ use crate::error::{EndpointError, ErrorKind};
 use crate::grammar::quote;
 use crate::happy_eyeballs::target_name;
 use crate::spec::{ClientSpec, ClientType, DEFAULT_TIMEOUT, ParamValue, ServerSpec, ServerType};
-use crate::values::{self, format_scoped, format_seconds};
+use crate::values::{self, format_scoped};
 
 /// A UDP port: `udp` (IPv4) or `udp6` (IPv6), told apart by the family of `interface`.
 ///
@@ -289,18 +289,14 @@ impl ClientSpec for UdpClient {
 impl fmt::Display for UdpClient {
     /// The canonical description, every parameter by keyword; it parses back to `self`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
+        super::tcp::fmt_client(
             f,
-            "{}:host={}:port={}:timeout={}",
             self.type_name(),
-            quote(&self.host),
+            &self.host,
             self.port,
-            format_seconds(self.timeout)
-        )?;
-        if let Some(b) = &self.bind_address {
-            write!(f, ":bindAddress={}", quote(&b.to_string()))?;
-        }
-        Ok(())
+            self.timeout,
+            self.bind_address.as_ref(),
+        )
     }
 }
 
@@ -343,22 +339,7 @@ impl ServerType for UdpServerType {
             UdpServer::new(port)
         };
         if let Some(v) = b.get("interface") {
-            let (ip, scope) = v.ip()?;
-            match (self.v6, ip) {
-                (false, IpAddr::V6(_)) => {
-                    return Err(v.error(
-                        ErrorKind::WrongFamily,
-                        "an IPv6 address, but a udp port listens on IPv4; use udp6 for IPv6",
-                    ));
-                }
-                (true, IpAddr::V4(_)) => {
-                    return Err(v.error(
-                        ErrorKind::WrongFamily,
-                        "an IPv4 address, but a udp6 port listens on IPv6; use udp for IPv4",
-                    ));
-                }
-                _ => {}
-            }
+            let (ip, scope) = v.interface(self.name(), self.v6)?;
             spec.interface = ip;
             spec.scope = scope;
         }
