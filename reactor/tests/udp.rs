@@ -906,3 +906,62 @@ fn an_unconnected_ipv6_port_hears_port_unreachable_with_the_address_on_linux() {
     }
     assert!(!port.is_closing(), "the port goes on");
 }
+
+/// Runs of datagrams to one destination go out segmented (`UDP_SEGMENT`). A path whose
+/// MTU is below the segment size makes the kernel refuse such a message; the port then
+/// sends each datagram on its own, and loses none.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_path_too_small_for_segments_falls_back_to_one_datagram_each() {
+    use std::os::fd::AsRawFd;
+    let Ok(rx) = UdpSocket::bind("[::1]:0") else {
+        eprintln!("SKIPPED: this machine has no IPv6 loopback");
+        return;
+    };
+    rx.set_read_timeout(Some(PATIENCE)).unwrap();
+    let to = Address::Udp(rx.local_addr().unwrap());
+    let r = test_reactor();
+    let (p, seen) = Recorder::new(false);
+    let port = r
+        .listen_udp("[::1]:0".parse().unwrap(), p)
+        .expect("listens on ::1");
+    // IPV6_MTU: this socket's path MTU, below the 1,400-byte datagrams sent below.
+    port.with_fd(|fd| {
+        let mtu: libc::c_int = 1280;
+        // SAFETY: a valid option value of its size, on an open socket.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::IPPROTO_IPV6,
+                libc::IPV6_MTU,
+                (&mtu as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(rc, 0, "{}", std::io::Error::last_os_error());
+    })
+    .unwrap();
+    // Sent from a callback, the ten are gathered into one batch: one run, one message.
+    let sender = port.clone();
+    let queued = Rc::new(std::cell::Cell::new(false));
+    let q = queued.clone();
+    r.call_soon(move || {
+        for i in 0..10u8 {
+            sender.send_to(&[i; 1400], &to).unwrap();
+        }
+        q.set(true);
+    });
+    wait(&r, "the ten sent", || {
+        queued.get() && port.queued_datagrams() == 0
+    });
+    let mut buf = [0u8; 2048];
+    for i in 0..10u8 {
+        let (n, _) = rx.recv_from(&mut buf).expect("every datagram arrives");
+        assert_eq!(&buf[..n], &[i; 1400][..], "whole, in order");
+    }
+    assert!(
+        seen.borrow().errors.is_empty(),
+        "{:?}",
+        seen.borrow().errors
+    );
+}

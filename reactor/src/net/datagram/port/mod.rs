@@ -147,6 +147,9 @@ pub(crate) struct Port {
     in_callback: Cell<bool>,
     /// Run once the socket is closed (a Unix port removes its path and lock file).
     cleanup: Cell<Option<Box<dyn FnOnce()>>>,
+    /// Runs of datagrams to one destination go out as one segmented message (UDP on
+    /// Linux, until the kernel refuses one: see `sys::send_batch`).
+    gso: Cell<bool>,
 }
 
 fn closed_error(local: &Address) -> Error {
@@ -194,6 +197,7 @@ impl Port {
             io: RefCell::new(None),
             family,
             v6_only,
+            gso: Cell::new(family != Family::Unix && cfg!(target_os = "linux")),
             config,
             core: RefCell::new(Core {
                 life: Life::Starting,

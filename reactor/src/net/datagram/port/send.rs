@@ -135,19 +135,31 @@ impl Port {
                         .queue
                         .front(SEND_BATCH)
                         .map(|q| (&q.data[..], q.to.as_ref()));
-                    match sys::send_batch(fd, batch) {
+                    match sys::send_batch(fd, batch, self.gso.get()) {
                         Ok(0) => break,
                         Ok(n) => {
                             core.queue.pop(n);
                             core.front_retried = false;
                             done += n;
                         }
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        Err(e) if e.grouped && sys::refuses_gso(&e.error) => {
+                            // Segmenting is not possible here: from now on each datagram
+                            // goes on its own (they are sent again, so nothing is lost).
+                            log::debug!(
+                                "the datagram port {} sends without UDP segmentation: {}",
+                                core.local,
+                                e.error
+                            );
+                            self.gso.set(false);
+                        }
+                        Err(sys::SendError { error: e, .. })
+                            if e.kind() == io::ErrorKind::WouldBlock =>
+                        {
                             core.blocked = true;
                             break;
                         }
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                        Err(e) => {
+                        Err(e) if e.error.kind() == io::ErrorKind::Interrupted => {}
+                        Err(sys::SendError { error: e, .. }) => {
                             let retry = self.family != Family::Unix
                                 && is_network_error(&e)
                                 && !core.front_retried;
