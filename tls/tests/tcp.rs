@@ -1066,8 +1066,7 @@ fn a_panic_under_tls_aborts_that_connection_only() {
 fn a_peer_gone_right_after_its_close_notify_is_a_clean_end() {
     // The peer sends data and close_notify, then resets its socket before our answer and
     // our own close_notify reach it. It said it was done, and the application let the
-    // connection close: the end is clean (Twisted's rule), though writing to the reset
-    // socket fails.
+    // connection close: the end is clean, though writing to the reset socket fails.
     use std::io::Write;
     use std::sync::Arc;
     use torsion_tls::rustls::pki_types::ServerName;

@@ -635,7 +635,8 @@ impl Session {
         if !keep {
             // The peer said it is done and so are we: the end is clean, even if the peer
             // closes its socket before our close_notify reaches it (a broken pipe or a
-            // reset on that last record is no loss). Twisted reports this the same way.
+            // reset on that last record is no loss). Twisted and asyncio report the transport's
+            // reason here, clean or reset depending on which came first; this is always clean.
             self.st
                 .borrow_mut()
                 .reason
