@@ -171,15 +171,10 @@ fn a_connected_port_hears_port_unreachable_and_goes_on() {
     assert_eq!(seen.borrow().datagrams[0].0, b"back");
 }
 
+/// `error` is a port-unreachable report about the datagram sent to `gone`.
 #[cfg(target_os = "linux")]
-#[test]
-fn an_unconnected_port_hears_port_unreachable_with_the_address_on_linux() {
-    let r = test_reactor();
-    let (port, seen) = recorder(&r, false);
-    let gone = closed_port();
-    port.send_to(b"hello?", &Address::Udp(gone)).unwrap();
-    wait(&r, "port unreachable", || !seen.borrow().errors.is_empty());
-    match &seen.borrow().errors[0] {
+fn assert_refused_about(error: &DatagramError, gone: SocketAddr) {
+    match error {
         DatagramError::Network { error, address } => {
             assert_eq!(error.kind(), std::io::ErrorKind::ConnectionRefused);
             assert_eq!(
@@ -190,6 +185,17 @@ fn an_unconnected_port_hears_port_unreachable_with_the_address_on_linux() {
         }
         other => panic!("unexpected {other}"),
     }
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn an_unconnected_port_hears_port_unreachable_with_the_address_on_linux() {
+    let r = test_reactor();
+    let (port, seen) = recorder(&r, false);
+    let gone = closed_port();
+    port.send_to(b"hello?", &Address::Udp(gone)).unwrap();
+    wait(&r, "port unreachable", || !seen.borrow().errors.is_empty());
+    assert_refused_about(&seen.borrow().errors[0], gone);
     // Many unreachable destinations never stop the port, and nothing is reported twice.
     for _ in 0..20 {
         port.send_to(b"x", &Address::Udp(closed_port())).unwrap();
@@ -893,17 +899,7 @@ fn an_unconnected_ipv6_port_hears_port_unreachable_with_the_address_on_linux() {
     wait(&r, "port unreachable over IPv6", || {
         !seen.borrow().errors.is_empty()
     });
-    match &seen.borrow().errors[0] {
-        DatagramError::Network { error, address } => {
-            assert_eq!(error.kind(), std::io::ErrorKind::ConnectionRefused);
-            assert_eq!(
-                address.as_ref(),
-                Some(&Address::Udp(gone)),
-                "the address it concerns"
-            );
-        }
-        other => panic!("unexpected {other}"),
-    }
+    assert_refused_about(&seen.borrow().errors[0], gone);
     assert!(!port.is_closing(), "the port goes on");
 }
 
