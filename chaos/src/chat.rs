@@ -10,7 +10,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::time::{Duration, Instant};
 
 use crate::rng::Rng;
-use crate::run::{Run, STALL, pause, receive_some, reset, send_some};
+use crate::run::{Run, STALL, pause, receive_some, reset, send_some, served};
 
 const BEHAVIOURS: &[(&str, u64)] = &[
     ("talker", 30),
@@ -75,16 +75,7 @@ enum Got {
 
 impl Lines {
     fn open(run: &Run, id: u64) -> Option<Lines> {
-        let stream = match run.connect(id) {
-            Ok(s) => s,
-            Err(e) => {
-                run.fail(
-                    id,
-                    format!("a well-behaved chat client could not connect: {e}"),
-                );
-                return None;
-            }
-        };
+        let stream = served(run, id, run.connect(id))?;
         let reading = stream.try_clone().ok()?;
         let _ = reading.set_read_timeout(None);
         let (tx, rx) = channel();

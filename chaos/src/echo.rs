@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use crate::rng::Rng;
 use crate::run::{
-    Behaviour, Run, behave, check, pause, receive, receive_some, reset, send, send_some,
+    Behaviour, Run, behave, check, pause, receive, receive_some, reset, send, send_some, served,
 };
 
 /// The behaviours and their weights (well-behaved first).
@@ -37,13 +37,7 @@ pub fn client(run: &Run, id: u64) {
 
 /// Connects a client that must be served; a refusal is a failure.
 fn connect_served(run: &Run, id: u64) -> Option<std::net::TcpStream> {
-    match run.connect(id) {
-        Ok(s) => Some(s),
-        Err(e) => {
-            run.fail(id, format!("a well-behaved client could not connect: {e}"));
-            None
-        }
-    }
+    served(run, id, run.connect(id))
 }
 
 /// Several messages of random sizes, each read back whole and timed; then a clean close.

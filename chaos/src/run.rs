@@ -209,6 +209,17 @@ pub fn pause(run: &Run, ms: u64) {
     }
 }
 
+/// What connecting gave a client that must be served: a failure is the server's, recorded.
+pub fn served<T>(run: &Run, id: u64, connected: io::Result<T>) -> Option<T> {
+    match connected {
+        Ok(c) => Some(c),
+        Err(e) => {
+            run.fail(id, format!("a well-behaved client could not connect: {e}"));
+            None
+        }
+    }
+}
+
 /// Compares an echo with what was sent, naming the first difference.
 pub fn check(run: &Run, id: u64, what: &str, sent: &[u8], got: &[u8]) -> bool {
     if sent == got {

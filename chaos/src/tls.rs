@@ -18,7 +18,7 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 
 use crate::rng::Rng;
-use crate::run::{Behaviour, Run, behave, check, pause, reset};
+use crate::run::{Behaviour, Run, behave, check, pause, reset, served};
 
 const BEHAVIOURS: &[Behaviour] = &[
     ("echo", 30, echo),
@@ -119,13 +119,7 @@ fn handshake<S: Read + Write>(sock: S) -> io::Result<Tls<S>> {
 /// Connects and finishes the handshake for a client that must be served; a failure is
 /// the server's.
 fn connect_served(run: &Run, id: u64) -> Option<Tls<TcpStream>> {
-    match run.connect(id).and_then(handshake) {
-        Ok(tls) => Some(tls),
-        Err(e) => {
-            run.fail(id, format!("a well-behaved client could not connect: {e}"));
-            None
-        }
-    }
+    served(run, id, run.connect(id).and_then(handshake))
 }
 
 /// Sends `msg` and reads its echo back whole; true when it matched.

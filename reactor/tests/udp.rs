@@ -37,6 +37,27 @@ fn recorder(r: &Reactor, echo: bool) -> (DatagramTransport, Rc<RefCell<Seen>>) {
     (r.listen_udp(local(), p).expect("listens"), seen)
 }
 
+/// A plain socket on `[::1]:0`; `None` (the test says it is skipped) where there is no
+/// IPv6 loopback.
+#[cfg(target_os = "linux")]
+fn ipv6_loopback() -> Option<UdpSocket> {
+    let s = UdpSocket::bind("[::1]:0").ok();
+    if s.is_none() {
+        eprintln!("SKIPPED: this machine has no IPv6 loopback");
+    }
+    s
+}
+
+/// A recording port on `[::1]:0`.
+#[cfg(target_os = "linux")]
+fn ipv6_recorder(r: &Reactor) -> (DatagramTransport, Rc<RefCell<Seen>>) {
+    let (p, seen) = Recorder::new(false);
+    let port = r
+        .listen_udp("[::1]:0".parse().unwrap(), p)
+        .expect("listens on ::1");
+    (port, seen)
+}
+
 fn wait(r: &Reactor, what: &str, mut cond: impl FnMut() -> bool) {
     r.run_until(PATIENCE, &mut cond)
         .unwrap_or_else(|e| panic!("waiting for {what}: {e}"));
@@ -884,17 +905,13 @@ fn a_flooded_port_does_not_starve_the_others() {
 #[test]
 fn an_unconnected_ipv6_port_hears_port_unreachable_with_the_address_on_linux() {
     // The IPv6 twin of the test above (`IPV6_RECVERR`): ICMPv6 over ::1.
-    let Ok(closed) = UdpSocket::bind("[::1]:0") else {
-        eprintln!("SKIPPED: this machine has no IPv6 loopback");
+    let Some(closed) = ipv6_loopback() else {
         return;
     };
     let gone = closed.local_addr().unwrap();
     drop(closed);
     let r = test_reactor();
-    let (p, seen) = Recorder::new(false);
-    let port = r
-        .listen_udp("[::1]:0".parse().unwrap(), p)
-        .expect("listens on ::1");
+    let (port, seen) = ipv6_recorder(&r);
     port.send_to(b"hello?", &Address::Udp(gone)).unwrap();
     wait(&r, "port unreachable over IPv6", || {
         !seen.borrow().errors.is_empty()
@@ -910,17 +927,13 @@ fn an_unconnected_ipv6_port_hears_port_unreachable_with_the_address_on_linux() {
 #[test]
 fn a_path_too_small_for_segments_falls_back_to_one_datagram_each() {
     use std::os::fd::AsRawFd;
-    let Ok(rx) = UdpSocket::bind("[::1]:0") else {
-        eprintln!("SKIPPED: this machine has no IPv6 loopback");
+    let Some(rx) = ipv6_loopback() else {
         return;
     };
     rx.set_read_timeout(Some(PATIENCE)).unwrap();
     let to = Address::Udp(rx.local_addr().unwrap());
     let r = test_reactor();
-    let (p, seen) = Recorder::new(false);
-    let port = r
-        .listen_udp("[::1]:0".parse().unwrap(), p)
-        .expect("listens on ::1");
+    let (port, seen) = ipv6_recorder(&r);
     // IPV6_MTU: this socket's path MTU, below the 1,400-byte datagrams sent below.
     port.with_fd(|fd| {
         let mtu: libc::c_int = 1280;

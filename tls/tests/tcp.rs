@@ -1068,9 +1068,8 @@ fn a_peer_gone_right_after_its_close_notify_is_a_clean_end() {
     // our own close_notify reach it. It said it was done, and the application let the
     // connection close: the end is clean, though writing to the reset socket fails.
     use std::io::Write;
-    use std::sync::Arc;
     use torsion_tls::rustls::pki_types::ServerName;
-    use torsion_tls::rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
+    use torsion_tls::rustls::{ClientConnection, StreamOwned};
 
     let reactor = test_reactor();
     let pki = Pki::new("notifyreset");
@@ -1081,16 +1080,8 @@ fn a_peer_gone_right_after_its_close_notify_is_a_clean_end() {
     let port = echo_server(&reactor, &acceptor, &server_side);
     let addr = port.local_addr().socket_addr().expect("addr");
 
-    let ca = std::fs::read(&pki.ca).expect("the CA file");
-    let mut roots = RootCertStore::empty();
-    for cert in rustls_pemfile_certs(&ca) {
-        roots.add(cert).expect("a root");
-    }
-    let config = Arc::new(
-        ClientConfig::builder()
-            .with_root_certificates(roots)
-            .with_no_client_auth(),
-    );
+    // A plain rustls client (blocking, on its own thread), trusting what ours would.
+    let config = trusting(&pki).build().expect("connector").config();
     let (handshaken_tx, handshaken_rx) = std::sync::mpsc::channel::<()>();
     let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
     let client = std::thread::spawn(move || {
@@ -1132,14 +1123,4 @@ fn a_peer_gone_right_after_its_close_notify_is_a_clean_end() {
         s.lost
     );
     port.stop_listening();
-}
-
-/// The certificates in a PEM file.
-fn rustls_pemfile_certs(
-    pem: &[u8],
-) -> Vec<torsion_tls::rustls::pki_types::CertificateDer<'static>> {
-    use torsion_tls::rustls::pki_types::pem::PemObject;
-    torsion_tls::rustls::pki_types::CertificateDer::pem_slice_iter(pem)
-        .collect::<Result<_, _>>()
-        .expect("PEM certificates")
 }

@@ -139,7 +139,14 @@ impl Registry {
             return;
         };
         entry.wanted = interest;
-        if !entry.dirty && entry.wanted != entry.registered {
+        if entry.wanted != entry.registered {
+            self.mark_dirty(entry, key);
+        }
+    }
+
+    /// Queues `entry` for `flush_interest` (once).
+    fn mark_dirty(&self, entry: &mut Entry, key: Key) {
+        if !entry.dirty {
             entry.dirty = true;
             self.dirty.borrow_mut().push(key);
         }
@@ -174,7 +181,7 @@ impl Registry {
                     self.poller
                         .add(entry.fd, token, want.read, want.write, entry.trigger)
                 }
-            } else if want == Interest::NONE && !self.poller.keeps_idle(entry.trigger) {
+            } else if !belongs_in {
                 self.poller.delete(entry.fd)
             } else {
                 self.poller
@@ -350,9 +357,8 @@ impl<T: AsRawFd> Registration<T> {
             // Into the poller before the next wait (with whatever interest it wants by
             // then), so that even a connection paused from its first callback hears a reset.
             if let Some(entry) = registry.entries.borrow_mut().get_mut(key) {
-                entry.dirty = true;
+                registry.mark_dirty(entry, key);
             }
-            registry.dirty.borrow_mut().push(key);
         } else if interest != Interest::NONE {
             // SAFETY: `io` owns `fd` and moves into the registration, whose `Drop` removes
             // the entry (and the descriptor from the poller) before `io` is dropped.

@@ -116,24 +116,6 @@ pub(crate) fn hung_up(fd: RawFd) -> bool {
     n > 0 && p.revents & (libc::POLLERR | libc::POLLHUP) != 0
 }
 
-/// The error a socket is holding (`SO_ERROR`, which taking clears): a reset that arrived
-/// while nobody read. `None` for no error, and for a descriptor that is not a socket.
-pub(crate) fn take_socket_error(fd: RawFd) -> Option<io::Error> {
-    let mut err: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: `err` and `len` are valid for writes and `len` holds `err`'s size.
-    let rc = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_ERROR,
-            (&mut err as *mut libc::c_int).cast(),
-            &mut len,
-        )
-    };
-    (rc == 0 && err != 0).then(|| io::Error::from_raw_os_error(err))
-}
-
 /// A new descriptor for the same open file as `fd`, closed on exec.
 pub(crate) fn dup_cloexec(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
     fd.try_clone_to_owned()

@@ -631,16 +631,19 @@ impl Session {
             st.eof_seen = true;
         }
         let keep = self.call_user(|p, t| p.eof_received(t)).unwrap_or(false);
-        self.st.borrow_mut().keep_open = keep;
+        {
+            let mut st = self.st.borrow_mut();
+            st.keep_open = keep;
+            if !keep {
+                // The peer said it is done and so are we: the end is clean, even if the
+                // peer closes its socket before our close_notify reaches it (a broken pipe
+                // or a reset on that last record is no loss). Twisted and asyncio report
+                // the transport's reason here, clean or reset depending on which came
+                // first; this is always clean.
+                st.reason.get_or_insert(ConnectionLost::Done);
+            }
+        }
         if !keep {
-            // The peer said it is done and so are we: the end is clean, even if the peer
-            // closes its socket before our close_notify reaches it (a broken pipe or a
-            // reset on that last record is no loss). Twisted and asyncio report the transport's
-            // reason here, clean or reset depending on which came first; this is always clean.
-            self.st
-                .borrow_mut()
-                .reason
-                .get_or_insert(ConnectionLost::Done);
             self.lose_connection();
         }
     }

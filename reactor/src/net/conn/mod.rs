@@ -621,8 +621,13 @@ impl<S: Stream> Conn<S> {
         if self.core.borrow().state.is_closed() || !self.core.borrow().state.has_read_side() {
             return;
         }
-        let fd = self.io.borrow().as_ref().map(|io| io.get().as_raw_fd());
-        if let Some(err) = fd.and_then(crate::io::sys::take_socket_error) {
+        // SO_ERROR, which taking clears (not a socket, as a pipe: no error to take).
+        let err = self
+            .io
+            .borrow()
+            .as_ref()
+            .and_then(|io| socket2::SockRef::from(io.get()).take_error().ok().flatten());
+        if let Some(err) = err {
             let failed = self.core.borrow_mut().state.fail(err);
             self.apply(failed);
         }

@@ -179,7 +179,7 @@ pub(crate) fn refuses_gso(err: &io::Error) -> bool {
 }
 
 /// A run of datagrams sent as one message.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Default)]
 struct Group<'a> {
     /// Index of its first datagram's iovec.
     first: usize,
@@ -220,7 +220,7 @@ pub(crate) fn send_batch<'a>(
         iov_base: ptr::null_mut(),
         iov_len: 0,
     }; SEND_BATCH];
-    let mut groups: [Option<Group<'a>>; SEND_BATCH] = [None; SEND_BATCH];
+    let mut groups = [Group::default(); SEND_BATCH];
     let (mut count, mut ngroups) = (0usize, 0usize);
     for (data, to) in items.take(SEND_BATCH) {
         // The kernel only reads through these pointers.
@@ -228,7 +228,7 @@ pub(crate) fn send_batch<'a>(
             iov_base: data.as_ptr().cast_mut().cast(),
             iov_len: data.len(),
         };
-        let last = ngroups.checked_sub(1).and_then(|i| groups[i].as_mut());
+        let last = ngroups.checked_sub(1).map(|i| &mut groups[i]);
         match last {
             Some(g) if gso && g.takes(data.len(), to) => {
                 g.count += 1;
@@ -236,27 +236,29 @@ pub(crate) fn send_batch<'a>(
                 g.ended = data.len() < g.size;
             }
             _ => {
-                groups[ngroups] = Some(Group {
+                groups[ngroups] = Group {
                     first: count,
                     count: 1,
                     size: data.len(),
                     bytes: data.len(),
                     ended: false,
                     to,
-                });
+                };
                 ngroups += 1;
             }
         }
         count += 1;
     }
-    if count == 0 {
+    if ngroups == 0 {
         return Ok(0);
     }
+    let groups = &groups[..ngroups];
     // SAFETY: all-zero is a valid `msghdr`.
     let mut hdrs: [libc::msghdr; SEND_BATCH] = unsafe { mem::zeroed() };
     // One control message per header: room for a cmsghdr and a u16, 8-byte aligned.
+    #[cfg(target_os = "linux")]
     let mut controls = [[0u64; 4]; SEND_BATCH];
-    for (i, group) in groups[..ngroups].iter().flatten().enumerate() {
+    for (i, group) in groups.iter().enumerate() {
         let hdr = &mut hdrs[i];
         if let Some(to) = group.to {
             hdr.msg_name = to.as_ptr().cast_mut().cast();
@@ -269,12 +271,11 @@ pub(crate) fn send_batch<'a>(
             set_segment_size(hdr, &mut controls[i], group.size as u16);
         }
     }
-    let _ = &mut controls;
     match send_headers(fd, &mut hdrs[..ngroups]) {
-        Ok(sent) => Ok(groups[..sent].iter().flatten().map(|g| g.count).sum()),
+        Ok(sent) => Ok(groups[..sent].iter().map(|g| g.count).sum()),
         Err(error) => Err(SendError {
             error,
-            grouped: groups[0].is_some_and(|g| g.count > 1),
+            grouped: groups[0].count > 1,
         }),
     }
 }
@@ -284,7 +285,7 @@ pub(crate) fn send_batch<'a>(
 fn set_segment_size(hdr: &mut libc::msghdr, buf: &mut [u64; 4], size: u16) {
     // SAFETY: CMSG_SPACE only computes a length.
     let space = unsafe { libc::CMSG_SPACE(mem::size_of::<u16>() as u32) } as usize;
-    debug_assert!(space <= mem::size_of_val(buf));
+    assert!(space <= mem::size_of_val(buf));
     hdr.msg_control = buf.as_mut_ptr().cast();
     hdr.msg_controllen = space as _;
     // SAFETY: `hdr` points at `buf`, which is 8-byte aligned and has room for one control

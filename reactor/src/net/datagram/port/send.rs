@@ -142,13 +142,14 @@ impl Port {
                             core.front_retried = false;
                             done += n;
                         }
-                        Err(e) if e.grouped && sys::refuses_gso(&e.error) => {
+                        Err(sys::SendError { error: e, grouped })
+                            if grouped && sys::refuses_gso(&e) =>
+                        {
                             // Segmenting is not possible here: from now on each datagram
                             // goes on its own (they are sent again, so nothing is lost).
                             log::debug!(
-                                "the datagram port {} sends without UDP segmentation: {}",
-                                core.local,
-                                e.error
+                                "the datagram port {} sends without UDP segmentation: {e}",
+                                core.local
                             );
                             self.gso.set(false);
                         }
@@ -158,7 +159,8 @@ impl Port {
                             core.blocked = true;
                             break;
                         }
-                        Err(e) if e.error.kind() == io::ErrorKind::Interrupted => {}
+                        Err(sys::SendError { error: e, .. })
+                            if e.kind() == io::ErrorKind::Interrupted => {}
                         Err(sys::SendError { error: e, .. }) => {
                             let retry = self.family != Family::Unix
                                 && is_network_error(&e)
