@@ -1087,6 +1087,9 @@ fn a_peer_gone_right_after_its_close_notify_is_a_clean_end() {
     let client = std::thread::spawn(move || {
         let sock = std::net::TcpStream::connect(addr).expect("connects");
         sock.set_nodelay(true).expect("TCP_NODELAY");
+        // (a server that never answers fails the handshake here, not forever)
+        sock.set_read_timeout(Some(torsion_reactor::testing::PATIENCE))
+            .expect("a read timeout");
         let name = ServerName::try_from("localhost").expect("a name");
         let conn = ClientConnection::new(config, name).expect("a session");
         let mut tls = StreamOwned::new(conn, sock);
